@@ -1,0 +1,20 @@
+# Quick start: `make demo` (the whole chain on digits) and `make test`.
+# Both bootstrap .venv with a Python 3.10 and the 'lava' extra on first use.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: venv demo test bench clean
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml scripts/bootstrap-venv.sh
+	VENV=$(VENV) bash scripts/bootstrap-venv.sh
+
+demo: venv
+	$(VENV)/bin/fastsnn-demo
+
+test: venv
+	$(PY) -m pytest -q
+
+clean:
+	rm -rf build .pytest_cache

@@ -1,0 +1,65 @@
+"""Checkpoints: a versioned schema read without executing code.
+
+A checkpoint (``model.pt``) is a dict of plain tensors and strings::
+
+    {"format": "fastsnn-lava-checkpoint", "version": 1,
+     "meta": "<JSON: arch spec, bits, input shape/max, classes, dataset, accuracies, seed>",
+     "qann": <state_dict of the QuantNet>,
+     "float": <state_dict of the float ANN>}
+
+It is read with ``torch.load(weights_only=True)``, which refuses anything but
+tensors and plain containers, so loading a stranger's file cannot run code.
+"""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import zipfile
+
+import torch
+
+from .atomic import atomic_path
+from .errors import FastSNNError
+from .models import QuantNet, build_float
+
+FORMAT, VERSION = "fastsnn-lava-checkpoint", 1
+
+
+def save(path, qann: QuantNet, float_net: torch.nn.Module, meta: dict) -> None:
+    meta = dict(meta, spec=qann.spec, bits=qann.bits, input_shape=list(qann.input_shape),
+                input_max=qann.input_max, n_classes=qann.n_classes)
+    blob = {"format": FORMAT, "version": VERSION, "meta": json.dumps(meta),
+            "qann": qann.state_dict(), "float": float_net.state_dict()}
+    with atomic_path(path) as tmp:
+        torch.save(blob, tmp)
+
+
+def load(path) -> tuple[QuantNet, torch.nn.Module, dict]:
+    """(QuantNet, float ANN, meta) from a checkpoint; FastSNNError on anything else."""
+    if not os.path.isfile(path):
+        raise FastSNNError(f"{path}: no such file")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError,
+            AttributeError, TypeError, KeyError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise FastSNNError(f"{path} is not a fastsnn-lava checkpoint ({first[:120]}): "
+                           "train one with fastsnn-train") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise FastSNNError(f"{path} is not a fastsnn-lava checkpoint: train one with fastsnn-train")
+    if blob.get("version") != VERSION:
+        raise FastSNNError(f"{path} has checkpoint version {blob.get('version')}, this tool reads {VERSION}")
+    try:
+        meta = json.loads(blob["meta"])
+        qann = QuantNet(meta["spec"], tuple(meta["input_shape"]), meta["n_classes"], meta["bits"], meta["input_max"])
+        qann.load_state_dict(blob["qann"])
+        float_net = build_float(meta["spec"], tuple(meta["input_shape"]), meta["n_classes"])
+        float_net.load_state_dict(blob["float"])
+    except FastSNNError:
+        raise
+    except Exception as e:  # a damaged schema: report, do not crash
+        raise FastSNNError(f"{path} is a damaged checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
+    qann.eval()
+    float_net.eval()
+    return qann, float_net, meta

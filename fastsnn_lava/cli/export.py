@@ -1,0 +1,27 @@
+"""fastsnn-export: model.pt → lava-dl netx HDF5 network (net.h5)."""
+from __future__ import annotations
+
+import sys
+
+from . import parser, run
+
+
+def main(argv=None) -> int:
+    p = parser("fastsnn-export", "Convert a checkpoint to an integer SNN and write a lava-dl netx HDF5 file.",
+               "fastsnn-export model.pt -o net.h5")
+    p.add_argument("model", help="checkpoint written by fastsnn-train")
+    p.add_argument("-o", "--output", required=True, help="netx HDF5 file to write")
+    p.add_argument("--neuron", default="signed", choices=("signed", "unsigned"),
+                   help="hidden neurons: signed IF (Fast-SNN, default) or unsigned IF (ablation)")
+    p.add_argument("--hw", default="loihi2", help="hardware target whose limits are checked (name or YAML path)")
+    args = p.parse_args(argv)
+
+    def go(a):
+        from ..pipeline import export
+        net = export(a.model, a.output, a.neuron, a.hw)
+        print(f"{len(net.layers)} layers, {a.neuron} IF, b = {net.bits}, T = {net.timesteps} -> {a.output}")
+    return run("fastsnn-export", go, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""fastsnn-run: run a net.h5 on a dataset with the reference simulation or Lava's CPU simulator."""
+from __future__ import annotations
+
+import json
+import sys
+
+from . import parser, run
+
+
+def main(argv=None) -> int:
+    from ..data import DATASETS
+    from ..pipeline import BACKENDS
+    p = parser("fastsnn-run", "Run an exported network on test samples and compare it with its reference.",
+               "fastsnn-run net.h5 --dataset digits --backend lava-sim --samples 64 --json out.json")
+    p.add_argument("network", help="netx HDF5 file written by fastsnn-export")
+    p.add_argument("--dataset", default="digits", choices=DATASETS)
+    p.add_argument("--backend", default="lava-sim", choices=BACKENDS)
+    p.add_argument("--samples", type=int, default=None, help="first N test samples (default: all)")
+    p.add_argument("--model", default=None, help="checkpoint, to measure the float ANN on the same samples")
+    p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+
+    def go(a):
+        from ..atomic import write_text
+        from ..pipeline import evaluate
+        res = evaluate(a.network, a.dataset, a.backend, a.samples, a.model, progress=not a.no_progress)
+        text = json.dumps(res, indent=2)
+        if a.json:
+            write_text(a.json, text + "\n")
+        print(text)
+    return run("fastsnn-run", go, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,196 @@
+"""The integer network description: the single source of truth.
+
+The trainer's conversion produces a :class:`Network`, the netx exporter writes
+it, the netx loader rebuilds it, and the reference simulation, the Lava loader
+and every report consume it. All numbers in it are integers in one unit per
+layer, so that every consumer computes exactly the same thing.
+
+A layer ``l`` receives per time step ``t = 1..T`` the current
+
+    I^l(t) = W^l · s^{l-1}(t) + b^l                      (hidden and output layers)
+    I^1(t) = W^1 · x + b^1                               (first layer: the raw integer
+                                                          input x, the same every step)
+
+where ``s^{l-1}(t) ∈ {-1, 0, +1}`` are the signed spikes of the layer before.
+Its neuron is either an integrate-and-fire neuron (``signed_if`` or
+``unsigned_if``, see :mod:`fastsnn_lava.neuron`) with threshold ``θ^l`` (an even
+integer, so that the initial membrane ``θ^l / 2`` is an integer too), or, for the
+last layer, an accumulator whose output is ``Σ_t I^L(t)``.
+
+Running ``T = 2^b - 1`` steps, the spike count ``N^l = Σ_t s^l(t)`` of a layer
+equals the quantized ANN's integer activation level when there is no sequential
+error (see :mod:`fastsnn_lava.reference`).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from .errors import FastSNNError
+
+NeuronKind = Literal["signed_if", "unsigned_if", "accumulate"]
+NEURONS = ("signed_if", "unsigned_if", "accumulate")
+KINDS = ("dense", "conv")
+
+
+def _pair(v) -> tuple[int, int]:
+    if np.ndim(v) == 0:
+        return (int(v), int(v))
+    v = tuple(int(a) for a in np.asarray(v).ravel())
+    return (v[0], v[0]) if len(v) == 1 else (v[0], v[1])
+
+
+def conv_out_hw(h: int, w: int, kernel: tuple[int, int], stride, padding, dilation) -> tuple[int, int]:
+    """Output height and width of a 2-D convolution, as torch computes them."""
+    out = []
+    for size, k, s, p, d in zip((h, w), kernel, stride, padding, dilation):
+        out.append((size + 2 * p - d * (k - 1) - 1) // s + 1)
+    return out[0], out[1]
+
+
+@dataclass
+class Layer:
+    """One synaptic layer and the neurons it drives.
+
+    ``weight``: int64, ``(out, in)`` for dense (``in`` in torch's ``flatten()``
+    order of the previous layer's ``(C, H, W)``), ``(out, in/groups, kH, kW)`` for
+    conv (torch's correlation layout). ``bias``: int64 ``(out,)`` or ``(C_out,)``,
+    added every step. ``threshold``: θ, an even positive integer, for IF neurons;
+    ``None`` for the accumulating output layer. Shapes are torch's ``(C, H, W)``
+    or ``(N,)``.
+    """
+
+    kind: str
+    weight: np.ndarray
+    bias: np.ndarray
+    neuron: str
+    threshold: int | None
+    in_shape: tuple
+    out_shape: tuple
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    dilation: tuple = (1, 1)
+    groups: int = 1
+
+    def __post_init__(self):
+        self.weight = np.asarray(self.weight)
+        self.bias = np.asarray(self.bias)
+        if self.kind not in KINDS:
+            raise FastSNNError(f"layer kind {self.kind!r} is not supported: use one of {KINDS}")
+        if self.neuron not in NEURONS:
+            raise FastSNNError(f"neuron {self.neuron!r} is not supported: use one of {NEURONS}")
+        for name in ("weight", "bias"):
+            arr = getattr(self, name)
+            if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+                raise FastSNNError(f"{self.kind} layer {name} holds non-integer values: export integers only")
+            setattr(self, name, arr.astype(np.int64))
+        self.in_shape = tuple(int(a) for a in self.in_shape)
+        self.out_shape = tuple(int(a) for a in self.out_shape)
+        self.stride, self.padding, self.dilation = (_pair(self.stride), _pair(self.padding), _pair(self.dilation))
+        self.groups = int(self.groups)
+        if self.neuron == "accumulate":
+            if self.threshold is not None:
+                raise FastSNNError("an accumulating layer has no threshold")
+        else:
+            if self.threshold is None or int(self.threshold) <= 0 or int(self.threshold) % 2:
+                raise FastSNNError(f"IF threshold must be an even positive integer, got {self.threshold}")
+            self.threshold = int(self.threshold)
+        self._check_shapes()
+
+    def _check_shapes(self):
+        n_out = self.out_shape[0]
+        if self.kind == "dense":
+            if self.weight.ndim != 2 or self.weight.shape != (n_out, int(np.prod(self.in_shape))):
+                raise FastSNNError(
+                    f"dense weight shape {self.weight.shape} does not match in {self.in_shape} / out {self.out_shape}")
+        else:
+            if self.weight.ndim != 4 or len(self.in_shape) != 3 or len(self.out_shape) != 3:
+                raise FastSNNError("conv layers need a 4-D weight and (C, H, W) shapes")
+            c_out, c_in_g, kh, kw = self.weight.shape
+            if c_out != n_out or c_in_g * self.groups != self.in_shape[0]:
+                raise FastSNNError(
+                    f"conv weight {self.weight.shape} does not match in {self.in_shape} / out {self.out_shape}")
+            hw = conv_out_hw(self.in_shape[1], self.in_shape[2], (kh, kw), self.stride, self.padding, self.dilation)
+            if hw != self.out_shape[1:]:
+                raise FastSNNError(f"conv output shape {self.out_shape} does not match the geometry (expected {hw})")
+        if self.bias.shape != (n_out,):
+            raise FastSNNError(f"bias shape {self.bias.shape} does not match {n_out} outputs")
+
+    @property
+    def v_init(self) -> int:
+        """Initial membrane θ/2 (0 for an accumulator)."""
+        return 0 if self.threshold is None else self.threshold // 2
+
+    @property
+    def num_neurons(self) -> int:
+        return int(np.prod(self.out_shape))
+
+    def equals(self, other: "Layer") -> bool:
+        """Exact equality of every field (arrays compared element-wise)."""
+        for f in dataclasses.fields(self):
+            a, b = getattr(self, f.name), getattr(other, f.name)
+            if isinstance(a, np.ndarray):
+                if a.shape != b.shape or not np.array_equal(a, b):
+                    return False
+            elif a != b:
+                return False
+        return True
+
+
+@dataclass
+class Network:
+    """A feed-forward integer spiking network.
+
+    ``bits`` is b, the activation bits of the quantized ANN; the SNN runs
+    ``T = 2^b - 1`` steps per sample. ``input_max`` is the largest raw input value
+    (255 for 8-bit pixels), used for range checks. ``meta`` holds JSON-able
+    provenance (dataset, architecture, training accuracies).
+    """
+
+    input_shape: tuple
+    layers: list
+    bits: int
+    input_max: int = 255
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        self.input_shape = tuple(int(a) for a in self.input_shape)
+        self.bits, self.input_max = int(self.bits), int(self.input_max)
+        if not 1 <= self.bits <= 8:
+            raise FastSNNError(f"activation bits must be 1..8, got {self.bits}")
+        if not self.layers:
+            raise FastSNNError("a network needs at least one layer")
+        prev = self.input_shape
+        for i, layer in enumerate(self.layers):
+            if int(np.prod(layer.in_shape)) != int(np.prod(prev)) or (
+                    layer.kind == "conv" and tuple(layer.in_shape) != tuple(prev)):
+                raise FastSNNError(f"layer {i + 1} expects input {layer.in_shape} but gets {prev}")
+            last = i == len(self.layers) - 1
+            if last != (layer.neuron == "accumulate"):
+                raise FastSNNError(f"layer {i + 1}: only the last layer accumulates, every other layer has IF neurons")
+            prev = layer.out_shape
+
+    @property
+    def timesteps(self) -> int:
+        """T = 2^b - 1."""
+        return 2 ** self.bits - 1
+
+    @property
+    def output_shape(self) -> tuple:
+        return self.layers[-1].out_shape
+
+    def with_neuron(self, neuron: str) -> "Network":
+        """The same network with every hidden IF neuron replaced by ``neuron``."""
+        if neuron not in ("signed_if", "unsigned_if"):
+            raise FastSNNError(f"--neuron must be signed or unsigned, got {neuron!r}")
+        layers = [layer if layer.neuron == "accumulate" else dataclasses.replace(layer, neuron=neuron)
+                  for layer in self.layers]
+        return dataclasses.replace(self, layers=layers)
+
+    def equals(self, other: "Network") -> bool:
+        return (self.input_shape == other.input_shape and self.bits == other.bits
+                and self.input_max == other.input_max and len(self.layers) == len(other.layers)
+                and all(a.equals(b) for a, b in zip(self.layers, other.layers)))

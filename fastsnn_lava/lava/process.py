@@ -1,0 +1,200 @@
+"""Lava processes of Fast-SNN and their CPU process models.
+
+* :class:`SignedIF`: the IF neuron of :func:`fastsnn_lava.neuron.if_step`
+  (signed or unsigned), with a per-sample window of ``reset_interval`` steps:
+  at window phase 0 it restores ``v = θ/2, n = 0``; during phases ``0..T−1`` it
+  integrates ``a_in + bias`` and fires ±1; in the remaining phases it idles.
+* :class:`Accumulator`: the output layer. It sums ``a_in + bias`` over the
+  window's T steps and sends its running sum every step (a graded value), so a
+  sink reads ``Σ_t I^L(t)`` at the window's last active step.
+* :class:`SampleSource`: streams N integer samples, each held for T steps
+  followed by idle (zero) steps, one window per sample.
+
+The window phase of a process is ``(t − reset_offset) mod reset_interval``;
+netx hands every block an offset one larger than the block before, which
+matches the one-step delay of each Dense/Conv synapse. Each process has a
+``fixed_pt`` model (int32 arithmetic, what netx runs) and a ``floating_pt``
+model (float64, for standalone use). The models call the same step function
+as the reference simulation.
+"""
+from __future__ import annotations
+
+import numpy as np
+from lava.magma.core.decorator import implements, requires, tag
+from lava.magma.core.model.py.model import PyLoihiProcessModel
+from lava.magma.core.model.py.ports import PyInPort, PyOutPort
+from lava.magma.core.model.py.type import LavaPyType
+from lava.magma.core.process.ports.ports import InPort, OutPort
+from lava.magma.core.process.process import AbstractProcess
+from lava.magma.core.process.variable import Var
+from lava.magma.core.resources import CPU
+from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
+
+from ..neuron import if_step
+
+
+class _Windowed(AbstractProcess):
+    def __init__(self, *, shape, timesteps: int, reset_interval: int, reset_offset: int = 1, bias=0, **kwargs):
+        super().__init__(shape=shape, timesteps=timesteps, reset_interval=reset_interval,
+                         reset_offset=reset_offset, **kwargs)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.bias = Var(shape=shape, init=np.broadcast_to(np.asarray(bias), shape).copy())
+        self.v = Var(shape=shape, init=0)
+
+
+class SignedIF(_Windowed):
+    """Signed (or unsigned) IF neurons with threshold ``theta`` (even integer), v(0) = θ/2."""
+
+    def __init__(self, *, shape, theta: int, signed: bool = True, timesteps: int, reset_interval: int,
+                 reset_offset: int = 1, bias=0, **kwargs):
+        super().__init__(shape=shape, timesteps=timesteps, reset_interval=reset_interval,
+                         reset_offset=reset_offset, bias=bias, theta=theta, signed=signed, **kwargs)
+        self.n = Var(shape=shape, init=0)
+
+
+class Accumulator(_Windowed):
+    """Non-spiking output neurons: running sum of ``a_in + bias`` over each window's T steps."""
+
+
+class SampleSource(AbstractProcess):
+    """Sends ``data[k]`` at phases ``0..T−1`` of window ``k`` (steps ``k·R+1 … k·R+T``), zeros otherwise."""
+
+    def __init__(self, *, data: np.ndarray, timesteps: int, reset_interval: int, **kwargs):
+        super().__init__(data=data, timesteps=timesteps, reset_interval=reset_interval, **kwargs)
+        self.s_out = OutPort(shape=data.shape[1:])
+
+
+class _WindowModel(PyLoihiProcessModel):
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.T = int(proc_params["timesteps"])
+        self.R = int(proc_params["reset_interval"])
+        self.offset = int(proc_params["reset_offset"])
+
+    def window_phase(self) -> int | None:
+        """Window phase of this step, or None before the first window."""
+        if self.time_step < self.offset:
+            return None
+        return (self.time_step - self.offset) % self.R
+
+
+class _SignedIFModel(_WindowModel):
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.theta = int(proc_params["theta"])
+        self.signed = bool(proc_params["signed"])
+
+    def run_spk(self):
+        a_in = self.a_in.recv()
+        p = self.window_phase()
+        if p is None or p >= self.T:
+            self.s_out.send(np.zeros_like(self.v))
+            return
+        if p == 0:
+            self.v[:] = self.theta // 2
+            self.n[:] = 0
+        v, n, s = if_step(self.v, self.n, a_in + self.bias, self.theta, self.signed)
+        self.v[:] = v
+        self.n[:] = n
+        self.s_out.send(s.astype(self.v.dtype))
+
+
+@implements(proc=SignedIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySignedIFModelFixed(_SignedIFModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=2)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    n: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
+
+
+@implements(proc=SignedIF, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PySignedIFModelFloat(_SignedIFModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+    n: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+class _AccumulatorModel(_WindowModel):
+    def run_spk(self):
+        a_in = self.a_in.recv()
+        p = self.window_phase()
+        if p is not None and p < self.T:
+            if p == 0:
+                self.v[:] = 0
+            self.v[:] = self.v + a_in + self.bias
+        self.s_out.send(self.v.copy())
+
+
+@implements(proc=Accumulator, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyAccumulatorModelFixed(_AccumulatorModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
+    bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
+    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
+
+
+@implements(proc=Accumulator, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PyAccumulatorModelFloat(_AccumulatorModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    bias: np.ndarray = LavaPyType(np.ndarray, float)
+    v: np.ndarray = LavaPyType(np.ndarray, float)
+
+
+class _SourceModel(PyLoihiProcessModel):
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        self.data = np.asarray(proc_params["data"])
+        self.T = int(proc_params["timesteps"])
+        self.R = int(proc_params["reset_interval"])
+
+    def run_spk(self):
+        k, p = divmod(self.time_step - 1, self.R)
+        if k < len(self.data) and p < self.T:
+            self.s_out.send(self.data[k].astype(self.out_dtype))
+        else:
+            self.s_out.send(np.zeros(self.data.shape[1:], dtype=self.out_dtype))
+
+
+@implements(proc=SampleSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySampleSourceFixed(_SourceModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    out_dtype = np.int32
+
+
+@implements(proc=SampleSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PySampleSourceFloat(_SourceModel):
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    out_dtype = float
+
+
+def model_map(tag_name: str = "fixed_pt") -> dict:
+    """Process → model map for ``exception_proc_model_map``.
+
+    Lava's model discovery imports sibling files as top-level modules, which
+    breaks this package's relative imports, so the run configuration names the
+    models explicitly.
+    """
+    if tag_name == "fixed_pt":
+        return {SignedIF: PySignedIFModelFixed, Accumulator: PyAccumulatorModelFixed,
+                SampleSource: PySampleSourceFixed}
+    if tag_name == "floating_pt":
+        return {SignedIF: PySignedIFModelFloat, Accumulator: PyAccumulatorModelFloat,
+                SampleSource: PySampleSourceFloat}
+    raise ValueError(f"unknown tag {tag_name!r}")

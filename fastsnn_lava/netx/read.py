@@ -1,0 +1,116 @@
+"""Read a netx HDF5 file written by :mod:`.write` back into an integer Network.
+
+Every problem is a :class:`~fastsnn_lava.errors.FastSNNError` naming the layer
+and key, raised before any Lava process is built.
+"""
+from __future__ import annotations
+
+import json
+import os
+
+import h5py
+import numpy as np
+
+from ..errors import FastSNNError
+from ..ir import Layer, Network
+from .schema import IR_NEURONS, META_GROUP
+
+INT_KINDS = "iu"
+
+
+def _str(ds) -> str:
+    v = ds[()]
+    if isinstance(v, np.ndarray):
+        if v.size != 1:
+            raise ValueError("expected one string")
+        v = v.ravel()[0]
+    return v.decode("ascii") if isinstance(v, bytes) else str(v)
+
+
+def _int_array(g: h5py.Group, key: str, where: str) -> np.ndarray:
+    if key not in g:
+        raise FastSNNError(f"{where}: missing key '{key}'")
+    ds = g[key]
+    if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in INT_KINDS + "f":
+        raise FastSNNError(f"{where}: key '{key}' is not a numeric array")
+    a = np.asarray(ds[()])
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a) & (a == np.round(a))):
+        raise FastSNNError(f"{where}: key '{key}' holds non-integer values")
+    return a.astype(np.int64)
+
+
+def _scalar(g: h5py.Group, key: str, where: str) -> int:
+    a = _int_array(g, key, where)
+    if a.size != 1:
+        raise FastSNNError(f"{where}: key '{key}' must be one integer, found shape {a.shape}")
+    return int(a.ravel()[0])
+
+
+def read_network(path) -> Network:
+    if not os.path.isfile(path):
+        raise FastSNNError(f"{path}: no such file")
+    try:
+        f = h5py.File(path, "r")
+    except OSError:
+        raise FastSNNError(f"{path} is not an HDF5 file: export one with fastsnn-export") from None
+    try:
+        with f:
+            return _read(f, str(path))
+    except FastSNNError:
+        raise
+    except (KeyError, ValueError, TypeError, OSError, UnicodeDecodeError) as e:
+        raise FastSNNError(f"{path} is a damaged netx network ({type(e).__name__}: {str(e)[:100]})") from None
+
+
+def _read(f: h5py.File, path: str) -> Network:
+    if "layer" not in f or not isinstance(f["layer"], h5py.Group):
+        raise FastSNNError(f"{path} is not a netx network (no /layer group)")
+    if META_GROUP not in f:
+        raise FastSNNError(f"{path} is a netx network without the /{META_GROUP} group: "
+                           "only networks written by fastsnn-export can be run")
+    meta_g = f[META_GROUP]
+    bits = _scalar(meta_g, "bits", f"/{META_GROUP}")
+    input_max = _scalar(meta_g, "input_max", f"/{META_GROUP}")
+    input_shape = tuple(int(a) for a in _int_array(meta_g, "input_shape", f"/{META_GROUP}"))
+    meta = json.loads(_str(meta_g["meta"])) if "meta" in meta_g else {}
+    names = list(f["layer"].keys())
+    if sorted(names, key=lambda s: (len(s), s)) != [str(i) for i in range(len(names))]:
+        raise FastSNNError(f"{path}: layers must be numbered 0..{len(names) - 1} without gaps, found {names}")
+    groups = [f["layer"][str(i)] for i in range(len(names))]
+    if not groups or _str(groups[0]["type"]) != "input":
+        raise FastSNNError(f"{path}: /layer/0 must be the input layer")
+    prev = input_shape
+    layers = []
+    for i, g in enumerate(groups[1:], start=1):
+        where = f"/layer/{i}"
+        if "type" not in g:
+            raise FastSNNError(f"{where}: missing key 'type'")
+        kind = _str(g["type"])
+        if kind == "flatten":
+            continue
+        if kind not in ("dense", "conv"):
+            raise FastSNNError(f"{where}: layer type '{kind}' is not supported: use dense, conv or flatten")
+        if "neuron" not in g or "type" not in g["neuron"]:
+            raise FastSNNError(f"{where}: missing key 'neuron/type'")
+        ntype = _str(g["neuron"]["type"])
+        if ntype not in IR_NEURONS:
+            raise FastSNNError(f"{where}: neuron type '{ntype}' is not supported: use one of {sorted(IR_NEURONS)}")
+        neuron = IR_NEURONS[ntype]
+        theta = _scalar(g["neuron"], "theta", where + "/neuron") if neuron != "accumulate" else None
+        out_shape = tuple(int(a) for a in _int_array(g, "shape", where))
+        geometry = {}
+        if kind == "conv":
+            geometry = {k: tuple(int(a) for a in np.broadcast_to(_int_array(g, k, where), (2,)))
+                        for k in ("stride", "padding", "dilation")}
+            geometry["groups"] = _scalar(g, "groups", where)
+        try:
+            layer = Layer(kind=kind, weight=_int_array(g, "weight", where), bias=_int_array(g, "bias", where),
+                          neuron=neuron, threshold=theta, in_shape=prev, out_shape=out_shape, **geometry)
+        except FastSNNError as e:
+            raise FastSNNError(f"{where}: {e}") from None
+        layers.append(layer)
+        prev = out_shape
+    try:
+        return Network(input_shape=input_shape, layers=layers, bits=bits, input_max=input_max, meta=meta)
+    except FastSNNError as e:
+        raise FastSNNError(f"{path}: {e}") from None

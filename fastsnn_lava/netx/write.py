@@ -1,0 +1,78 @@
+"""Write an integer :class:`~fastsnn_lava.ir.Network` as a lava-dl netx HDF5 file.
+
+Layout (every key is documented in ``export/FORMAT.md``)::
+
+    /layer/0                 type 'input', shape = the input (C,H,W), or (N,) when a dense layer comes first
+    /layer/k                 type 'conv' | 'dense', shape, weight, bias, conv geometry, neuron/{type, theta}
+    /layer/k                 type 'flatten' between the last conv and the first dense
+    /fastsnn                 format_version, bits, timesteps, reset_interval, input_max, input_shape, meta
+
+Weights and biases are written as exact integers (netx reads them with
+``astype(int)``, which would truncate floats). The file is written to a
+temporary path and renamed, so a failed export leaves nothing behind.
+"""
+from __future__ import annotations
+
+import json
+
+import h5py
+import numpy as np
+
+from ..atomic import atomic_path
+from ..errors import FastSNNError
+from ..ir import Network
+from .schema import FORMAT_VERSION, META_GROUP, NEURON_TYPES, reset_interval
+
+
+def _type(group: h5py.Group, name: str) -> None:
+    group.create_dataset("type", data=np.array([name.encode("ascii")], dtype="S10"))
+
+
+def check_netx_weights(net: Network) -> None:
+    """Refuse weights that netx would silently corrupt (lava-netx.md §7)."""
+    for i, layer in enumerate(net.layers, start=1):
+        w = layer.weight
+        if not np.any(w):
+            raise FastSNNError(f"layer {i}: all weights are zero, which netx cannot load: retrain or drop the layer")
+        if layer.kind == "dense" and (w.max() > 254 or w.min() < -256):
+            raise FastSNNError(f"layer {i}: dense weights outside [-256, 254] are clipped by netx: "
+                               "quantize weights to 8 bits")
+
+
+def write_network(net: Network, path) -> None:
+    check_netx_weights(net)
+    first_dense = net.layers[0].kind == "dense"
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        layers = f.create_group("layer")
+        g = layers.create_group("0")
+        _type(g, "input")
+        in_shape = (int(np.prod(net.input_shape)),) if first_dense else net.input_shape
+        g.create_dataset("shape", data=np.array(in_shape, dtype=np.int64))
+        k, prev_kind = 1, None
+        for layer in net.layers:
+            if layer.kind == "dense" and prev_kind == "conv":
+                _type(layers.create_group(str(k)), "flatten")
+                k += 1
+            g = layers.create_group(str(k))
+            k += 1
+            prev_kind = layer.kind
+            _type(g, layer.kind)
+            g.create_dataset("shape", data=np.array(layer.out_shape, dtype=np.int64))
+            g.create_dataset("weight", data=layer.weight.astype(np.int32))
+            g.create_dataset("bias", data=layer.bias.astype(np.int32))
+            if layer.kind == "conv":
+                for key in ("stride", "padding", "dilation"):
+                    g.create_dataset(key, data=np.array(getattr(layer, key), dtype=np.int64))
+                g.create_dataset("groups", data=np.int64(layer.groups))
+            n = g.create_group("neuron")
+            n.create_dataset("type", data=NEURON_TYPES[layer.neuron], dtype=h5py.string_dtype("ascii"))
+            if layer.threshold is not None:
+                n.create_dataset("theta", data=np.int64(layer.threshold))
+        m = f.create_group(META_GROUP)
+        m.create_dataset("format_version", data=np.int64(FORMAT_VERSION))
+        m.create_dataset("bits", data=np.int64(net.bits))
+        m.create_dataset("timesteps", data=np.int64(net.timesteps))
+        m.create_dataset("reset_interval", data=np.int64(reset_interval(net.timesteps)))
+        m.create_dataset("input_max", data=np.int64(net.input_max))
+        m.create_dataset("input_shape", data=np.array(net.input_shape, dtype=np.int64))
+        m.create_dataset("meta", data=json.dumps(net.meta), dtype=h5py.string_dtype("utf-8"))

@@ -1,0 +1,116 @@
+"""The Python API, one function per command-line tool.
+
+``train`` → ``model.pt``; ``export`` → ``net.h5``; ``evaluate`` runs a net.h5 on a
+dataset with the reference simulation or Lava and returns the ``out.json`` record.
+"""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from . import checkpoint
+from .convert import to_network
+from .data import load_dataset
+from .errors import FastSNNError
+from .hardware import check_network, load_target
+from .ir import Network
+from .models import resolve_arch
+from .netx import read_network, write_network
+from .reference import qann_forward, run_batches, snn_forward
+from .train import train as _train
+
+BACKENDS = ("reference", "lava-sim")
+
+
+def train(dataset: str = "digits", arch: str = "cnn", bits: int = 2, out: str | None = None, epochs: int = 30,
+          qat_epochs: int = 30, seed: int = 0, batch_size: int = 64, progress: bool = True):
+    """Train a float ANN and its b-bit QANN; save the checkpoint to ``out`` if given.
+
+    Returns (QuantNet, float ANN, meta); meta holds the test accuracies, among them
+    ``qann_test_accuracy``: the integer QANN (exactly what export writes) on the full test set.
+    """
+    if not 1 <= bits <= 8:
+        raise FastSNNError(f"--bits must be 1..8, got {bits}")
+    ds = load_dataset(dataset)
+    spec = resolve_arch(arch)
+    qann, float_net, metrics = _train(ds, spec, bits, epochs=epochs, qat_epochs=qat_epochs, seed=seed,
+                                      batch_size=batch_size, progress=progress)
+    net = to_network(qann)
+    qout = run_batches(net, ds.x_test, qann_forward)
+    meta = dict(metrics, dataset=dataset, arch=arch, seed=seed, classes=ds.classes,
+                qann_test_accuracy=float((qout.argmax(1) == ds.y_test).mean()), test_samples=len(ds.y_test))
+    if out:
+        checkpoint.save(out, qann, float_net, meta)
+    return qann, float_net, meta
+
+
+def convert(model_path: str, neuron: str = "signed") -> Network:
+    """The integer network of a checkpoint (``neuron``: signed or unsigned IF)."""
+    neurons = {"signed": "signed_if", "unsigned": "unsigned_if"}
+    if neuron not in neurons:
+        raise FastSNNError(f"--neuron must be 'signed' or 'unsigned', got {neuron!r}")
+    qann, _, meta = checkpoint.load(model_path)
+    keep = ("dataset", "arch", "bits", "seed", "classes", "float_test_accuracy", "qann_test_accuracy", "test_samples")
+    return to_network(qann, neurons[neuron], {k: meta[k] for k in keep if k in meta})
+
+
+def export(model_path: str, out: str, neuron: str = "signed", hw: str | None = "loihi2") -> Network:
+    """Convert a checkpoint and write it as a netx HDF5 network (checked against ``hw``)."""
+    net = convert(model_path, neuron)
+    if hw:
+        check_network(net, load_target(hw))
+    write_network(net, out)
+    return net
+
+
+def _accuracy(out: np.ndarray, y: np.ndarray) -> float:
+    return float((out.argmax(1) == y).mean())
+
+
+def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference", samples: int | None = None,
+             model_path: str | None = None, progress: bool = True) -> dict:
+    """Run the first ``samples`` test samples through ``backend``; the ``out.json`` record."""
+    if backend not in BACKENDS:
+        raise FastSNNError(f"--backend must be one of {BACKENDS}, got {backend!r}")
+    net = read_network(net_path)
+    ds = load_dataset(dataset)
+    if tuple(ds.input_shape) != net.input_shape:
+        raise FastSNNError(f"{net_path} takes inputs of shape {net.input_shape}, but {dataset} has "
+                           f"{ds.input_shape}: use the dataset the network was trained on")
+    n = len(ds.x_test) if samples is None else min(int(samples), len(ds.x_test))
+    if n < 1:
+        raise FastSNNError("--samples must be at least 1")
+    x, y = ds.x_test[:n], ds.y_test[:n]
+    t0 = time.time()
+    ref = run_batches(net, x, snn_forward)
+    qann = run_batches(net, x, qann_forward)
+    info = {"steps_per_sample": net.timesteps + len(net.layers)}
+    if backend == "lava-sim":
+        from .lava import require_lava
+        require_lava()
+        from .lava.runner import run_lava
+        out, info = run_lava(net_path, x, progress=progress)
+    else:
+        out = ref
+    wall = time.time() - t0
+    if model_path:
+        _, float_net, _ = checkpoint.load(model_path)
+        with torch.no_grad():
+            ann_acc = _accuracy(float_net(torch.as_tensor(x, dtype=torch.float32) / net.input_max).numpy(), y)
+        ann_scope = f"first {n} test samples"
+    else:
+        ann_acc = net.meta.get("float_test_accuracy")
+        ann_scope = "full test set, recorded at training" if ann_acc is not None else "unknown (pass --model)"
+    return {
+        "backend": backend, "dataset": dataset, "network": str(net_path), "samples": n,
+        "bits": net.bits, "timesteps": net.timesteps, "steps_per_sample": info["steps_per_sample"],
+        "ann_accuracy": ann_acc, "ann_accuracy_scope": ann_scope,
+        "qann_accuracy": _accuracy(qann, y), "snn_accuracy": _accuracy(out, y),
+        "reference_accuracy": _accuracy(ref, y),
+        "reference_agreement": float((out == ref).all(1).mean()),
+        "qann_agreement": float((out.argmax(1) == qann.argmax(1)).mean()),
+        "wall_seconds": round(wall, 3),
+        "neuron": sorted({layer.neuron for layer in net.layers[:-1]}),
+    }

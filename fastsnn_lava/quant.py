@@ -1,0 +1,67 @@
+"""Quantizers of the b-bit ANN, with straight-through gradients.
+
+Activation (per layer, learnable clip α, ``T = 2^b - 1`` levels above zero)::
+
+    x̂ = ReLU(x) / α
+    y = (α / T) · clip(floor(T·x̂ + 1/2), 0, T)
+
+Rounding is half-up (``floor(z + 1/2)``), the rule an IF neuron with initial
+membrane θ/2 and a ``≥`` test implements, so the SNN reproduces the quantizer
+exactly, ties included. Gradients (APoT / PACT style): ``∂y/∂x = 1`` where
+``0 < x̂ ≤ 1``, else 0; ``∂y/∂α = 1`` where ``x̂ > 1``, else ``q̂ − x̂`` with
+``q̂ = floor(T·x̂ + 1/2) / T``.
+
+Weights live on the integer grid the exporter writes: ``W = Δ·q`` with integer
+codes ``|q| ≤ q_max`` and biases ``b = u·c`` with integer codes ``c``, where
+``u = Δ·u_in`` is the layer's current unit (see :mod:`fastsnn_lava.models`).
+"""
+from __future__ import annotations
+
+import torch
+
+
+def round_half_up(x: torch.Tensor) -> torch.Tensor:
+    return torch.floor(x + 0.5)
+
+
+class _ActQuant(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, alpha, levels: int):
+        xhat = torch.relu(x) / alpha
+        q = round_half_up(levels * xhat.clamp(max=1.0)) / levels
+        ctx.save_for_backward(xhat, q)
+        return q * alpha
+
+    @staticmethod
+    def backward(ctx, grad):
+        xhat, q = ctx.saved_tensors
+        inside = (xhat > 0) & (xhat <= 1)
+        grad_x = grad * inside
+        grad_alpha = grad * torch.where(xhat > 1, torch.ones_like(xhat), (q - xhat) * inside)
+        return grad_x, grad_alpha.sum().reshape(1), None
+
+
+def act_quant(x: torch.Tensor, alpha: torch.Tensor, bits: int) -> torch.Tensor:
+    """b-bit activation quantizer with clip ``alpha`` (a one-element tensor)."""
+    return _ActQuant.apply(x, alpha, 2 ** bits - 1)
+
+
+def activation_level(x: torch.Tensor, alpha: torch.Tensor, bits: int) -> torch.Tensor:
+    """Integer level k = clip(floor(T·ReLU(x)/α + 1/2), 0, T) of the quantizer (no gradient)."""
+    levels = 2 ** bits - 1
+    return round_half_up(levels * (torch.relu(x) / alpha).clamp(max=1.0))
+
+
+def ste_round(x: torch.Tensor) -> torch.Tensor:
+    """Round half-up in the forward pass, identity gradient."""
+    return x + (round_half_up(x) - x).detach()
+
+
+def weight_codes(w: torch.Tensor, delta: float, qmax: int) -> torch.Tensor:
+    """Integer weight codes ``clip(round(w/Δ), −q_max, q_max)`` (no gradient)."""
+    return round_half_up(w.detach() / delta).clamp(-qmax, qmax)
+
+
+def fake_quant_weight(w: torch.Tensor, delta: float, qmax: int) -> torch.Tensor:
+    """``Δ·clip(round(w/Δ), ±q_max)`` with a straight-through gradient."""
+    return w + (weight_codes(w, delta, qmax) * delta - w).detach()
