@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from .ir import Layer, Network
-from .neuron import constant_input_count, if_step
+from .neuron import if_step
 
 DTYPE = torch.float64
 
@@ -60,6 +60,7 @@ def as_input(net: Network, x) -> torch.Tensor:
 class QannTrace:
     levels: list   # k^l per hidden layer, (B, *shape)
     out: torch.Tensor  # A^L, (B, n_out)
+    accs: list     # A^l per hidden layer: the integer sum over T steps before quantization
 
 
 @dataclass
@@ -74,20 +75,15 @@ def qann_forward(net: Network, x) -> QannTrace:
     """Integer forward pass of the quantized ANN."""
     T = net.timesteps
     a = as_input(net, x)
-    levels = []
+    levels, accs = [], []
     for i, layer in enumerate(net.layers):
         syn = _Synapse(layer)
-        if i == 0:
-            current = syn(a) + syn.bias
-            if layer.neuron == "accumulate":
-                return QannTrace(levels, T * current)
-            a = constant_input_count(current, layer.threshold, T)
-        else:
-            acc = syn(a) + T * syn.bias
-            if layer.neuron == "accumulate":
-                return QannTrace(levels, acc)
-            a = ((acc + layer.threshold // 2) // layer.threshold).clip(0, T)
+        acc = T * (syn(a) + syn.bias) if i == 0 else syn(a) + T * syn.bias
+        if layer.neuron == "accumulate":
+            return QannTrace(levels, acc, accs)
+        a = ((acc + layer.threshold // 2) // layer.threshold).clip(0, T)
         levels.append(a)
+        accs.append(acc)
     raise AssertionError("unreachable: the last layer accumulates")
 
 

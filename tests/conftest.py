@@ -1,0 +1,60 @@
+"""Shared fixtures: small trained digits models, cached for the session.
+
+With FASTSNN_STRICT=1 (set by .ci/run) a test that would skip for want of Lava
+or data fails instead, so CI cannot pass by skipping.
+"""
+import os
+import sys
+
+import pytest
+
+STRICT = os.environ.get("FASTSNN_STRICT") == "1"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip (or, in strict mode, fail) unless ``condition`` holds."""
+    if not condition:
+        if STRICT:
+            pytest.fail(f"required in CI: {reason}")
+        pytest.skip(reason)
+
+
+def lava_available() -> bool:
+    if sys.version_info[:2] != (3, 10):
+        return False
+    from fastsnn_lava.errors import FastSNNError
+    from fastsnn_lava.lava import require_lava
+    try:
+        require_lava()
+        return True
+    except FastSNNError:
+        return False
+
+
+@pytest.fixture
+def require_lava():
+    need(lava_available(), "Lava (lava-nc 0.10.0, lava-dl 0.6.0 on Python 3.10) is not installed")
+
+
+_MODELS = {}
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """trained(arch, bits) → (QuantNet, float net, meta, checkpoint path); trained once per session."""
+    from fastsnn_lava.pipeline import train
+
+    def get(arch: str, bits: int):
+        key = (arch, bits)
+        if key not in _MODELS:
+            path = tmp_path_factory.mktemp(f"{arch}{bits}") / "model.pt"
+            q, f, meta = train("digits", arch, bits, str(path), epochs=20, qat_epochs=20, seed=0, progress=False)
+            _MODELS[key] = (q, f, meta, path)
+        return _MODELS[key]
+    return get
+
+
+@pytest.fixture
+def require_fashion():
+    from fastsnn_lava.data import fashion_dir
+    need(fashion_dir() is not None, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
