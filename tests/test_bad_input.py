@@ -100,6 +100,9 @@ def _good_file(tmp_path, trained):
     (lambda f: f["layer/1"].__delitem__("weight"), "missing key 'weight'"),
     (lambda f: f["layer/2/neuron"].__delitem__("theta"), "theta"),
     (lambda f: f.__delitem__("fastsnn"), "fastsnn"),
+    (lambda f: f["fastsnn/timesteps"].write_direct(np.array(5)), "timesteps"),
+    (lambda f: f["fastsnn/format_version"].write_direct(np.array(7)), "format version"),
+    (lambda f: f["layer/0/shape"].write_direct(np.array([1, 8, 9])), "layer/0"),
 ])
 def test_reader_names_layer_and_key(tmp_path, trained, mutation, message):
     p = _good_file(tmp_path, trained)

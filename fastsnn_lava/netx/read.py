@@ -13,7 +13,7 @@ import numpy as np
 
 from ..errors import FastSNNError
 from ..ir import Layer, Network
-from .schema import IR_NEURONS, META_GROUP
+from .schema import FORMAT_VERSION, IR_NEURONS, META_GROUP, reset_interval
 
 INT_KINDS = "iu"
 
@@ -69,7 +69,14 @@ def _read(f: h5py.File, path: str) -> Network:
         raise FastSNNError(f"{path} is a netx network without the /{META_GROUP} group: "
                            "only networks written by fastsnn-export can be run")
     meta_g = f[META_GROUP]
+    version = _scalar(meta_g, "format_version", f"/{META_GROUP}")
+    if not 1 <= version <= FORMAT_VERSION:
+        raise FastSNNError(f"{path} has format version {version}; this tool reads 1..{FORMAT_VERSION}: upgrade it")
     bits = _scalar(meta_g, "bits", f"/{META_GROUP}")
+    if not 1 <= bits <= 8 or _scalar(meta_g, "timesteps", f"/{META_GROUP}") != 2 ** bits - 1:
+        raise FastSNNError(f"/{META_GROUP}: timesteps must equal 2^bits - 1 for bits in 1..8")
+    if _scalar(meta_g, "reset_interval", f"/{META_GROUP}") != reset_interval(2 ** bits - 1):
+        raise FastSNNError(f"/{META_GROUP}: reset_interval must be {reset_interval(2 ** bits - 1)} for {bits} bits")
     input_max = _scalar(meta_g, "input_max", f"/{META_GROUP}")
     input_shape = tuple(int(a) for a in _int_array(meta_g, "input_shape", f"/{META_GROUP}"))
     meta = json.loads(_str(meta_g["meta"])) if "meta" in meta_g else {}
@@ -77,8 +84,10 @@ def _read(f: h5py.File, path: str) -> Network:
     if sorted(names, key=lambda s: (len(s), s)) != [str(i) for i in range(len(names))]:
         raise FastSNNError(f"{path}: layers must be numbered 0..{len(names) - 1} without gaps, found {names}")
     groups = [f["layer"][str(i)] for i in range(len(names))]
-    if not groups or _str(groups[0]["type"]) != "input":
+    if not groups or "type" not in groups[0] or _str(groups[0]["type"]) != "input":
         raise FastSNNError(f"{path}: /layer/0 must be the input layer")
+    if int(np.prod(_int_array(groups[0], "shape", "/layer/0"))) != int(np.prod(input_shape)):
+        raise FastSNNError(f"/layer/0: key 'shape' does not match /{META_GROUP}/input_shape {input_shape}")
     prev = input_shape
     layers = []
     for i, g in enumerate(groups[1:], start=1):
