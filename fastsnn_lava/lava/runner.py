@@ -7,6 +7,8 @@ exception or Ctrl-C.
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
@@ -39,7 +41,9 @@ def run_lava(path, x: np.ndarray, chunk: int = 32, progress: bool = True) -> tup
         with tqdm(total=total, unit="step", desc="lava-sim", disable=not progress, leave=False) as bar:
             while done < total:
                 steps = min(chunk * R, total - done)
-                lava_net.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
+                with warnings.catch_warnings():  # model discovery's noise; the map names the models
+                    warnings.filterwarnings("ignore", message="Cannot import module")
+                    lava_net.run(condition=RunSteps(num_steps=steps), run_cfg=cfg)
                 done += steps
                 bar.update(steps)
         trace = sink.data.get()  # (n_out, total), column t-1 holds step t
