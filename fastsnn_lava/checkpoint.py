@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import pickle
-import zipfile
 
 import torch
 
@@ -35,18 +33,39 @@ def save(path, qann: QuantNet, float_net: torch.nn.Module, meta: dict) -> None:
         torch.save(blob, tmp)
 
 
-def load(path) -> tuple[QuantNet, torch.nn.Module, dict]:
-    """(QuantNet, float ANN, meta) from a checkpoint; FastSNNError on anything else."""
+def _load_pickled_module(path) -> tuple[QuantNet, torch.nn.Module, dict]:
+    """A whole pickled QuantNet (``torch.save(model)``): runs the file's code, so only on request."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as e:
+        raise FastSNNError(f"{path} could not be unpickled ({type(e).__name__})") from None
+    if not isinstance(obj, QuantNet):
+        raise FastSNNError(f"{path} holds a {type(obj).__name__}, not a fastsnn-lava QuantNet")
+    obj.eval()
+    float_net = build_float(obj.spec, obj.input_shape, obj.n_classes).eval()
+    return obj, float_net, {"spec": obj.spec, "bits": obj.bits, "source": "pickled module"}
+
+
+def load(path, trust_pickle: bool = False) -> tuple[QuantNet, torch.nn.Module, dict]:
+    """(QuantNet, float ANN, meta) from a checkpoint; FastSNNError on anything else.
+
+    Only with ``trust_pickle`` is a pickled module accepted: unpickling it runs
+    whatever code the file names, so do that only for files you trust.
+    """
     if not os.path.isfile(path):
         raise FastSNNError(f"{path}: no such file")
+    if trust_pickle:
+        try:
+            torch.load(path, map_location="cpu", weights_only=True)
+        except Exception:
+            return _load_pickled_module(path)
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, zipfile.BadZipFile, EOFError, ValueError,
-            AttributeError, TypeError, KeyError) as e:
+    except Exception as e:  # weights_only refusals, truncated zips, foreign formats: all 'not a checkpoint'
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise FastSNNError(f"{path} is not a fastsnn-lava checkpoint ({first[:120]}): "
-                           "train one with fastsnn-train") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise FastSNNError(f"{path} is not a fastsnn-lava checkpoint ({first[:120]}): train one with "
+                           "fastsnn-train (a pickled model loads only with --trust-pickle)") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT or not isinstance(blob.get("meta"), str):
         raise FastSNNError(f"{path} is not a fastsnn-lava checkpoint: train one with fastsnn-train")
     if blob.get("version") != VERSION:
         raise FastSNNError(f"{path} has checkpoint version {blob.get('version')}, this tool reads {VERSION}")

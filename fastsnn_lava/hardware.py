@@ -11,6 +11,8 @@ from pathlib import Path
 
 import yaml
 
+import numpy as np
+
 from .errors import FastSNNError
 from .ir import Network
 
@@ -37,6 +39,28 @@ def load_target(name_or_path: str) -> dict:
     return {"name": cfg.get("name", path.stem), "limits": limits, "path": str(path)}
 
 
+def membrane_bounds(net: Network) -> list[int]:
+    """Per layer, a bound on |v| over the T steps of a sample (integer units).
+
+    A layer's per-step current lies in ``[I_lo, I_hi]``: for the first layer
+    ``I = W·x + b`` with ``0 ≤ x ≤ input_max``, for the others ``I = W·s + b`` with
+    ``s ∈ {−1, 0, +1}``. An IF membrane starts at θ/2, moves by at most
+    ``max(|I_lo|, |I_hi|)`` per step and is pulled back by θ when it fires, so
+    ``|v| ≤ θ + T·max|I|``; an accumulator's ``|Σ_t I(t)| ≤ T·max|I|``.
+    """
+    bounds = []
+    for i, layer in enumerate(net.layers):
+        w = layer.weight.reshape(layer.weight.shape[0], -1)
+        pos, neg = np.clip(w, 0, None).sum(1), np.clip(w, None, 0).sum(1)
+        if i == 0:
+            hi, lo = pos * net.input_max + layer.bias, neg * net.input_max + layer.bias
+        else:
+            hi, lo = pos - neg + layer.bias, neg - pos + layer.bias
+        peak = int(max(np.abs(hi).max(), np.abs(lo).max()))
+        bounds.append((layer.threshold or 0) + net.timesteps * peak)
+    return bounds
+
+
 def check_network(net: Network, target: dict) -> None:
     lim, name = target["limits"], target["name"]
     wmax = 2 ** (lim["weight_bits"] - 1)
@@ -53,3 +77,9 @@ def check_network(net: Network, target: dict) -> None:
         if b.size and (b.max() > bmax - 1 or b.min() < -bmax):
             raise FastSNNError(f"layer {i} ({layer.kind}): biases in [{b.min()}, {b.max()}] exceed {name}'s "
                                f"{lim['bias_bits']}-bit bias: retrain (bias codes are clipped during training)")
+    vmax = 2 ** (lim["state_bits"] - 1) - 1
+    for i, (layer, bound) in enumerate(zip(net.layers, membrane_bounds(net)), start=1):
+        if bound > vmax:
+            raise FastSNNError(f"layer {i} ({layer.kind}): the membrane could reach {bound} over T = {net.timesteps} "
+                               f"steps, beyond {name}'s {lim['state_bits']}-bit state ({vmax}): use fewer bits, "
+                               "smaller inputs or a narrower layer")

@@ -101,6 +101,10 @@ class Layer:
         self._check_shapes()
 
     def _check_shapes(self):
+        for name in ("in_shape", "out_shape"):
+            shape = getattr(self, name)
+            if not 1 <= len(shape) <= 3 or min(shape) < 1:
+                raise FastSNNError(f"{self.kind} layer {name} {shape} must have 1 to 3 positive sizes")
         n_out = self.out_shape[0]
         if self.kind == "dense":
             if self.weight.ndim != 2 or self.weight.shape != (n_out, int(np.prod(self.in_shape))):
@@ -159,6 +163,8 @@ class Network:
     def __post_init__(self):
         self.input_shape = tuple(int(a) for a in self.input_shape)
         self.bits, self.input_max = int(self.bits), int(self.input_max)
+        if not 1 <= len(self.input_shape) <= 3 or min(self.input_shape) < 1 or self.input_max < 1:
+            raise FastSNNError(f"input shape {self.input_shape} / input_max {self.input_max} are not valid")
         if not 1 <= self.bits <= 8:
             raise FastSNNError(f"activation bits must be 1..8, got {self.bits}")
         if not self.layers:

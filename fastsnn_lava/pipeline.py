@@ -46,19 +46,20 @@ def train(dataset: str = "digits", arch: str = "cnn", bits: int = 2, out: str | 
     return qann, float_net, meta
 
 
-def convert(model_path: str, neuron: str = "signed") -> Network:
+def convert(model_path: str, neuron: str = "signed", trust_pickle: bool = False) -> Network:
     """The integer network of a checkpoint (``neuron``: signed or unsigned IF)."""
     neurons = {"signed": "signed_if", "unsigned": "unsigned_if"}
     if neuron not in neurons:
         raise FastSNNError(f"--neuron must be 'signed' or 'unsigned', got {neuron!r}")
-    qann, _, meta = checkpoint.load(model_path)
+    qann, _, meta = checkpoint.load(model_path, trust_pickle=trust_pickle)
     keep = ("dataset", "arch", "bits", "seed", "classes", "float_test_accuracy", "qann_test_accuracy", "test_samples")
     return to_network(qann, neurons[neuron], {k: meta[k] for k in keep if k in meta})
 
 
-def export(model_path: str, out: str, neuron: str = "signed", hw: str | None = "loihi2") -> Network:
+def export(model_path: str, out: str, neuron: str = "signed", hw: str | None = "loihi2",
+           trust_pickle: bool = False) -> Network:
     """Convert a checkpoint and write it as a netx HDF5 network (checked against ``hw``)."""
-    net = convert(model_path, neuron)
+    net = convert(model_path, neuron, trust_pickle)
     if hw:
         check_network(net, load_target(hw))
     write_network(net, out)
@@ -70,11 +71,17 @@ def _accuracy(out: np.ndarray, y: np.ndarray) -> float:
 
 
 def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference", samples: int | None = None,
-             model_path: str | None = None, progress: bool = True) -> dict:
-    """Run the first ``samples`` test samples through ``backend``; the ``out.json`` record."""
+             model_path: str | None = None, progress: bool = True, hw: str | None = "loihi2") -> dict:
+    """Run the first ``samples`` test samples through ``backend``; the ``out.json`` record.
+
+    The network is validated (keys, shapes and, unless ``hw`` is None, the target's integer
+    ranges) before anything runs.
+    """
     if backend not in BACKENDS:
         raise FastSNNError(f"--backend must be one of {BACKENDS}, got {backend!r}")
     net = read_network(net_path)
+    if hw:
+        check_network(net, load_target(hw))
     ds = load_dataset(dataset)
     if tuple(ds.input_shape) != net.input_shape:
         raise FastSNNError(f"{net_path} takes inputs of shape {net.input_shape}, but {dataset} has "

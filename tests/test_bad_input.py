@@ -158,3 +158,26 @@ def test_interrupted_write_leaves_nothing(tmp_path, trained, monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         write_network(net, out)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_pickled_module_needs_trust_pickle(trained, tmp_path):
+    qann = trained("mlp", 2)[0]
+    path = tmp_path / "whole.pt"
+    torch.save(qann, path)
+    out = tmp_path / "net.h5"
+    assert_one_line_error(cli("export", path, "-o", out), "--trust-pickle")
+    assert not out.exists()
+    r = cli("export", path, "-o", out, "--trust-pickle")
+    assert r.returncode == 0, r.stderr[-1000:]
+    from fastsnn_lava.convert import to_network
+    assert read_network(out).equals(to_network(qann))
+
+
+def test_run_refuses_out_of_range_network(trained, tmp_path):
+    from fastsnn_lava.pipeline import convert
+    net = convert(str(trained("mlp", 2)[3]))
+    net.layers[0].weight[0, 0] = 200  # beyond 8-bit weights, still loadable by netx
+    p = tmp_path / "big.h5"
+    write_network(net, p)
+    assert_one_line_error(cli("run", p, "--backend", "reference"), "layer 1", "8-bit weights")
+    assert cli("run", p, "--backend", "reference", "--hw", "none").returncode == 0

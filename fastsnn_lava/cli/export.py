@@ -14,11 +14,13 @@ def main(argv=None) -> int:
     p.add_argument("--neuron", default="signed", choices=("signed", "unsigned"),
                    help="hidden neurons: signed IF (Fast-SNN, default) or unsigned IF (ablation)")
     p.add_argument("--hw", default="loihi2", help="hardware target whose limits are checked (name or YAML path)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="also accept a pickled QuantNet (unpickling runs the file's code: trusted files only)")
     args = p.parse_args(argv)
 
     def go(a):
         from ..pipeline import export
-        net = export(a.model, a.output, a.neuron, a.hw)
+        net = export(a.model, a.output, a.neuron, a.hw, a.trust_pickle)
         print(f"{len(net.layers)} layers, {a.neuron} IF, b = {net.bits}, T = {net.timesteps} -> {a.output}")
     return run("fastsnn-export", go, args)
 

@@ -18,13 +18,16 @@ def main(argv=None) -> int:
     p.add_argument("--samples", type=int, default=None, help="first N test samples (default: all)")
     p.add_argument("--model", default=None, help="checkpoint, to measure the float ANN on the same samples")
     p.add_argument("--json", default=None, help="write the results here")
+    p.add_argument("--hw", default="loihi2",
+                   help="check the network against this target's integer ranges first ('none' to skip)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 
     def go(a):
         from ..atomic import write_text
         from ..pipeline import evaluate
-        res = evaluate(a.network, a.dataset, a.backend, a.samples, a.model, progress=not a.no_progress)
+        res = evaluate(a.network, a.dataset, a.backend, a.samples, a.model, progress=not a.no_progress,
+                       hw=None if a.hw == "none" else a.hw)
         text = json.dumps(res, indent=2)
         if a.json:
             write_text(a.json, text + "\n")

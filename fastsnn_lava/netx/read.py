@@ -34,8 +34,10 @@ def _int_array(g: h5py.Group, key: str, where: str) -> np.ndarray:
     if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in INT_KINDS + "f":
         raise FastSNNError(f"{where}: key '{key}' is not a numeric array")
     a = np.asarray(ds[()])
-    if a.dtype.kind == "f" and not np.all(np.isfinite(a) & (a == np.round(a))):
+    if a.dtype.kind == "f" and not np.all(np.isfinite(a) & (a == np.round(a)) & (np.abs(a) < 2.0 ** 53)):
         raise FastSNNError(f"{where}: key '{key}' holds non-integer values")
+    if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
+        raise FastSNNError(f"{where}: key '{key}' holds values beyond 64-bit integers")
     return a.astype(np.int64)
 
 
@@ -58,7 +60,7 @@ def read_network(path) -> Network:
             return _read(f, str(path))
     except FastSNNError:
         raise
-    except (KeyError, ValueError, TypeError, OSError, UnicodeDecodeError) as e:
+    except (KeyError, ValueError, TypeError, OSError, UnicodeDecodeError, IndexError, OverflowError) as e:
         raise FastSNNError(f"{path} is a damaged netx network ({type(e).__name__}: {str(e)[:100]})") from None
 
 
