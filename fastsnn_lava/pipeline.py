@@ -98,7 +98,7 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
         from .lava import require_lava
         require_lava()
         from .lava.runner import run_lava
-        out, info = run_lava(net_path, x, progress=progress)
+        out, info = run_lava(net_path, x, progress=progress, hw=hw)
     else:
         out = ref
     wall = time.time() - t0

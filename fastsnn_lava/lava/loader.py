@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from lava.lib.dl.netx import hdf5
 
+from ..hardware import check_network, load_target
 from ..netx import read_network
 from ..netx.schema import IR_NEURONS, META_GROUP
 from .process import Accumulator, SignedIF
@@ -44,13 +45,18 @@ def install_neuron_types() -> None:
         hdf5.Network.get_neuron_params = staticmethod(_get_neuron_params)
 
 
-def load_network(path):
+def load_network(path, hw: str | None = "loihi2"):
     """(netx Network, integer Network, reset interval R) for a fastsnn-lava netx file.
+
+    The file is validated (keys, shapes, and unless ``hw`` is None the target's integer
+    ranges and membrane bound) before any Lava process is built.
 
     Block ``j`` (0-based) of the netx network gets reset offset ``j + 2``: the source
     sends sample k from step ``k·R + 1`` and each synapse adds one step of delay.
     """
     net = read_network(path)
+    if hw:
+        check_network(net, load_target(hw))
     install_neuron_types()
     from ..netx.schema import reset_interval
     R = reset_interval(net.timesteps)

@@ -19,13 +19,14 @@ from .loader import lava_input, load_network
 from .process import SampleSource, model_map
 
 
-def run_lava(path, x: np.ndarray, chunk: int = 32, progress: bool = True) -> tuple[np.ndarray, dict]:
+def run_lava(path, x: np.ndarray, chunk: int = 32, progress: bool = True,
+             hw: str | None = "loihi2") -> tuple[np.ndarray, dict]:
     """Integer outputs ``(N, n_out)`` of the netx network at ``path`` for raw inputs ``x``.
 
     Also returns timing facts: T, the reset interval R, the number of synaptic
     layers L, and the steps run.
     """
-    lava_net, net, R = load_network(path)
+    lava_net, net, R = load_network(path, hw)
     T, L = net.timesteps, len(net.layers)
     data = lava_input(net, x)
     n = len(data)
