@@ -34,6 +34,17 @@ def good_h5(tmp_path_factory):
     return p
 
 
+def corrupted(good, out, cut, flips):
+    """``good``'s bytes truncated at ``cut`` (mod length) with ``flips`` (position, byte) applied, at ``out``."""
+    raw = bytearray(good.read_bytes())
+    raw = raw[:cut % (len(raw) + 1)]
+    for pos, val in flips:
+        if raw:
+            raw[pos % len(raw)] = val
+    out.write_bytes(bytes(raw))
+    return out
+
+
 def _datasets(f):
     names = []
     f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
@@ -74,13 +85,7 @@ def test_mutated_netx_files_give_only_our_error(good_h5, tmp_path, data):
 @given(cut=st.integers(0, 10 ** 6), flips=st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 255)),
                                                    max_size=8))
 def test_truncated_and_corrupted_netx_bytes(good_h5, tmp_path, cut, flips):
-    good = good_h5.read_bytes()
-    raw = bytearray(good[:cut % (len(good) + 1)])
-    for pos, val in flips:
-        if raw:
-            raw[pos % len(raw)] = val
-    p = tmp_path / "f.h5"
-    p.write_bytes(bytes(raw))
+    p = corrupted(good_h5, tmp_path / "f.h5", cut, flips)
     try:
         read_network(p)
     except FastSNNError as e:
@@ -100,13 +105,7 @@ def good_ckpt(tmp_path_factory):
 @given(cut=st.integers(0, 10 ** 6), flips=st.lists(st.tuples(st.integers(0, 10 ** 6), st.integers(0, 255)),
                                                    max_size=6))
 def test_truncated_and_corrupted_checkpoints(good_ckpt, tmp_path, cut, flips):
-    good = good_ckpt.read_bytes()
-    raw = bytearray(good[:cut % (len(good) + 1)])
-    for pos, val in flips:
-        if raw:
-            raw[pos % len(raw)] = val
-    p = tmp_path / "m.pt"
-    p.write_bytes(bytes(raw))
+    p = corrupted(good_ckpt, tmp_path / "m.pt", cut, flips)
     try:
         checkpoint.load(p)
     except FastSNNError as e:
