@@ -5,7 +5,13 @@ A checkpoint (``model.pt``) is a dict of plain tensors and strings::
     {"format": "fastsnn-lava-checkpoint", "version": 1,
      "meta": "<JSON: arch spec, bits, input shape/max, classes, dataset, accuracies, seed>",
      "qann": <state_dict of the QuantNet>,
-     "float": <state_dict of the float ANN>}
+     "float": <state_dict of the float ANN>,
+     "snn": {"weight": [int64 tensors], "bias": [int64 tensors]}}   (optional)
+
+``snn`` is written by fine-tuning (``fastsnn-finetune``): the integer weights and
+biases of every layer of the tuned SNN. Its thresholds and shapes are those of
+the QANN's conversion (fine-tuning freezes them); the QANN itself stays the
+original, the target the SNN was tuned to.
 
 It is read with ``torch.load(weights_only=True)``, which refuses anything but
 tensors and plain containers, so loading a stranger's file cannot run code.
@@ -24,11 +30,15 @@ from .models import QuantNet, build_float
 FORMAT, VERSION = "fastsnn-lava-checkpoint", 1
 
 
-def save(path, qann: QuantNet, float_net: torch.nn.Module, meta: dict) -> None:
-    meta = dict(meta, spec=qann.spec, bits=qann.bits, input_shape=list(qann.input_shape),
+def save(path, qann: QuantNet, float_net: torch.nn.Module, meta: dict, snn=None) -> None:
+    """Write a checkpoint; ``snn`` (a fine-tuned :class:`~fastsnn_lava.ir.Network`) is optional."""
+    meta = dict({k: v for k, v in meta.items() if not k.startswith("_")}, spec=qann.spec, bits=qann.bits, input_shape=list(qann.input_shape),
                 input_max=qann.input_max, n_classes=qann.n_classes)
     blob = {"format": FORMAT, "version": VERSION, "meta": json.dumps(meta),
             "qann": qann.state_dict(), "float": float_net.state_dict()}
+    if snn is not None:
+        blob["snn"] = {"weight": [torch.as_tensor(layer.weight) for layer in snn.layers],
+                       "bias": [torch.as_tensor(layer.bias) for layer in snn.layers]}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
 
@@ -81,4 +91,27 @@ def load(path, trust_pickle: bool = False) -> tuple[QuantNet, torch.nn.Module, d
         raise FastSNNError(f"{path} is a damaged checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
     qann.eval()
     float_net.eval()
+    if "snn" in blob:
+        meta["_snn"] = _snn_arrays(path, blob["snn"])
     return qann, float_net, meta
+
+
+def _snn_arrays(path, snn) -> list[tuple]:
+    """(weight, bias) integer arrays per layer of a stored fine-tuned SNN."""
+    try:
+        pairs = list(zip(snn["weight"], snn["bias"], strict=True))
+        return [(w.numpy().astype("int64"), b.numpy().astype("int64")) for w, b in pairs]
+    except Exception as e:
+        raise FastSNNError(f"{path} has a damaged fine-tuned SNN ({type(e).__name__}): fine-tune it again") from None
+
+
+def apply_snn(net, meta: dict):
+    """The network with the checkpoint's fine-tuned weights and biases, if it has them."""
+    import dataclasses
+    pairs = meta.get("_snn")
+    if not pairs:
+        return net
+    if len(pairs) != len(net.layers):
+        raise FastSNNError(f"the fine-tuned SNN has {len(pairs)} layers, the QANN {len(net.layers)}: fine-tune again")
+    layers = [dataclasses.replace(layer, weight=w, bias=b) for layer, (w, b) in zip(net.layers, pairs)]
+    return dataclasses.replace(net, layers=layers)

@@ -46,14 +46,51 @@ def train(dataset: str = "digits", arch: str = "cnn", bits: int = 2, out: str | 
     return qann, float_net, meta
 
 
-def convert(model_path: str, neuron: str = "signed", trust_pickle: bool = False) -> Network:
-    """The integer network of a checkpoint (``neuron``: signed or unsigned IF)."""
+def convert(model_path: str, neuron: str = "signed", trust_pickle: bool = False, finetuned: bool = True) -> Network:
+    """The integer network of a checkpoint (``neuron``: signed or unsigned IF).
+
+    A fine-tuned checkpoint gives its tuned weights unless ``finetuned=False``.
+    """
     neurons = {"signed": "signed_if", "unsigned": "unsigned_if"}
     if neuron not in neurons:
         raise FastSNNError(f"--neuron must be 'signed' or 'unsigned', got {neuron!r}")
     qann, _, meta = checkpoint.load(model_path, trust_pickle=trust_pickle)
-    keep = ("dataset", "arch", "bits", "seed", "classes", "float_test_accuracy", "qann_test_accuracy", "test_samples")
-    return to_network(qann, neurons[neuron], {k: meta[k] for k in keep if k in meta})
+    keep = ("dataset", "arch", "bits", "seed", "classes", "float_test_accuracy", "qann_test_accuracy", "test_samples",
+            "finetune")
+    net = to_network(qann, neurons[neuron], {k: meta[k] for k in keep if k in meta})
+    return checkpoint.apply_snn(net, meta) if finetuned else net
+
+
+def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int = 1, rule: str = "mismatch",
+             force: bool = False, lr: float = 1e-3, batch_size: int = 128, max_samples: int | None = None,
+             seed: int = 0, progress: bool = True) -> tuple[Network, dict]:
+    """Layer-wise fine-tuning of a checkpoint's signed-IF SNN (see :mod:`fastsnn_lava.finetune`).
+
+    Writes ``out``: the same checkpoint plus the tuned integer SNN, so it still exports
+    losslessly. Returns the tuned network and the record stored in its meta under ``finetune``.
+    """
+    from .finetune import finetune as _finetune
+    qann, float_net, meta = checkpoint.load(model_path)
+    dataset = dataset or meta.get("dataset")
+    if not dataset:
+        raise FastSNNError(f"{model_path} does not name its dataset: pass --dataset")
+    if meta.get("_snn"):
+        raise FastSNNError(f"{model_path} is already fine-tuned: fine-tune the original checkpoint")
+    ds = load_dataset(dataset)
+    if tuple(ds.input_shape) != tuple(qann.input_shape):
+        raise FastSNNError(f"{model_path} takes inputs of shape {tuple(qann.input_shape)}, but {dataset} has "
+                           f"{ds.input_shape}: use the dataset the model was trained on")
+    net0 = to_network(qann)
+    t0 = time.time()
+    net, reports = _finetune(qann, net0, ds.x_train, ds.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
+                             rule=rule, force=force, max_samples=max_samples, seed=seed, progress=progress)
+    snn = run_batches(net, ds.x_test, snn_forward)
+    snn0 = run_batches(net0, ds.x_test, snn_forward)
+    record = {"rule": "force" if force else rule, "epochs_per_layer": epochs, "lr": lr, "batch_size": batch_size,
+              "seconds": round(time.time() - t0, 1), "layers": [r.__dict__ for r in reports],
+              "snn_test_accuracy_before": _accuracy(snn0, ds.y_test), "snn_test_accuracy": _accuracy(snn, ds.y_test)}
+    checkpoint.save(out, qann, float_net, dict(meta, finetune=record), snn=net)
+    return net, record
 
 
 def export(model_path: str, out: str, neuron: str = "signed", hw: str | None = "loihi2",

@@ -87,13 +87,15 @@ def qann_forward(net: Network, x) -> QannTrace:
     raise AssertionError("unreachable: the last layer accumulates")
 
 
-def snn_forward(net: Network, x, keep_spikes: bool = False) -> SnnTrace:
+def snn_forward(net: Network, x, keep_spikes: bool = False, timesteps: int | None = None) -> SnnTrace:
     """Simulate the spiking network for T steps on a batch of raw inputs.
 
     Each layer runs over all T steps before the next one; for a feed-forward
-    network this equals step-by-step simulation.
+    network this equals step-by-step simulation. ``timesteps`` runs T' steps
+    instead of ``T = 2^b - 1`` (same thresholds and initial membrane θ/2), for
+    accuracy-against-latency sweeps; counts then range over 0..T'.
     """
-    T = net.timesteps
+    T = net.timesteps if timesteps is None else int(timesteps)
     a = as_input(net, x)
     counts, spikes_all, negs = [], [], []
     spikes = None

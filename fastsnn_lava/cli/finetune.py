@@ -1,0 +1,43 @@
+"""fastsnn-finetune: layer-wise fine-tuning of a checkpoint's signed-IF SNN (Fast-SNN §8)."""
+from __future__ import annotations
+
+import sys
+
+from . import parser, run
+
+
+def main(argv=None) -> int:
+    p = parser("fastsnn-finetune",
+               "Tune hidden layers 2..L-1 one at a time so the SNN's spike counts match the quantized ANN.\n"
+               "Forward = the SNN layer's count, backward = the QANN layer's gradient (straight-through),\n"
+               "MSE to the QANN activation, thresholds frozen, SGD. The output still exports losslessly.",
+               "fastsnn-finetune model.pt --dataset digits -o model_ft.pt")
+    p.add_argument("model", help="checkpoint written by fastsnn-train")
+    p.add_argument("-o", "--output", required=True, help="fine-tuned checkpoint to write")
+    p.add_argument("--dataset", default=None, help="training data (default: the checkpoint's dataset)")
+    p.add_argument("--epochs", type=int, default=1, help="epochs per layer (default 1)")
+    p.add_argument("--accept", default="mismatch", choices=("mismatch", "accuracy"),
+                   help="keep an epoch's update only if the layer's held-out mismatch to the QANN falls "
+                        "(default) or the SNN's training accuracy rises (the paper's rule)")
+    p.add_argument("--force", action="store_true", help="keep every update")
+    p.add_argument("--lr", type=float, default=1e-3, help="SGD learning rate (momentum 0.9), default 1e-3")
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--max-samples", type=int, default=None, help="train on at most N training samples per epoch")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true")
+    args = p.parse_args(argv)
+
+    def go(a):
+        from ..pipeline import finetune
+        _, rec = finetune(a.model, a.output, a.dataset, a.epochs, a.accept, a.force, a.lr, a.batch_size,
+                          a.max_samples, a.seed, progress=not a.no_progress)
+        for r in rec["layers"]:
+            print(f"layer {r['layer']}: mismatch {r['mismatch_before']:.4f} -> {r['mismatch_after']:.4f} θ "
+                  f"({r['epochs_kept']}/{r['epochs_run']} epochs kept, {r['seconds']} s)")
+        print(f"SNN test accuracy {rec['snn_test_accuracy_before']:.4f} -> {rec['snn_test_accuracy']:.4f} "
+              f"({rec['seconds']} s) -> {a.output}")
+    return run("fastsnn-finetune", go, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

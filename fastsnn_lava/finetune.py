@@ -1,0 +1,254 @@
+"""Layer-wise fine-tuning: absorb the SNN's sequential error into the weights.
+
+After conversion, a hidden layer ``l`` whose input current varies over the T
+steps fires a spike count ``N^l`` that can differ from the quantized ANN's level
+``K^l`` (the *sequential error*, see ``fastsnn-method.md`` §7). Fine-tuning
+(Fast-SNN §8) tunes the hidden layers 2..L−1 one at a time, in forward order,
+with the already-tuned layers before it fixed. One iteration on a batch:
+
+1. target ``a^l = α^l·K^l / T``: the original QANN's activation (no gradient);
+2. run the SNN up to layer ``l−1``; its spike counts ``N^{l−1}`` are the input;
+3. the QANN layer on that input, summed over T (integer code units)::
+
+       A = W_q · N^{l−1} + T·c,      k̃ = A / θ^l
+
+   and the SNN layer's true count ``N^l`` on the same spike trains;
+4. forward value ``N^l``, gradient of ``k̃`` (straight-through, zero outside
+   ``0 < k̃ ≤ T``): ``out = α^l/T · (k̃ + (N^l − k̃).detach())``;
+5. loss ``mean((out − a^l)²)``, SGD (lr 1e-3, momentum 0.9) on real-valued
+   master weights ``W = Δ·q`` and biases ``b = u·c``.
+
+The layer's grid is frozen: θ, Δ and u stay as exported (the paper freezes the
+threshold α^l), and the codes ``q = clip(round(W/Δ), ±127)``,
+``c = clip(round(b/u), 13-bit)`` are what the fine-tuned network exports, so the
+result is still lossless to export.
+
+Acceptance, after every epoch of a layer (otherwise the layer reverts to its
+last accepted state):
+
+* ``"mismatch"`` (default): keep the update only if the layer's mismatch to the
+  QANN, ``mean |N^l − K^l|`` (in units of θ) on a held-out part of the
+  training data, falls. This measures what fine-tuning is for and is not
+  decided by a handful of images.
+* ``"accuracy"`` (the paper's rule): keep it only if the whole SNN's accuracy
+  on (a subset of) the training data rises.
+* ``force=True`` keeps every epoch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .errors import FastSNNError
+from .ir import Layer, Network
+from .models import BIAS_MAX, WEIGHT_QMAX, QuantNet
+from .neuron import if_step
+from .quant import round_half_up
+
+RULES = ("mismatch", "accuracy")
+
+
+def _syn(layer: Layer, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Synaptic current without bias, for a (B, ...) input."""
+    if layer.kind == "dense":
+        return x.flatten(1) @ weight.T
+    return F.conv2d(x.reshape(-1, *layer.in_shape), weight, None, layer.stride, layer.padding,
+                    layer.dilation, layer.groups)
+
+
+def _exact_dtype(net: Network) -> torch.dtype:
+    """float32 when every partial sum of every layer stays below 2^24 (then exact), else float64."""
+    bound = 0
+    for i, layer in enumerate(net.layers):
+        amax = net.input_max if i == 0 else 1  # spikes are ±1; QANN levels ≤ T, hence the factor T below
+        fan = np.abs(layer.weight).reshape(layer.weight.shape[0], -1).sum(1).max()
+        bound = max(bound, net.timesteps * (int(fan) * amax + int(np.abs(layer.bias).max(initial=0))))
+    return torch.float32 if bound < 2 ** 24 else torch.float64
+
+
+def _t(a, dtype) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a), dtype=dtype)
+
+
+def snn_prefix(net: Network, x: torch.Tensor, upto: int, dtype=torch.float64) -> list[torch.Tensor]:
+    """Spike trains ``s^l(t)`` (T, B, *shape) of hidden layers ``0..upto-1`` (integers in ``dtype``)."""
+    T = net.timesteps
+    a = x.to(dtype).reshape(-1, *net.input_shape)
+    out, spikes = [], None
+    for i, layer in enumerate(net.layers[:upto]):
+        w, b = _t(layer.weight, dtype), _t(layer.bias, dtype)
+        bshape = (-1, 1, 1) if layer.kind == "conv" else (-1,)
+        if i == 0:
+            cur = _syn(layer, a, w) + b.view(bshape)
+            currents = cur.unsqueeze(0).expand(T, *cur.shape)
+        else:
+            cur = _syn(layer, spikes.reshape(-1, *spikes.shape[2:]), w)
+            currents = cur.view(T, -1, *cur.shape[1:]) + b.view(bshape)
+        spikes = _if_layer(currents, layer)
+        out.append(spikes)
+    return out
+
+
+def _if_layer(currents: torch.Tensor, layer: Layer) -> torch.Tensor:
+    v = torch.full_like(currents[0], layer.v_init)
+    n = torch.zeros_like(v)
+    s = torch.empty_like(currents)
+    for t in range(len(currents)):
+        v, n, s[t] = if_step(v, n, currents[t], layer.threshold, layer.neuron == "signed_if")
+    return s
+
+
+def qann_levels(net: Network, x: torch.Tensor, upto: int, dtype=torch.float64) -> list[torch.Tensor]:
+    """QANN levels ``K^l`` of hidden layers ``0..upto-1`` (see :func:`reference.qann_forward`)."""
+    T = net.timesteps
+    a = x.to(dtype).reshape(-1, *net.input_shape)
+    out = []
+    for i, layer in enumerate(net.layers[:upto]):
+        w, b = _t(layer.weight, dtype), _t(layer.bias, dtype)
+        bshape = (-1, 1, 1) if layer.kind == "conv" else (-1,)
+        acc = T * (_syn(layer, a, w) + b.view(bshape)) if i == 0 else _syn(layer, a, w) + T * b.view(bshape)
+        a = torch.div(acc + layer.threshold // 2, layer.threshold, rounding_mode="floor").clamp(0, T)
+        out.append(a)
+    return out
+
+
+@dataclasses.dataclass
+class LayerReport:
+    layer: int            # 1-based index of the tuned layer
+    epochs_run: int
+    epochs_kept: int
+    mismatch_before: float  # mean |N − K| on the held-out data, θ units
+    mismatch_after: float
+    accuracy_before: float | None  # SNN accuracy on the training subset (rule "accuracy" only)
+    accuracy_after: float | None
+    seconds: float
+
+
+def layer_mismatch(net: Network, ref: Network, x: np.ndarray, layer: int, batch_size: int = 256) -> float:
+    """mean |N^l − K^l| of hidden layer ``layer`` (0-based) over neurons and samples, N from ``net``'s SNN,
+    K from ``ref``'s QANN."""
+    dtype = _exact_dtype(net)
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for s in range(0, len(x), batch_size):
+            xb = torch.as_tensor(x[s:s + batch_size])
+            n = snn_prefix(net, xb, layer + 1, dtype)[-1].sum(0)
+            k = qann_levels(ref, xb, layer + 1, dtype)[-1]
+            total += float((n - k).abs().sum())
+            count += n.numel()
+    return total / max(count, 1)
+
+
+def snn_accuracy(net: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    from .reference import run_batches, snn_forward
+    return float((run_batches(net, x, snn_forward, batch_size).argmax(1) == y).mean())
+
+
+def _codes(w: torch.Tensor, delta: float, b: torch.Tensor, unit: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Straight-through integer codes of real-valued weights and biases on the frozen grid."""
+    q = (w / delta).clamp(-WEIGHT_QMAX, WEIGHT_QMAX)
+    q = q + (round_half_up(q) - q).detach()
+    c = (b / unit).clamp(-BIAS_MAX - 1, BIAS_MAX)
+    c = c + (round_half_up(c) - c).detach()
+    return q, c
+
+
+def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs: int = 1, lr: float = 1e-3,
+             momentum: float = 0.9, weight_decay: float = 0.0, batch_size: int = 128, rule: str = "mismatch",
+             force: bool = False, heldout: float = 0.1, accuracy_samples: int = 10000, max_samples: int | None = None,
+             seed: int = 0, progress: bool = True) -> tuple[Network, list[LayerReport]]:
+    """Fine-tune the hidden layers 2..L−1 of ``net`` (the signed-IF conversion of ``qann``).
+
+    ``x, y``: the training data (raw integers). A seeded ``heldout`` share of it
+    decides the "mismatch" rule; the rest (at most ``max_samples``) trains. The
+    "accuracy" rule measures the SNN on at most ``accuracy_samples`` training
+    samples. Returns the tuned network and one report per tuned layer.
+    """
+    if rule not in RULES:
+        raise FastSNNError(f"--accept must be one of {RULES}, got {rule!r}")
+    if any(layer.neuron == "unsigned_if" for layer in net.layers):
+        raise FastSNNError("fine-tuning runs on the signed IF network: convert with --neuron signed")
+    if epochs < 1 or lr <= 0 or not 0 < heldout < 1:
+        raise FastSNNError("--epochs must be ≥ 1, --lr > 0 and the held-out share in (0, 1)")
+    ref = net
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(x), generator=gen).numpy()
+    n_held = max(1, int(round(heldout * len(x))))
+    x_held = x[perm[:n_held]]
+    fit = perm[n_held:]
+    if max_samples is not None:
+        fit = fit[:max_samples]
+    x_fit, y_fit = torch.as_tensor(x[fit]), torch.as_tensor(y[fit])
+    acc_idx = perm[n_held:][:accuracy_samples]
+    x_acc, y_acc = x[acc_idx], y[acc_idx]
+    units = qann.units_in()
+    T = net.timesteps
+    reports = []
+    for li in range(1, len(net.layers) - 1):
+        t0 = time.time()
+        layer = net.layers[li]
+        theta, delta, unit = qann.layers[li].grid(units[li])
+        if theta != layer.threshold:
+            raise FastSNNError(f"layer {li + 1}: the network's threshold {layer.threshold} is not the checkpoint's "
+                               f"{theta}: fine-tune the network converted from this checkpoint")
+        alpha = theta * unit
+        w = torch.nn.Parameter(torch.as_tensor(layer.weight, dtype=torch.float64) * delta)
+        b = torch.nn.Parameter(torch.as_tensor(layer.bias, dtype=torch.float64) * unit)
+        opt = torch.optim.SGD([w, b], lr=lr, momentum=momentum, weight_decay=weight_decay)
+        dtype = _exact_dtype(net)
+        best = layer_mismatch(net, ref, x_held, li)
+        before = best
+        acc_best = snn_accuracy(net, x_acc, y_acc) if rule == "accuracy" else None
+        acc_before, kept = acc_best, 0
+        best_state = (w.detach().clone(), b.detach().clone())
+        bshape = (-1, 1, 1) if layer.kind == "conv" else (-1,)
+        for epoch in range(epochs):
+            order = torch.randperm(len(x_fit), generator=gen)
+            bar = tqdm(range(0, len(order), batch_size), desc=f"fine-tune layer {li + 1} epoch {epoch + 1}",
+                       unit="batch", disable=not progress, leave=False)
+            for s in bar:
+                idx = order[s:s + batch_size]
+                xb = x_fit[idx]
+                with torch.no_grad():
+                    spikes = snn_prefix(net, xb, li, dtype)[-1].double()
+                    target = qann_levels(ref, xb, li + 1, dtype)[-1].double()
+                q, c = _codes(w, delta, b, unit)
+                n_in = spikes.sum(0)
+                acc = _syn(layer, n_in, q) + T * c.view(bshape)
+                k_soft = acc / theta
+                with torch.no_grad():
+                    cur = _syn(layer, spikes.reshape(-1, *spikes.shape[2:]), q.detach()).view(T, len(xb), *acc.shape[1:])
+                    n_out = _if_layer(cur + c.detach().view(bshape), layer).sum(0)
+                inside = ((k_soft > 0) & (k_soft <= T)).double()
+                k_ste = k_soft * inside + (n_out - k_soft * inside).detach()
+                loss = ((alpha / T) * (k_ste - target)).pow(2).mean()
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                bar.set_postfix(loss=f"{loss.item():.2e}")
+            q, c = _codes(w.detach(), delta, b.detach(), unit)
+            cand = _replace(net, li, q, c)
+            m = layer_mismatch(cand, ref, x_held, li)
+            a = snn_accuracy(cand, x_acc, y_acc) if rule == "accuracy" else None
+            better = m < best if rule == "mismatch" else a > acc_best
+            if force or better:
+                net, best, acc_best, kept = cand, m, a, kept + 1
+                best_state = (w.detach().clone(), b.detach().clone())
+            else:
+                with torch.no_grad():
+                    w.copy_(best_state[0])
+                    b.copy_(best_state[1])
+        reports.append(LayerReport(li + 1, epochs, kept, before, best, acc_before, acc_best,
+                                   round(time.time() - t0, 2)))
+    return net, reports
+
+
+def _replace(net: Network, li: int, q: torch.Tensor, c: torch.Tensor) -> Network:
+    layers = list(net.layers)
+    layers[li] = dataclasses.replace(layers[li], weight=q.round().long().numpy(), bias=c.round().long().numpy())
+    return dataclasses.replace(net, layers=layers)
