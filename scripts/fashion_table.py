@@ -1,0 +1,117 @@
+"""Issue 3's results table: Fashion-MNIST, 5-spiking-layer CNN, b = 2, 3, 4.
+
+For each b, from ``build/models/fashion_cnn5_b{b}.pt`` (``scripts/train_fashion.py``):
+QANN, SNN unsigned IF, SNN signed IF, and signed IF fine-tuned under both
+acceptance rules (held-out mismatch, the default; training accuracy, the
+paper's) — all on the full 10k test set with the reference simulation — plus
+the per-layer errors of ``fastsnn-diagnose`` and Lava's simulator running the
+fine-tuned network on the first ``--lava-samples`` test samples.
+Writes ``benchmarks/results/fashion_cnn5.json``, the diagnosis plots
+``benchmarks/results/fashion_cnn5_b{b}_diagnose.png``, and the README table
+between ``<!-- fashion-table:start -->`` and ``<!-- fashion-table:end -->``.
+
+    .venv/bin/python scripts/fashion_table.py [--bits 2,3,4] [--lava-samples 500] [--epochs 1]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from fastsnn_lava.data import load_dataset  # noqa: E402
+from fastsnn_lava.diagnose import diagnose, plot  # noqa: E402
+from fastsnn_lava.pipeline import export, finetune  # noqa: E402
+from fastsnn_lava.reference import run_batches, snn_forward  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: int | None) -> dict:
+    src = models / f"fashion_cnn5_b{bits}.pt"
+    out = {"bits": bits, "timesteps": 2 ** bits - 1, "model": str(src)}
+    ft = {}
+    for rule in ("mismatch", "accuracy"):
+        dst = models / f"fashion_cnn5_b{bits}_ft_{rule}.pt"
+        _, rec = finetune(str(src), str(dst), epochs=epochs, rule=rule, max_samples=max_samples, progress=True)
+        ft[rule] = (dst, rec)
+        out[f"finetune_{rule}"] = rec
+    diag = diagnose(str(ft["mismatch"][0]), "fashion-mnist")
+    plot(diag, RESULTS / f"fashion_cnn5_b{bits}_diagnose.png")
+    diag_acc = diagnose(str(ft["accuracy"][0]), "fashion-mnist", sweep_samples=1)
+    out["diagnose"] = diag
+    out["qann"] = diag["qann_accuracy"]
+    out["snn_unsigned"] = diag["variants"]["unsigned"]["accuracy"]
+    out["snn_signed"] = diag["variants"]["signed"]["accuracy"]
+    out["snn_signed_ft"] = diag["variants"]["signed_finetuned"]["accuracy"]
+    out["snn_signed_ft_paper_rule"] = diag_acc["variants"]["signed_finetuned"]["accuracy"]
+    out["signed_error_never_above_unsigned"] = all(
+        s["mean_abs_error_theta"] <= u["mean_abs_error_theta"]
+        for s, u in zip(diag["variants"]["signed"]["layers"], diag["variants"]["unsigned"]["layers"]))
+    if lava_samples:
+        from fastsnn_lava.lava.runner import run_lava
+        h5 = models / f"fashion_cnn5_b{bits}_ft.h5"
+        net = export(str(ft["mismatch"][0]), str(h5))
+        x, y = load_dataset("fashion-mnist").x_test[:lava_samples], load_dataset("fashion-mnist").y_test[:lava_samples]
+        t0 = time.time()
+        lava, _ = run_lava(h5, x, progress=True)
+        ref = run_batches(net, x, snn_forward)
+        out["lava"] = {"samples": lava_samples, "accuracy": float((lava.argmax(1) == y).mean()),
+                       "reference_accuracy": float((ref.argmax(1) == y).mean()),
+                       "agreement": float((lava == ref).all(1).mean()), "seconds": round(time.time() - t0, 1)}
+    return out
+
+
+def pct(v: float) -> str:
+    return f"{100 * v:.2f}"
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| b | T | QANN | SNN unsigned IF | SNN signed IF | signed + fine-tuned | fine-tuned, paper's rule "
+             "| Lava: samples, accuracy, = reference | fine-tune time (1 epoch/layer) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lava = r.get("lava")
+        lv = f"{lava['samples']}, {pct(lava['accuracy'])}, {pct(lava['agreement'])} %" if lava else "not run"
+        lines.append(f"| {r['bits']} | {r['timesteps']} | {pct(r['qann'])} | {pct(r['snn_unsigned'])} | "
+                     f"{pct(r['snn_signed'])} | {pct(r['snn_signed_ft'])} | {pct(r['snn_signed_ft_paper_rule'])} | "
+                     f"{lv} | {r['finetune_mismatch']['seconds']:.0f} s |")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--bits", default="2,3,4")
+    ap.add_argument("--models", default=str(ROOT / "build" / "models"))
+    ap.add_argument("--lava-samples", type=int, default=500)
+    ap.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per layer")
+    ap.add_argument("--max-samples", type=int, default=None, help="fine-tuning samples per epoch (default: all)")
+    ap.add_argument("--readme-only", action="store_true", help="re-render the README table from the JSON")
+    a = ap.parse_args()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "fashion_cnn5.json"
+    if a.readme_only:
+        doc = json.loads(path.read_text())
+    else:
+        rows = [row(b, Path(a.models), a.lava_samples, a.epochs, a.max_samples) for b in map(int, a.bits.split(","))]
+        doc = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}",
+               "date": time.strftime("%Y-%m-%d"), "dataset": "fashion-mnist (10,000 test samples)", "rows": rows}
+        path.write_text(json.dumps(doc, indent=2) + "\n")
+    body = (table(doc["rows"]) + f"\n\nAccuracies in % on all 10,000 Fashion-MNIST test samples (reference "
+            f"simulation, bit-exact with Lava); generated by `python scripts/fashion_table.py` on {doc['date']} "
+            f"({doc['machine']}) from `benchmarks/results/fashion_cnn5.json`.")
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    readme.write_text(re.sub(r"(<!-- fashion-table:start -->\n).*?(\n<!-- fashion-table:end -->)",
+                             lambda m: m.group(1) + body + m.group(2), text, flags=re.S))
+    print(body)
+
+
+if __name__ == "__main__":
+    main()
