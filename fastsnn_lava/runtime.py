@@ -76,6 +76,13 @@ class Runtime:
         perm = torch.cat([perm, perm[:total - n]])
         return perm[self.rank::self.world]
 
+    def sync_buffers(self, model: torch.nn.Module) -> None:
+        """Copy rank 0's buffers (BatchNorm running statistics) to every rank: DDP broadcasts
+        them before each forward pass, so after the last one each rank holds its own update."""
+        if self.distributed:
+            for b in model.buffers():
+                dist.broadcast(b, 0)
+
     def same_on_all_ranks(self, model: torch.nn.Module) -> bool:
         """True when every rank holds bit-identical parameters and buffers (True on one process)."""
         if not self.distributed:

@@ -83,6 +83,7 @@ def _fit(model: nn.Module, prep: Callable, x: torch.Tensor, y: torch.Tensor, epo
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             sched.step()
+            rt.sync_buffers(model)
             if after_epoch is not None:
                 after_epoch(epoch + 1, opt, sched, gen)
     model.eval()
@@ -156,6 +157,7 @@ def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = 30, qat_epochs
     else:
         float_net.load_state_dict(st["float"])
 
+    float_net.eval()
     qann = QuantNet(spec, ds.input_shape, ds.n_classes, bits, ds.input_max).to(dev)
     if st is not None and st["phase"] == "qat":
         qann.load_state_dict(st["qann"])
