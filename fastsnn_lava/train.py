@@ -159,18 +159,18 @@ def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = 30, qat_epochs
 
     float_net.eval()
     qann = QuantNet(spec, ds.input_shape, ds.n_classes, bits, ds.input_max).to(dev)
-    if st is not None and st["phase"] == "qat":
-        qann.load_state_dict(st["qann"])
-    else:
-        pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:CALIB_SAMPLES].to(dev)
-        calib = x[pick].float()
-        if init is not None:
-            metrics["init_alpha"] = _init_from_quant(qann, init[0].to(dev), calib, y[pick])
-        else:
-            qann.init_from_float(float_net, calib)
-        metrics["qann_test_accuracy_after_calibration"] = accuracy(qann, xt.float(), yt)
-        st = None
     with rt.exact_float32():
+        if st is not None and st["phase"] == "qat":
+            qann.load_state_dict(st["qann"])
+        else:
+            pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:CALIB_SAMPLES].to(dev)
+            calib = x[pick].float()
+            if init is not None:
+                metrics["init_alpha"] = _init_from_quant(qann, init[0].to(dev), calib, y[pick])
+            else:
+                qann.init_from_float(float_net, calib)
+            metrics["qann_test_accuracy_after_calibration"] = accuracy(qann, xt.float(), yt)
+            st = None
         _fit(qann, lambda a: a.float(), x, y, qat_epochs, qat_lr, batch_size, f"QAT {bits}-bit", seed + 1, rt,
              progress, ds.augment, state=st, after_epoch=saver("qat", lambda: (float_net.state_dict(),
                                                                               qann.state_dict())))

@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--init", default=None, metavar="MODEL.pt",
                    help="progressive precision: start the QANN from this trained checkpoint (same --arch and "
-                        "--dataset, any bits) and skip the float phase")
+                        "--dataset, any bits) and skip the float phase (--epochs is ignored)")
     p.add_argument("--resume", default=None, metavar="OUTPUT.resume",
                    help="continue an interrupted run from its resume file (its settings come from that file)")
     p.add_argument("--no-amp", action="store_true", help="no bfloat16 autocast for the float ANN on a GPU")

@@ -46,8 +46,8 @@ def _download(cls, name: str, how: str) -> None:
 
 def load_mnist() -> tuple:
     root = cache_dir() / "MNIST" / "raw"
-    how = (f"download it on a machine with internet access (fastsnn-train --dataset mnist) and copy "
-           f"{root} here, or set FASTSNN_DATA to a folder that holds MNIST/raw/")
+    how = (f"run 'fastsnn-train --dataset mnist' once on a machine with internet access and copy its "
+           f"cache folder MNIST/raw/ into {cache_dir()}, or set FASTSNN_DATA to a folder that holds MNIST/raw/")
     if find_idx(root, "t10k-labels-idx1-ubyte") is None:
         from torchvision.datasets import MNIST
         _download(MNIST, "MNIST", how)
@@ -56,8 +56,8 @@ def load_mnist() -> tuple:
 
 def load_cifar10() -> tuple:
     root = cache_dir()
-    how = (f"download it on a machine with internet access (fastsnn-train --dataset cifar10) and copy "
-           f"{root / 'cifar-10-batches-py'} here, or set FASTSNN_DATA to a folder that holds it")
+    how = (f"run 'fastsnn-train --dataset cifar10' once on a machine with internet access and copy its "
+           f"cache folder cifar-10-batches-py/ into {root}, or set FASTSNN_DATA to a folder that holds it")
     from torchvision.datasets import CIFAR10
     parts = []
     for train in (True, False):
