@@ -3,7 +3,8 @@
 A checkpoint (``model.pt``) is a dict of plain tensors and strings::
 
     {"format": "fastsnn-lava-checkpoint", "version": 1,
-     "meta": "<JSON: arch spec, bits, input shape/max, classes, dataset, accuracies, seed>",
+     "meta": "<JSON: arch spec, bits, input shape/max, classes, dataset, accuracies, seed,
+              norm: per-channel input mean/std of the float ANN or absent>",
      "qann": <state_dict of the QuantNet>,
      "float": <state_dict of the float ANN>,
      "snn": {"weight": [int64 tensors], "bias": [int64 tensors]}}   (optional)
@@ -26,6 +27,7 @@ import torch
 from .atomic import atomic_path
 from .errors import FastSNNError
 from .models import QuantNet, build_float
+from .normalize import InputNorm
 
 FORMAT, VERSION = "fastsnn-lava-checkpoint", 1
 
@@ -34,6 +36,9 @@ def save(path, qann: QuantNet, float_net: torch.nn.Module, meta: dict, snn=None)
     """Write a checkpoint; ``snn`` (a fine-tuned :class:`~fastsnn_lava.ir.Network`) is optional."""
     meta = dict({k: v for k, v in meta.items() if not k.startswith("_")}, spec=qann.spec, bits=qann.bits, input_shape=list(qann.input_shape),
                 input_max=qann.input_max, n_classes=qann.n_classes)
+    first = next(iter(float_net.children()), None)
+    if isinstance(first, InputNorm):
+        meta["norm"] = {"mean": first.mean.tolist(), "std": first.std.tolist()}
     blob = {"format": FORMAT, "version": VERSION, "meta": json.dumps(meta),
             "qann": qann.state_dict(), "float": float_net.state_dict()}
     if snn is not None:
@@ -83,7 +88,7 @@ def load(path, trust_pickle: bool = False) -> tuple[QuantNet, torch.nn.Module, d
         meta = json.loads(blob["meta"])
         qann = QuantNet(meta["spec"], tuple(meta["input_shape"]), meta["n_classes"], meta["bits"], meta["input_max"])
         qann.load_state_dict(blob["qann"])
-        float_net = build_float(meta["spec"], tuple(meta["input_shape"]), meta["n_classes"])
+        float_net = build_float(meta["spec"], tuple(meta["input_shape"]), meta["n_classes"], meta.get("norm"))
         float_net.load_state_dict(blob["float"])
     except FastSNNError:
         raise

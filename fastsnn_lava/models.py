@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from .errors import FastSNNError
 from .ir import conv_out_hw
+from .normalize import InputNorm, fold
 from .quant import act_quant, activation_level, round_half_up, weight_codes
 
 WEIGHT_QMAX = 127  # 8-bit signed weight mantissa on Loihi 2
@@ -88,14 +89,22 @@ def layer_shapes(spec: list[dict], input_shape: tuple, n_classes: int) -> list[t
     return shapes
 
 
-def build_float(spec: list[dict], input_shape: tuple, n_classes: int) -> nn.Sequential:
-    """The float ANN: conv/dense → BatchNorm → ReLU per hidden layer, a plain dense classifier."""
+def build_float(spec: list[dict], input_shape: tuple, n_classes: int, norm: dict | None = None) -> nn.Sequential:
+    """The float ANN: conv/dense → BatchNorm → ReLU per hidden layer, a plain dense classifier.
+
+    With ``norm`` ({"mean": [...], "std": [...]} per channel) it starts with an
+    :class:`~fastsnn_lava.normalize.InputNorm` that also does the first convolution's padding
+    (see :mod:`fastsnn_lava.normalize`: this keeps folding exact)."""
     mods: list[nn.Module] = []
     shapes = layer_shapes(spec, input_shape, n_classes)
+    first_pad = shapes[0][0].get("padding", 0) if shapes[0][0]["kind"] == "conv" else 0
+    if norm is not None:
+        mods.append(InputNorm(norm["mean"], norm["std"], first_pad))
     for i, (s, in_shape, out_shape) in enumerate(shapes):
         last = i == len(shapes) - 1
         if s["kind"] == "conv":
-            mods += [nn.Conv2d(in_shape[0], s["out"], s["kernel"], s.get("stride", 1), s.get("padding", 0),
+            pad = 0 if (i == 0 and norm is not None) else s.get("padding", 0)
+            mods += [nn.Conv2d(in_shape[0], s["out"], s["kernel"], s.get("stride", 1), pad,
                                bias=False), nn.BatchNorm2d(s["out"]), nn.ReLU()]
         else:
             if len(in_shape) > 1:
@@ -107,7 +116,8 @@ def build_float(spec: list[dict], input_shape: tuple, n_classes: int) -> nn.Sequ
 
 
 def fold_batchnorm(float_net: nn.Sequential) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """(W', b') per weight layer with BatchNorm folded: W' = γW/σ, b' = β − γμ/σ."""
+    """(W', b') per weight layer with BatchNorm folded: W' = γW/σ, b' = β − γμ/σ
+    (an :class:`~fastsnn_lava.normalize.InputNorm` in front is folded by :meth:`QuantNet.init_from_float`)."""
     out, mods = [], list(float_net)
     for i, m in enumerate(mods):
         if not isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -209,9 +219,18 @@ class QuantNet(nn.Module):
     def init_from_float(self, float_net: nn.Sequential, calib_x: torch.Tensor, percentile: float = 99.7):
         """Copy BN-folded float weights, then set each α, layer by layer, to a percentile
         of that layer's positive pre-activations given the already-quantized layers before."""
-        for layer, (w, b) in zip(self.layers, fold_batchnorm(float_net)):
+        folded = fold_batchnorm(float_net)
+        if isinstance(float_net[0], InputNorm):  # normalisation → first layer (exact, see normalize.py)
+            folded[0] = fold(*folded[0], float_net[0], self.input_shape)
+        for layer, (w, b) in zip(self.layers, folded):
             layer.weight.copy_(w.view_as(layer.weight))
             layer.bias.copy_(b)
+        self.calibrate(calib_x, percentile)
+
+    @torch.no_grad()
+    def calibrate(self, calib_x: torch.Tensor, percentile: float = 99.7):
+        """Set each α, layer by layer, to a percentile of the layer's positive pre-activations
+        given the current weights and the already-quantized layers before."""
         x = calib_x.reshape(-1, *self.input_shape).float() / self.input_max
         for k, layer in enumerate(self.layers):
             u_in = self.units_in()[k]

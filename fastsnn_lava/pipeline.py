@@ -6,6 +6,7 @@ dataset with the reference simulation or Lava and returns the ``out.json`` recor
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,25 +25,68 @@ from .train import train as _train
 BACKENDS = ("reference", "lava-sim")
 
 
+def _check_init(path: str, dataset: str, arch: str, spec: list[dict]) -> tuple:
+    """(QuantNet, float ANN, meta) of an ``--init`` checkpoint trained with the same arch and dataset."""
+    qann, float_net, meta = checkpoint.load(path)
+    if meta.get("spec") != spec or meta.get("dataset") != dataset:
+        raise FastSNNError(f"--init {path} was trained as {meta.get('arch', 'a different architecture')} on "
+                           f"{meta.get('dataset', 'another dataset')}, this run is {arch} on {dataset}: "
+                           "progressive precision needs the same --arch and --dataset")
+    return qann, float_net, meta
+
+
 def train(dataset: str = "digits", arch: str = "cnn", bits: int = 2, out: str | None = None, epochs: int = 30,
-          qat_epochs: int = 30, seed: int = 0, batch_size: int = 64, progress: bool = True):
+          qat_epochs: int = 30, seed: int = 0, batch_size: int = 64, progress: bool = True,
+          init: str | None = None, resume: str | None = None, lr: float = 2e-3, qat_lr: float = 5e-4,
+          amp: bool = True, on_epoch=None, runtime=None):
     """Train a float ANN and its b-bit QANN; save the checkpoint to ``out`` if given.
+
+    ``init``: a trained checkpoint (same arch and dataset, any bits) to start the QANN from
+    (progressive precision: no float phase). ``resume``: a ``.resume`` file to continue; the
+    run's settings then come from that file. Under torchrun (see :mod:`fastsnn_lava.runtime`)
+    every process calls this; only rank 0 writes files.
 
     Returns (QuantNet, float ANN, meta); meta holds the test accuracies, among them
     ``qann_test_accuracy``: the integer QANN (exactly what export writes) on the full test set.
     """
+    from . import resume as resume_mod
+    from .runtime import setup, teardown
+    state = None
+    if resume:
+        state = resume_mod.load(resume)
+        c = state["config"]
+        dataset, arch, bits, epochs, qat_epochs = c["dataset"], c["arch"], c["bits"], c["epochs"], c["qat_epochs"]
+        seed, batch_size, lr, qat_lr, init = c["seed"], c["batch_size"], c["lr"], c["qat_lr"], c["init"]
     if not 1 <= bits <= 8:
         raise FastSNNError(f"--bits must be 1..8, got {bits}")
-    ds = load_dataset(dataset)
+    if min(epochs, qat_epochs) < 0 or batch_size < 1:
+        raise FastSNNError("--epochs and --qat-epochs must be at least 0 and --batch-size at least 1")
     spec = resolve_arch(arch)
-    qann, float_net, metrics = _train(ds, spec, bits, epochs=epochs, qat_epochs=qat_epochs, seed=seed,
-                                      batch_size=batch_size, progress=progress)
-    net = to_network(qann)
-    qout = run_batches(net, ds.x_test, qann_forward)
-    meta = dict(metrics, dataset=dataset, arch=arch, seed=seed, classes=ds.classes,
-                qann_test_accuracy=float((qout.argmax(1) == ds.y_test).mean()), test_samples=len(ds.y_test))
-    if out:
-        checkpoint.save(out, qann, float_net, meta)
+    source = _check_init(init, dataset, arch, spec) if init and not state else None
+    ds = load_dataset(dataset)
+    rt = runtime or setup(amp)
+    config = dict(dataset=dataset, arch=arch, bits=bits, epochs=epochs, qat_epochs=qat_epochs, seed=seed,
+                  batch_size=batch_size, lr=lr, qat_lr=qat_lr, init=init, world=rt.world)
+    try:
+        qann, float_net, metrics = _train(
+            ds, spec, bits, epochs=epochs, qat_epochs=qat_epochs, seed=seed, batch_size=batch_size, lr=lr,
+            qat_lr=qat_lr, progress=progress, init=None if state else source, runtime=rt, resume_state=state,
+            resume_file=resume_mod.resume_path(out) if out else None, config=config, on_epoch=on_epoch)
+        net = to_network(qann)
+        qout = run_batches(net, ds.x_test, qann_forward)
+        meta = dict(metrics, dataset=dataset, arch=arch, bits=bits, seed=seed, classes=ds.classes,
+                    qann_test_accuracy=float((qout.argmax(1) == ds.y_test).mean()), test_samples=len(ds.y_test))
+        if init:
+            meta["init_from"] = str(init)
+            if source is not None:
+                meta["init_bits"] = source[2].get("bits")
+        if out and rt.main:
+            checkpoint.save(out, qann, float_net, meta)
+            Path(resume_mod.resume_path(out)).unlink(missing_ok=True)
+        rt.barrier()
+    finally:
+        if runtime is None:
+            teardown()
     return qann, float_net, meta
 
 

@@ -58,3 +58,14 @@ def trained(tmp_path_factory):
 def require_fashion():
     from fastsnn_lava.data import fashion_dir
     need(fashion_dir() is not None, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+
+
+@pytest.fixture(scope="session")
+def datagen():
+    """tests/datagen.py (generated PNG folders and IDX files), loaded by path (importlib mode)."""
+    import importlib.util
+    from pathlib import Path
+    spec = importlib.util.spec_from_file_location("fastsnn_test_datagen", Path(__file__).with_name("datagen.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

@@ -8,12 +8,12 @@ from . import parser, run
 
 
 def main(argv=None) -> int:
-    from ..data import DATASETS
+    from ..data import DATASET_HELP
     from ..pipeline import BACKENDS
     p = parser("fastsnn-run", "Run an exported network on test samples and compare it with its reference.",
                "fastsnn-run net.h5 --dataset digits --backend lava-sim --samples 64 --json out.json")
     p.add_argument("network", help="netx HDF5 file written by fastsnn-export")
-    p.add_argument("--dataset", default="digits", choices=DATASETS)
+    p.add_argument("--dataset", default="digits", metavar="NAME", help=DATASET_HELP)
     p.add_argument("--backend", default="lava-sim", choices=BACKENDS)
     p.add_argument("--samples", type=int, default=None, help="first N test samples (default: all)")
     p.add_argument("--model", default=None, help="checkpoint, to measure the float ANN on the same samples")
