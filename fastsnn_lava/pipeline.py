@@ -1,7 +1,17 @@
 """The Python API, one function per command-line tool.
 
-``train`` → ``model.pt``; ``export`` → ``net.h5``; ``evaluate`` runs a net.h5 on a
-dataset with the reference simulation or Lava and returns the ``out.json`` record.
+=================  =====================  ==============================================
+function           command                does
+=================  =====================  ==============================================
+``train``          ``fastsnn-train``      float ANN → b-bit QANN → ``model.pt``
+``convert``        (inside export)        ``model.pt`` → integer :class:`~fastsnn_lava.ir.Network`
+``finetune``       ``fastsnn-finetune``   layer-wise fine-tuning → ``model_ft.pt``
+``export``         ``fastsnn-export``     ``model.pt`` → netx ``net.h5``
+``run``            ``fastsnn-run``        ``net.h5`` on a dataset (reference or Lava) → record
+``diagnose``       ``fastsnn-diagnose``   per-layer SNN-vs-QANN error, accuracy vs T
+=================  =====================  ==============================================
+
+``evaluate`` is ``run`` under its older name.
 """
 from __future__ import annotations
 
@@ -202,3 +212,22 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
         "wall_seconds": round(wall, 3),
         "neuron": sorted({layer.neuron for layer in net.layers[:-1]}),
     }
+
+
+run = evaluate  # the CLI's name (fastsnn-run) for the same function
+
+
+def diagnose(model_path: str, dataset: str | None = None, samples: int | None = None, sweep_samples: int | None = 1000,
+             json_path: str | None = None, plot_path: str | None = None) -> dict:
+    """Per-layer SNN-vs-QANN error and accuracy against T (see :mod:`fastsnn_lava.diagnose`)."""
+    import json
+
+    from .atomic import write_text
+    from .diagnose import diagnose as _diagnose
+    from .diagnose import plot
+    rec = _diagnose(model_path, dataset, samples, sweep_samples)
+    if json_path:
+        write_text(json_path, json.dumps(rec, indent=2) + "\n")
+    if plot_path:
+        plot(rec, plot_path)
+    return rec

@@ -1,0 +1,103 @@
+"""Write the notebooks in notebooks/ from the cell lists below (outputs empty).
+
+The notebooks are generated so their code stays reviewable as plain Python;
+tests/test_notebooks.py executes them (nbclient) and fails on any error.
+
+    .venv/bin/python scripts/make_notebooks.py
+"""
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+HERE = Path(__file__).resolve().parent.parent / "notebooks"
+
+QUICKSTART = [
+    ("md", """# 01 · Quick start: train → export → Lava, on digits
+
+Fast-SNN in four calls of the Python API (each mirrors a command-line tool):
+a 2-bit quantized ANN needs only **T = 2² − 1 = 3 time steps** as a spiking network.
+Runs in about a minute on 2 CPU cores. Files go to the notebook's folder."""),
+    ("code", """from fastsnn_lava import pipeline
+
+# fastsnn-train --dataset digits --arch mlp --bits 2 -o model.pt
+qann, float_net, meta = pipeline.train("digits", "mlp", bits=2, out="model.pt", epochs=20, qat_epochs=20)
+print(f"float ANN {meta['float_test_accuracy']:.2%}   2-bit QANN {meta['qann_test_accuracy']:.2%}")"""),
+    ("md", """## Export: the integer network
+
+`pipeline.export` (= `fastsnn-export model.pt -o net.h5`) converts the checkpoint into integer
+weights, biases and even thresholds θ, checks them against Loihi 2's limits and writes a
+lava-dl netx HDF5 file. The hidden neurons are signed integrate-and-fire neurons:
+
+    v ← v + I(t);  s(t) = +1 if v ≥ θ;  s(t) = −1 if v < 0 and the neuron has a spike to take back;  v ← v − s(t)·θ
+
+starting from v = θ/2, so that the spike count over T steps is the ANN's level round(T·I/θ)."""),
+    ("code", """net = pipeline.export("model.pt", "net.h5")
+for i, layer in enumerate(net.layers, 1):
+    print(f"layer {i}: {layer.kind:5} weight {str(layer.weight.shape):10} θ = {layer.threshold}  neuron {layer.neuron}")
+print("T =", net.timesteps)"""),
+    ("md", "## Run: the reference simulation on the whole test set, then Lava's CPU simulator"),
+    ("code", """ref = pipeline.run("net.h5", "digits", backend="reference", progress=False)
+print(f"reference SNN {ref['snn_accuracy']:.2%} on {ref['samples']} samples, QANN {ref['qann_accuracy']:.2%}")
+lava = pipeline.run("net.h5", "digits", backend="lava-sim", samples=48, progress=False)
+print(f"Lava {lava['snn_accuracy']:.2%} on {lava['samples']} samples; "
+      f"identical integer outputs to the reference on {lava['reference_agreement']:.0%} of them")
+assert lava["reference_agreement"] == 1.0"""),
+    ("md", """## One sample through the network
+
+Black ticks are +1 spikes, red ticks are −1 spikes (a signed neuron taking back a spike it fired
+too early). The last panel is the output layer's integer current summed over the T steps."""),
+    ("code", """from fastsnn_lava.data import load_dataset
+from fastsnn_lava.plots import spike_raster
+
+x = load_dataset("digits").x_test[0]
+fig = spike_raster(net, x, "raster.png")"""),
+]
+
+CONVERSION = [
+    ("md", """# 02 · Conversion error: signed vs unsigned IF, fine-tuning, per-layer diagnosis
+
+A deeper layer receives spikes whose timing varies, so its spike count can differ from the
+quantized ANN's level (the *sequential error*). This notebook measures it per layer for the
+unsigned IF neuron, Fast-SNN's signed IF neuron, and the signed neuron after layer-wise
+fine-tuning. About two minutes on 2 CPU cores."""),
+    ("code", """from fastsnn_lava import pipeline
+
+qann, _, meta = pipeline.train("digits", "cnn", bits=2, out="cnn.pt", epochs=20, qat_epochs=20, progress=False)
+print(f"2-bit QANN {meta['qann_test_accuracy']:.2%}")"""),
+    ("md", """## Layer-wise fine-tuning (`fastsnn-finetune cnn.pt -o cnn_ft.pt`)
+
+Hidden layers 2…L−1, one at a time: forward = the SNN layer's spike count, backward = the QANN
+layer's gradient, MSE to the QANN activation, thresholds frozen. An epoch is kept only if the
+layer's mismatch to the QANN on held-out training data falls."""),
+    ("code", """net_ft, record = pipeline.finetune("cnn.pt", "cnn_ft.pt", epochs=1, progress=False)
+for r in record["layers"]:
+    print(f"layer {r['layer']}: held-out mismatch {r['mismatch_before']:.4f} → {r['mismatch_after']:.4f} θ "
+          f"({r['epochs_kept']}/{r['epochs_run']} epochs kept)")
+print(f"SNN test accuracy {record['snn_test_accuracy_before']:.2%} → {record['snn_test_accuracy']:.2%}")"""),
+    ("md", "## Diagnosis (`fastsnn-diagnose cnn_ft.pt --json diag.json --plot diag.png`)"),
+    ("code", """rec = pipeline.diagnose("cnn_ft.pt", sweep_samples=360, json_path="diag.json", plot_path="diag.png")
+print(f"QANN {rec['qann_accuracy']:.2%}")
+for name, v in rec["variants"].items():
+    errs = "  ".join(f"{r['mean_abs_error_theta']:.4f}" for r in v["layers"])
+    print(f"{name:17} accuracy {v['accuracy']:.2%}   mean |N − K| per layer (θ): {errs}")
+signed, unsigned = rec["variants"]["signed"]["layers"], rec["variants"]["unsigned"]["layers"]
+assert all(s["mean_abs_error_theta"] <= u["mean_abs_error_theta"] for s, u in zip(signed, unsigned))"""),
+    ("code", """from IPython.display import Image
+Image("diag.png")"""),
+    ("md", """The first layer has no error (its input current is the same at every step). Left: the
+accumulated per-layer error; right: accuracy against the number of time steps T' — Fast-SNN
+reaches the QANN's accuracy at T = 2^b − 1 (dotted line)."""),
+]
+
+
+def build(name: str, cells: list) -> None:
+    nb = new_notebook(cells=[new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, HERE / name)
+
+
+if __name__ == "__main__":
+    build("01_quickstart.ipynb", QUICKSTART)
+    build("02_conversion_error.ipynb", CONVERSION)
+    print("wrote", sorted(p.name for p in HERE.glob("*.ipynb")))
