@@ -117,7 +117,7 @@ def convert(model_path: str, neuron: str = "signed", trust_pickle: bool = False,
 
 def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int = 1, rule: str = "mismatch",
              force: bool = False, lr: float = 1e-3, batch_size: int = 128, max_samples: int | None = None,
-             seed: int = 0, progress: bool = True) -> tuple[Network, dict]:
+             seed: int = 0, progress: bool = True, accuracy_samples: int = 5000) -> tuple[Network, dict]:
     """Layer-wise fine-tuning of a checkpoint's signed-IF SNN (see :mod:`fastsnn_lava.finetune`).
 
     Writes ``out``: the same checkpoint plus the tuned integer SNN, so it still exports
@@ -137,10 +137,13 @@ def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int 
     net0 = to_network(qann)
     t0 = time.time()
     net, reports = _finetune(qann, net0, ds.x_train, ds.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
-                             rule=rule, force=force, max_samples=max_samples, seed=seed, progress=progress)
+                             rule=rule, force=force, max_samples=max_samples, seed=seed, progress=progress,
+                             accuracy_samples=accuracy_samples)
     snn = run_batches(net, ds.x_test, snn_forward)
     snn0 = run_batches(net0, ds.x_test, snn_forward)
     record = {"rule": "force" if force else rule, "epochs_per_layer": epochs, "lr": lr, "batch_size": batch_size,
+              "samples_per_epoch": min(len(ds.x_train) - max(1, round(0.1 * len(ds.x_train))),
+                                       max_samples or len(ds.x_train)),
               "seconds": round(time.time() - t0, 1), "layers": [r.__dict__ for r in reports],
               "snn_test_accuracy_before": _accuracy(snn0, ds.y_test), "snn_test_accuracy": _accuracy(snn, ds.y_test)}
     checkpoint.save(out, qann, float_net, dict(meta, finetune=record), snn=net)
