@@ -16,9 +16,9 @@ from fastsnn_lava import checkpoint
 from fastsnn_lava.data import load_dataset
 from fastsnn_lava.engine import Engine
 
-SAMPLES = None if FULL else 1000
-FAST_GRID = [1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 16, 24, 32, 48, 64]
-RATE_GRID = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256] + ([384, 512] if FULL else [])
+SAMPLES = None if FULL else 500
+FAST_GRID = [1, 2, 3, 4, 5, 6, 7, 8, 16, 32] + ([64] if FULL else [])
+RATE_GRID = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128] + ([192, 256, 384, 512] if FULL else [])
 TOLERANCE = 0.005
 
 

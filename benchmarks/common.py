@@ -18,12 +18,12 @@ import numpy as np
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = Path(os.environ.get("BENCH_RESULTS", ROOT / "benchmarks" / "results"))
 MODELS = ROOT / "build" / "bench" / "models"
 FULL = os.environ.get("FULL", "") not in ("", "0")
 REPEATS = max(3, int(os.environ.get("BENCH_REPEATS", "3")))
 BITS = int(os.environ.get("FASTSNN_BENCH_BITS", "2"))
-DATASET = "fashion-mnist"
+DATASET = os.environ.get("FASTSNN_BENCH_DATASET", "fashion-mnist")  # digits: a quick smoke run
 # the two networks every benchmark uses: the Fashion-MNIST CNN (cnn5) and an MLP
 NETS = {"cnn5": "FASTSNN_BENCH_CNN", "mlp": "FASTSNN_BENCH_MLP"}
 ARCHS = [a for a in os.environ.get("BENCH_NETS", "cnn5,mlp").split(",") if a]  # for quick partial runs
@@ -77,7 +77,7 @@ def model_path(arch: str) -> Path:
     if env:
         return Path(env)
     from fastsnn_lava.pipeline import train
-    path = MODELS / f"{arch}-b{BITS}-e{EPOCHS[arch]}.pt"
+    path = MODELS / f"{DATASET}-{arch}-b{BITS}-e{EPOCHS[arch]}.pt"
     if not path.exists():
         MODELS.mkdir(parents=True, exist_ok=True)
         print(f"[bench] training {arch} on {DATASET} ({EPOCHS[arch]}+{EPOCHS[arch]} epochs) → {path}", flush=True)

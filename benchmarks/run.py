@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 
-from benchmarks.common import ARCHS, FULL, ROOT, model_path, write_result
+from benchmarks.common import ARCHS, FULL, RESULTS, ROOT, model_path, write_result
 
 ORDER = ["throughput", "accuracy_vs_t", "lava_cost", "training", "export_cost", "memory"]
 
@@ -39,8 +39,9 @@ def main(argv=None) -> int:
             failed.append(name)
             continue
         path = write_result(name, dict(data, wall_seconds=round(time.time() - t0, 1)))
-        print(f"[bench] {name}: {time.time() - t0:.0f} s → {path.relative_to(ROOT)}", flush=True)
-    subprocess.run([sys.executable, str(ROOT / "scripts" / "update_bench_table.py")], check=False)
+        print(f"[bench] {name}: {time.time() - t0:.0f} s → {path}", flush=True)
+    if RESULTS == ROOT / "benchmarks" / "results":  # $BENCH_RESULTS elsewhere: a trial run, README untouched
+        subprocess.run([sys.executable, str(ROOT / "scripts" / "update_bench_table.py")], check=False)
     print(f"[bench] done in {time.time() - t_all:.0f} s" + (f"; failed: {failed}" if failed else ""))
     return 1 if failed else 0
 

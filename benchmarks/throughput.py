@@ -20,7 +20,7 @@ from benchmarks.common import ARCHS, FULL, macs_per_image, median_time, network,
 from fastsnn_lava.engine import Engine
 from fastsnn_lava.netx import write_network
 
-ENGINE_SAMPLES = None if FULL else 3000
+ENGINE_SAMPLES = None if FULL else 1000
 LAVA_SAMPLES = {"cnn5": (4, 64 if FULL else 16), "mlp": (16, 400 if FULL else 96)}
 
 
