@@ -24,8 +24,6 @@ Memory stays bounded: inputs stream through in batches; only one layer's
 """
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -127,7 +125,7 @@ class Engine:
     """The spiking network ``net`` compiled for fast, exact batched evaluation.
 
     ``timesteps``: run T' steps instead of ``net.timesteps`` (same thresholds, v(0) = θ/2).
-    ``device``: default CUDA if present, else CPU; ``threads``: CPU threads (default: all cores).
+    ``device``: default CUDA if present, else CPU; ``threads``: CPU threads (default: torch's, one per physical core).
     ``unfold``: convolutions as unfold + matmul (default: on CUDA only).
     """
 
@@ -141,8 +139,8 @@ class Engine:
         if self.device.type == "cuda":
             torch.backends.cuda.matmul.allow_tf32 = False
             torch.backends.cudnn.allow_tf32 = False
-        elif threads or torch.get_num_threads() < (os.cpu_count() or 1):
-            torch.set_num_threads(threads or os.cpu_count() or 1)
+        elif threads:  # torch's default already uses every physical core
+            torch.set_num_threads(int(threads))
         self.unfold = self.device.type == "cuda" if unfold is None else bool(unfold)
         self._compiled = {}
 
