@@ -20,7 +20,7 @@ SAMPLES = None if FULL else 4000
 
 def run_one(arch: str) -> dict:
     ds = load_dataset(DATASET)
-    n = len(ds.x_train) if SAMPLES is None else SAMPLES
+    n = len(ds.x_train) if SAMPLES is None else min(SAMPLES, len(ds.x_train))
     x, y = torch.as_tensor(ds.x_train[:n], dtype=torch.float32), torch.as_tensor(ds.y_train[:n])
     spec = resolve_arch(arch)
     torch.manual_seed(0)
