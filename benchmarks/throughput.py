@@ -21,7 +21,7 @@ from fastsnn_lava.engine import Engine
 from fastsnn_lava.netx import write_network
 
 ENGINE_SAMPLES = None if FULL else 1000
-LAVA_SAMPLES = {"cnn5": (4, 64 if FULL else 16), "mlp": (16, 400 if FULL else 96)}
+LAVA_SAMPLES = {"cnn5": (2, 64 if FULL else 10), "mlp": (8, 400 if FULL else 64)}
 
 
 def gemm_bound(macs: int, batch: int = 256) -> dict:
