@@ -52,7 +52,7 @@ def test_rate_conversion_normalises_and_converges(trained):
     layers = rate_conversion.normalise(float_net, xtr, ds.input_max)
     # max normalisation: the first hidden layer's largest activation on the data is exactly 1
     mod, w, b = layers[0]
-    assert abs(float(torch.nn.functional.linear(xtr / ds.input_max, w, b).max()) - 1) < 1e-5
+    assert abs(float(torch.nn.functional.linear(xtr.flatten(1) / ds.input_max, w, b).max()) - 1) < 1e-5
     acc = rate_conversion.accuracy_vs_t(layers, ds.x_test, ds.y_test, ds.input_max, (64,), [1, 4, 64])
     assert acc[64] >= meta["float_test_accuracy"] - 0.05
     assert acc[1] < acc[64]
