@@ -59,6 +59,7 @@ def machine() -> dict:
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
             "os": platform.platform(), "versions": versions,
+            "load_average_1min": round(os.getloadavg()[0], 2),  # > cores: a shared machine, timings not representative
             "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), "full": FULL, "repeats": REPEATS}
 
 

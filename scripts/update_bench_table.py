@@ -110,7 +110,9 @@ def render():
         v = m["versions"]
         text += (f"\n\nMeasured by `make bench{' FULL=1' if m['full'] else ''}` on {m['cpu']} ({m['cores']} cores"
                  f"{', GPU ' + m['gpu'] if m['gpu'] else ''}), torch {v['torch']}, numpy {v['numpy']}, "
-                 f"lava-nc {v.get('lava-nc', '—')}, {m['date']}; regenerate with `python scripts/update_bench_table.py`.")
+                 f"lava-nc {v.get('lava-nc', '—')}, {m['date']}"
+                 + (f", load average {m['load_average_1min']} (a shared machine: timings not representative)"
+                    if m.get("load_average_1min", 0) > m["cores"] else "") + "; regenerate with `python scripts/update_bench_table.py`.")
     return text
 
 
