@@ -16,5 +16,9 @@ demo: venv
 test: venv
 	$(PY) -m pytest -q
 
+# benchmarks/results/*.json and the README table; reduced by default (≤ 30 min on 2 cores), FULL=1 for the full sets
+bench: venv
+	FULL=$(FULL) $(PY) -m benchmarks.run
+
 clean:
 	rm -rf build .pytest_cache

@@ -29,7 +29,8 @@ from .hardware import check_network, load_target
 from .ir import Network
 from .models import resolve_arch
 from .netx import read_network, write_network
-from .reference import qann_forward, run_batches, snn_forward
+from .engine import Engine
+from .reference import qann_forward, run_batches
 from .train import train as _train
 
 BACKENDS = ("reference", "lava-sim")
@@ -185,7 +186,7 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
         raise FastSNNError("--samples must be at least 1")
     x, y = ds.x_test[:n], ds.y_test[:n]
     t0 = time.time()
-    ref = run_batches(net, x, snn_forward)
+    ref = Engine(net).run(x)  # the reference simulation, bit-exact and batched (engine.py)
     qann = run_batches(net, x, qann_forward)
     info = {"steps_per_sample": net.timesteps + len(net.layers)}
     if backend == "lava-sim":

@@ -1,0 +1,192 @@
+"""The evaluation engine: the reference simulation, fast and bit-exact.
+
+:mod:`fastsnn_lava.reference` is the readable specification; this module computes
+the same integers faster. Per layer ``l`` (``T`` steps, spikes ``s ∈ {-1, 0, +1}``)::
+
+    first layer   I^1 = W^1·x + b^1                  once: the input is the same every step
+    hidden layer  I^l(t) = W^l·s^{l-1}(t) + b^l      all T steps as one (T·B)-batch GEMM / conv
+    last layer    Σ_t I^L(t) = W^L·N^{L-1} + T·b^L   once, on the spike counts N = Σ_t s(t) (linear)
+
+and the IF step of :mod:`fastsnn_lava.neuron` runs in place on whole tensors.
+
+**Exactness.** Every value is an integer. With ``C^l = max_o (Σ_i |W^l_oi|·a + |b^l_o|)``
+(``a`` = max|x| for the first layer, 1 for spikes, ``T`` for counts) every partial sum
+of a GEMM, every current and every membrane ``|v| ≤ θ + T·C^l`` is bounded by
+``M = max_l (θ^l + T·C^l)``. A float format holds all integers up to ``2^p`` exactly
+(p = 24 for float32, 53 for float64) and integer additions below that bound are exact
+in any order, so the engine computes in float32 when ``M < 2^24`` (the usual case:
+8-bit weights), in float64 when ``M < 2^53``, and refuses otherwise. On CUDA, TF32 is
+switched off and convolutions run as unfold + matmul, so that no Winograd/FFT
+algorithm (inexact) can be picked.
+
+Memory stays bounded: inputs stream through in batches; only one layer's
+``(T, B, …)`` tensor lives at a time.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .errors import FastSNNError
+from .ir import Layer, Network
+
+EXACT_BITS = {torch.float32: 24, torch.float64: 53}
+
+
+def default_device() -> torch.device:
+    """CUDA when a GPU is present, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def current_bound(layer: Layer, in_abs: int) -> int:
+    """C = max over outputs of Σ|W|·in_abs + |b|: the largest |current| a step can bring."""
+    w = np.abs(layer.weight).reshape(layer.weight.shape[0], -1).sum(1)
+    return int((w * int(in_abs) + np.abs(layer.bias)).max())
+
+
+def value_bound(net: Network, timesteps: int, input_abs: int) -> int:
+    """M: a bound on |every integer| the engine computes (see the module docstring)."""
+    m = 0
+    for i, layer in enumerate(net.layers):
+        c = current_bound(layer, input_abs if i == 0 else 1)
+        m = max(m, (layer.threshold or 0) + timesteps * c)
+    return m
+
+
+def exact_dtype(net: Network, timesteps: int, input_abs: int) -> torch.dtype:
+    """The narrowest float dtype that holds every value exactly."""
+    m = value_bound(net, timesteps, input_abs)
+    for dtype, p in EXACT_BITS.items():
+        if m < 2 ** p:
+            return dtype
+    raise FastSNNError(f"values up to {m} exceed 2^53: the network's weights or inputs are too large to simulate")
+
+
+class _Synapse:
+    """A layer's weights on the engine's device/dtype; ``x`` is ``(B, *in_shape)``."""
+
+    def __init__(self, layer: Layer, device: torch.device, dtype: torch.dtype, unfold: bool):
+        self.layer = layer
+        self.weight = torch.as_tensor(layer.weight, dtype=dtype, device=device)
+        shape = (1, -1, 1, 1) if layer.kind == "conv" else (1, -1)
+        self.bias = torch.as_tensor(layer.bias, dtype=dtype, device=device).view(shape)
+        self.unfold = unfold
+        if layer.kind == "dense":
+            self.weight_t = self.weight.T.contiguous()
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        layer = self.layer
+        if layer.kind == "dense":
+            return x.reshape(len(x), -1) @ self.weight_t
+        x = x.reshape(-1, *layer.in_shape)
+        if not self.unfold:
+            return F.conv2d(x, self.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
+        return _conv_unfold(x, self.weight, layer)
+
+
+def _conv_unfold(x: torch.Tensor, w: torch.Tensor, layer: Layer) -> torch.Tensor:
+    """conv2d as im2col + matmul: a plain GEMM, exact for integers below 2^p."""
+    b = len(x)
+    c_out, c_in_g, kh, kw = w.shape
+    cols = F.unfold(x, (kh, kw), layer.dilation, layer.padding, layer.stride)  # (B, C_in·kh·kw, L)
+    g = layer.groups
+    cols = cols.view(b, g, c_in_g * kh * kw, -1)
+    out = torch.matmul(w.view(g, c_out // g, -1), cols)  # (B, g, C_out/g, L)
+    return out.reshape(b, c_out, *layer.out_shape[1:])
+
+
+def if_run(currents: torch.Tensor, theta: int, signed: bool, constant: bool, steps: int) -> torch.Tensor:
+    """Spikes ``(T, B, …)`` of IF neurons (v(0) = θ/2) driven by ``currents``.
+
+    ``currents`` is ``(T, B, …)``, or ``(B, …)`` when ``constant`` (the same every step).
+    The in-place form of :func:`fastsnn_lava.neuron.if_step`.
+    """
+    first = currents if constant else currents[0]
+    v = torch.full_like(first, theta // 2)
+    n = torch.zeros_like(first)
+    out = torch.empty((steps, *first.shape), dtype=first.dtype, device=first.device)
+    for t in range(steps):
+        v += currents if constant else currents[t]
+        up = (v >= theta).to(v.dtype)
+        v.sub_(up, alpha=theta)
+        n += up
+        if signed:
+            down = ((v < 0) & (n > 0)).to(v.dtype)
+            v.add_(down, alpha=theta)
+            n -= down
+            torch.sub(up, down, out=out[t])
+        else:
+            out[t] = up
+    return out
+
+
+class Engine:
+    """The spiking network ``net`` compiled for fast, exact batched evaluation.
+
+    ``timesteps``: run T' steps instead of ``net.timesteps`` (same thresholds, v(0) = θ/2).
+    ``device``: default CUDA if present, else CPU; ``threads``: CPU threads (default: torch's, one per physical core).
+    ``unfold``: convolutions as unfold + matmul (default: on CUDA only).
+    """
+
+    def __init__(self, net: Network, timesteps: int | None = None, device=None, threads: int | None = None,
+                 unfold: bool | None = None):
+        self.net = net
+        self.steps = net.timesteps if timesteps is None else int(timesteps)
+        if self.steps < 1:
+            raise FastSNNError(f"timesteps must be at least 1, got {self.steps}")
+        self.device = torch.device(device) if device is not None else default_device()
+        if self.device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+        elif threads:  # torch's default already uses every physical core
+            torch.set_num_threads(int(threads))
+        self.unfold = self.device.type == "cuda" if unfold is None else bool(unfold)
+        self._compiled = {}
+
+    def _synapses(self, input_abs: int):
+        dtype = exact_dtype(self.net, self.steps, max(int(input_abs), self.net.input_max))
+        if dtype not in self._compiled:
+            self._compiled[dtype] = (dtype, [_Synapse(l, self.device, dtype, self.unfold) for l in self.net.layers])
+        return self._compiled[dtype]
+
+    @torch.no_grad()
+    def forward(self, x) -> torch.Tensor:
+        """Integer outputs ``Σ_t I^L(t)`` ``(B, n_out)`` (a float tensor holding integers)."""
+        x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
+        input_abs = int(x.abs().max()) if x.numel() else 0
+        dtype, syns = self._synapses(input_abs)
+        a = x.to(self.device, dtype).reshape(-1, *self.net.input_shape)
+        T, B = self.steps, len(a)
+        spikes = None
+        for i, (layer, syn) in enumerate(zip(self.net.layers, syns)):
+            if layer.neuron == "accumulate":
+                if i == 0:
+                    return T * (syn(a) + syn.bias)
+                counts = spikes.sum(0)
+                return syn(counts) + T * syn.bias
+            if i == 0:
+                spikes = if_run(syn(a) + syn.bias, layer.threshold, layer.neuron == "signed_if", True, T)
+            else:
+                cur = syn(spikes.reshape(T * B, *spikes.shape[2:]))
+                cur = cur.view(T, B, *cur.shape[1:]) + syn.bias
+                spikes = if_run(cur, layer.threshold, layer.neuron == "signed_if", False, T)
+        raise AssertionError("unreachable: the last layer accumulates")
+
+    def batch_size(self, budget_bytes: int = 256 * 2 ** 20) -> int:
+        """Samples per batch so that the largest (T, B, …) tensor stays near ``budget_bytes``."""
+        largest = max(layer.num_neurons for layer in self.net.layers)
+        return int(max(16, min(4096, budget_bytes // (4 * 4 * self.steps * largest))))
+
+    def run(self, x, batch_size: int | None = None) -> np.ndarray:
+        """Integer outputs ``(N, n_out)`` as int64, streaming ``x`` in batches."""
+        bs = batch_size or self.batch_size()
+        outs = [self.forward(x[s:s + bs]).cpu().numpy() for s in range(0, len(x), bs)]
+        if not outs:
+            return np.zeros((0, *self.net.output_shape), dtype=np.int64)
+        return np.concatenate(outs).astype(np.int64)
+
+
+def run(net: Network, x, timesteps: int | None = None, batch_size: int | None = None, device=None) -> np.ndarray:
+    """Integer outputs ``(N, n_out)`` of the spiking network ``net`` on raw inputs ``x``."""
+    return Engine(net, timesteps, device).run(x, batch_size)

@@ -1,0 +1,76 @@
+"""Cheap checks of the benchmark code (make bench itself is not part of make test)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+
+from benchmarks import rate_conversion
+from benchmarks.common import macs_per_image
+from benchmarks.lava_cost import to_cuba
+from fastsnn_lava.data import load_dataset
+from fastsnn_lava.ir import Layer, Network
+from fastsnn_lava.netx import write_network
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _net():
+    rng = np.random.default_rng(0)
+    return Network((1, 6, 6), [
+        Layer("conv", rng.integers(-9, 10, (4, 1, 3, 3)), np.zeros(4), "signed_if", 20, (1, 6, 6), (4, 3, 3),
+              stride=2, padding=1),
+        Layer("dense", rng.integers(-9, 10, (5, 36)), np.zeros(5), "signed_if", 20, (4, 3, 3), (5,)),
+        Layer("dense", rng.integers(-9, 10, (3, 5)), np.zeros(3), "accumulate", None, (5,), (3,))], bits=2)
+
+
+def test_macs_per_image_counts_first_layer_once_and_last_on_counts():
+    net = _net()
+    conv, d1, d2 = 36 * 9, 5 * 36, 3 * 5
+    assert macs_per_image(net) == conv + 3 * d1 + d2
+    assert macs_per_image(net, exploited=False) == 3 * (conv + d1 + d2)
+
+
+def test_cuba_copy_has_vanilla_neurons_and_same_weights(tmp_path):
+    net = _net()
+    write_network(net, tmp_path / "s.h5")
+    to_cuba(tmp_path / "s.h5", tmp_path / "c.h5")
+    with h5py.File(tmp_path / "s.h5") as s, h5py.File(tmp_path / "c.h5") as c:
+        for k in s["layer"]:
+            if "neuron" in s["layer"][k]:
+                assert c["layer"][k]["neuron/type"][()].decode() == "CUBA"
+                assert np.array_equal(s["layer"][k]["weight"][()], c["layer"][k]["weight"][()])
+        assert int(c["layer/1/neuron/vThMant"][()]) == 19
+
+
+def test_rate_conversion_normalises_and_converges(trained):
+    _, float_net, meta, _ = trained("mlp", 2)
+    ds = load_dataset("digits")
+    xtr = torch.as_tensor(ds.x_train, dtype=torch.float32)
+    layers = rate_conversion.normalise(float_net, xtr, ds.input_max)
+    # max normalisation: the first hidden layer's largest activation on the data is exactly 1
+    mod, w, b = layers[0]
+    assert abs(float(torch.nn.functional.linear(xtr.flatten(1) / ds.input_max, w, b).max()) - 1) < 1e-5
+    acc = rate_conversion.accuracy_vs_t(layers, ds.x_test, ds.y_test, ds.input_max, (64,), [1, 4, 64])
+    assert acc[64] >= meta["float_test_accuracy"] - 0.05
+    assert acc[1] < acc[64]
+
+
+def test_bench_table_renders_the_result_files(tmp_path):
+    spec = importlib.util.spec_from_file_location("ubt", ROOT / "scripts" / "update_bench_table.py")
+    ubt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ubt)
+    machine = {"cpu": "TestCPU", "cores": 2, "gpu": None, "versions": {"torch": "t", "numpy": "n"},
+               "date": "d", "full": False}
+    rec = {"nets": [{"arch": "mlp", "engine_images_per_s": 12345.0, "lava_images_per_s": 12.5,
+                     "speedup_vs_lava": 987.6, "agreement": 1.0, "lava_samples": [4, 16],
+                     "bound_images_per_s": 20000.0, "fraction_of_bound": 0.61725, "macs_per_image": 2.5e5}],
+           "machine": machine}
+    (tmp_path / "throughput.json").write_text(json.dumps(rec))
+    ubt.RESULTS = tmp_path
+    text = ubt.render()
+    assert "**988×**" in text and "**0.62**" in text and "100.0 % of 16 samples" in text and "TestCPU" in text
+    ubt.RESULTS = tmp_path / "none"
+    assert "make bench" in ubt.render()

@@ -1,0 +1,152 @@
+"""The evaluation engine equals the reference simulation (and Lava) bit for bit."""
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from fastsnn_lava import engine
+from fastsnn_lava.data import load_dataset
+from fastsnn_lava.errors import FastSNNError
+from fastsnn_lava.ir import Layer, Network, conv_out_hw
+from fastsnn_lava.neuron import if_step
+from fastsnn_lava.pipeline import convert, evaluate, export
+from fastsnn_lava.reference import run_batches, snn_forward
+
+
+@st.composite
+def networks(draw):
+    """Random integer networks: 0-2 conv layers (stride, padding, groups), 0-2 dense, signed or unsigned."""
+    seed = draw(st.integers(0, 2 ** 31))
+    rng = np.random.default_rng(seed)
+    neuron = draw(st.sampled_from(["signed_if", "unsigned_if"]))
+    wmax = draw(st.sampled_from([3, 127]))
+    n_conv, n_dense = draw(st.integers(0, 2)), draw(st.integers(0, 2))
+    shape = (draw(st.sampled_from([1, 2, 4])), draw(st.integers(3, 9)), draw(st.integers(3, 9)))
+    if n_conv == 0:
+        shape = (int(np.prod(shape)),)
+    input_shape, layers = shape, []
+
+    def theta():
+        return 2 * int(rng.integers(1, 400))
+    for _ in range(n_conv):
+        groups = draw(st.sampled_from([1, 2])) if shape[0] % 2 == 0 else 1
+        c_out = groups * draw(st.integers(1, 4))
+        k, s, p = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(0, 1))
+        hw = conv_out_hw(shape[1], shape[2], (k, k), (s, s), (p, p), (1, 1))
+        if min(hw) < 1:
+            break
+        out = (c_out, *hw)
+        layers.append(Layer("conv", rng.integers(-wmax, wmax + 1, (c_out, shape[0] // groups, k, k)),
+                            rng.integers(-300, 301, c_out), neuron, theta(), shape, out, stride=s, padding=p,
+                            groups=groups))
+        shape = out
+    for _ in range(n_dense):
+        out = (draw(st.integers(1, 12)),)
+        layers.append(Layer("dense", rng.integers(-wmax, wmax + 1, (out[0], int(np.prod(shape)))),
+                            rng.integers(-300, 301, out[0]), neuron, theta(), shape, out))
+        shape = out
+    last_kind = draw(st.sampled_from(["dense", "conv"])) if len(shape) == 3 else "dense"
+    if last_kind == "conv":
+        layers.append(Layer("conv", rng.integers(-wmax, wmax + 1, (3, shape[0], 1, 1)), rng.integers(-50, 51, 3),
+                            "accumulate", None, shape, (3, *shape[1:])))
+    else:
+        layers.append(Layer("dense", rng.integers(-wmax, wmax + 1, (5, int(np.prod(shape)))),
+                            rng.integers(-50, 51, 5), "accumulate", None, shape, (5,)))
+    net = Network(input_shape, layers, bits=draw(st.integers(1, 4)), input_max=255)
+    x = rng.integers(0, 256, (draw(st.integers(1, 9)), *input_shape))
+    return net, x
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(networks(), st.booleans())
+def test_engine_equals_reference_on_random_networks(case, unfold):
+    net, x = case
+    ref = run_batches(net, x, snn_forward)
+    out = engine.Engine(net, device="cpu", unfold=unfold).run(x, batch_size=4)
+    assert out.dtype == np.int64 and out.shape == ref.shape
+    assert np.array_equal(out, ref)
+
+
+def spec_outputs(net: Network, x: np.ndarray, steps: int) -> np.ndarray:
+    """Step-by-step simulation in int64 with the shared IF step: the specification for T' steps."""
+    def syn(layer, a):
+        t = torch.as_tensor(a, dtype=torch.float64)
+        if layer.kind == "dense":
+            return (t.reshape(len(a), -1) @ torch.as_tensor(layer.weight, dtype=torch.float64).T).numpy()
+        return torch.nn.functional.conv2d(t.reshape(len(a), *layer.in_shape),
+                                          torch.as_tensor(layer.weight, dtype=torch.float64), None, layer.stride,
+                                          layer.padding, layer.dilation, layer.groups).numpy()
+    bias = [l.bias.reshape(1, -1, *([1] * (len(l.out_shape) - 1))) for l in net.layers]
+    v = [np.full((len(x), *l.out_shape), l.v_init, dtype=np.int64) for l in net.layers]
+    n = [np.zeros_like(a) for a in v]
+    for _ in range(steps):
+        a = x
+        for i, layer in enumerate(net.layers):
+            cur = np.rint(syn(layer, a)).astype(np.int64) + bias[i]
+            if layer.neuron == "accumulate":
+                v[i] = v[i] + cur
+                break
+            v[i], n[i], a = if_step(v[i], n[i], cur, layer.threshold, layer.neuron == "signed_if")
+    return v[-1]
+
+
+@settings(max_examples=25, deadline=None)
+@given(networks(), st.integers(1, 20))
+def test_timesteps_override_equals_step_by_step_spec(case, steps):
+    net, x = case
+    assert np.array_equal(engine.Engine(net, timesteps=steps, device="cpu").run(x), spec_outputs(net, x, steps))
+
+
+def test_float64_when_float32_cannot_hold_the_values():
+    rng = np.random.default_rng(1)
+    big = 2 ** 20
+    net = Network((6,), [Layer("dense", rng.integers(-127, 128, (4, 6)), np.zeros(4), "signed_if", 2 * big, (6,), (4,)),
+                         Layer("dense", rng.integers(-127, 128, (3, 4)), np.zeros(3), "accumulate", None, (4,), (3,))],
+                  bits=3, input_max=big)
+    assert engine.exact_dtype(net, 7, big) == torch.float64
+    x = rng.integers(0, big, (20, 6))
+    assert np.array_equal(engine.run(net, x, device="cpu"), run_batches(net, x, snn_forward))
+    small = Network((6,), net.layers, bits=3, input_max=255)
+    assert engine.exact_dtype(small, 7, 255) == torch.float32
+    # an input beyond input_max switches that batch to float64 rather than losing exactness
+    assert np.array_equal(engine.run(small, x, device="cpu"), run_batches(small, x, snn_forward))
+    with pytest.raises(FastSNNError, match="2\\^53"):
+        engine.exact_dtype(Network((6,), net.layers, bits=3, input_max=2 ** 50), 7, 2 ** 50)
+
+
+@pytest.mark.parametrize("arch,bits,neuron", [("mlp", 2, "signed"), ("cnn", 2, "signed"), ("cnn", 3, "unsigned")])
+def test_engine_equals_reference_on_trained_digits(trained, arch, bits, neuron):
+    _, _, _, path = trained(arch, bits)
+    net = convert(str(path), neuron)
+    x = load_dataset("digits").x_test
+    ref = run_batches(net, x, snn_forward)
+    assert np.array_equal(engine.run(net, x, batch_size=100), ref)
+    assert np.array_equal(engine.Engine(net, unfold=True).run(x), ref)
+    assert (ref.argmax(1) == load_dataset("digits").y_test).mean() > 0.8
+
+
+def test_evaluate_reference_backend_uses_the_engine(trained, tmp_path, monkeypatch):
+    _, _, _, path = trained("cnn", 2)
+    h5 = tmp_path / "net.h5"
+    net = export(str(path), str(h5))
+    calls = []
+    real = engine.Engine.run
+    monkeypatch.setattr(engine.Engine, "run", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
+    rec = evaluate(str(h5), "digits", "reference", samples=100, progress=False)
+    assert calls, "evaluate(backend='reference') did not use the engine"
+    x, y = load_dataset("digits").x_test[:100], load_dataset("digits").y_test[:100]
+    assert rec["snn_accuracy"] == float((run_batches(net, x, snn_forward).argmax(1) == y).mean())
+    assert rec["reference_agreement"] == 1.0
+
+
+@pytest.mark.usefixtures("require_lava")
+@pytest.mark.parametrize("arch,neuron,n", [("mlp", "signed", 24), ("cnn", "unsigned", 8)])
+def test_engine_equals_lava(trained, tmp_path, arch, neuron, n):
+    from fastsnn_lava.lava.runner import run_lava
+    _, _, _, path = trained(arch, 2)
+    h5 = tmp_path / "net.h5"
+    net = export(str(path), str(h5), neuron=neuron)
+    x = load_dataset("digits").x_test[-n:]
+    out, _ = run_lava(h5, x, progress=False)
+    assert np.array_equal(engine.run(net, x), out)
