@@ -60,15 +60,11 @@ def layer_errors(ref: Network, nets: dict, x: np.ndarray, batch_size: int = 256)
 
 def accuracy_vs_t(nets: dict, x: np.ndarray, y: np.ndarray, t_max: int, batch_size: int = 256) -> dict:
     """Accuracy of each variant for T' = 1..t_max time steps."""
+    from .engine import run
     out = {"T": list(range(1, t_max + 1))}
-    with torch.no_grad():
-        for name, net in nets.items():
-            accs = []
-            for t in out["T"]:
-                pred = np.concatenate([snn_forward(net, x[s:s + batch_size], timesteps=t).out.argmax(1).numpy()
-                                       for s in range(0, len(x), batch_size)])
-                accs.append(float((pred == y).mean()))
-            out[name] = accs
+    for name, net in nets.items():
+        out[name] = [float((run(net, x, timesteps=t, batch_size=batch_size).argmax(1) == y).mean())
+                     for t in out["T"]]
     return out
 
 

@@ -26,11 +26,11 @@ from .convert import to_network
 from .data import load_dataset
 from .errors import FastSNNError
 from .hardware import check_network, load_target
+from .engine import Engine
 from .ir import Network
 from .models import resolve_arch
 from .netx import read_network, write_network
-from .engine import Engine
-from .reference import qann_forward, run_batches
+from .reference import qann_forward, run_batches, snn_forward
 from .train import train as _train
 
 BACKENDS = ("reference", "lava-sim")
