@@ -34,9 +34,22 @@ def load_target(name_or_path: str) -> dict:
     try:
         cfg = yaml.safe_load(path.read_text())
         limits = {k: v["value"] for k, v in cfg["limits"].items()}
+        costs = {k: float(v["value"]) for k, v in (cfg.get("costs") or {}).items()}
+        sources = {k: {"source": str(v.get("source", "")), **({"note": str(v["note"])} if "note" in v else {})}
+                   for section in ("limits", "costs") for k, v in (cfg.get(section) or {}).items()}
     except Exception as e:
         raise FastSNNError(f"{path} is not a hardware config ({type(e).__name__}): see hardware_configs/loihi2.yaml")
-    return {"name": cfg.get("name", path.stem), "limits": limits, "path": str(path)}
+    return {"name": cfg.get("name", path.stem), "limits": limits, "costs": costs, "sources": sources,
+            "path": str(path)}
+
+
+def need(target: dict, section: str, key: str):
+    """``target[section][key]``, or a one-line error saying which key the YAML file lacks."""
+    try:
+        return target[section][key]
+    except KeyError:
+        raise FastSNNError(f"hardware target {target['name']!r} ({target.get('path')}) has no {section}.{key}: "
+                           f"add it with a value and a source (see hardware_configs/loihi2.yaml)") from None
 
 
 def membrane_bounds(net: Network) -> list[int]:
@@ -83,3 +96,6 @@ def check_network(net: Network, target: dict) -> None:
             raise FastSNNError(f"layer {i} ({layer.kind}): the membrane could reach {bound} over T = {net.timesteps} "
                                f"steps, beyond {name}'s {lim['state_bits']}-bit state ({vmax}): use fewer bits, "
                                "smaller inputs or a narrower layer")
+    from .mapping import MAPPING_LIMITS, map_network
+    if all(k in lim for k in MAPPING_LIMITS):  # a user's file may list only the integer ranges
+        map_network(net, target)
