@@ -99,3 +99,23 @@ def check_network(net: Network, target: dict) -> None:
     from .mapping import MAPPING_LIMITS, map_network
     if all(k in lim for k in MAPPING_LIMITS):  # a user's file may list only the integer ranges
         map_network(net, target)
+
+
+def check_lif(net, target: dict) -> None:
+    """Integer ranges of a CUBA :class:`~fastsnn_lava.lif.LifNetwork` (weights, bias, threshold) and its mapping."""
+    lim, name = target["limits"], target["name"]
+    wmax, bmax, tmax = 2 ** (lim["weight_bits"] - 1), 2 ** (lim["bias_bits"] - 1), 2 ** lim["threshold_bits"] - 1
+    for i, layer in enumerate(net.layers, start=1):
+        if layer.weight is not None and (layer.weight.max() > 2 * wmax - 2 or layer.weight.min() < -2 * wmax):
+            raise FastSNNError(f"layer {i} ({layer.kind}): weights in [{layer.weight.min()}, {layer.weight.max()}] "
+                               f"exceed {name}'s {lim['weight_bits']}-bit weights with netx's weight exponent: "
+                               "quantize weights to 8 bits")
+        if layer.bias.size and (layer.bias.max() > bmax - 1 or layer.bias.min() < -bmax):
+            raise FastSNNError(f"layer {i} ({layer.kind}): biases in [{layer.bias.min()}, {layer.bias.max()}] exceed "
+                               f"{name}'s {lim['bias_bits']}-bit bias: retrain with smaller biases")
+        if layer.vth > tmax + 1:  # netx's own default output neuron uses 2^17
+            raise FastSNNError(f"layer {i} ({layer.kind}): vThMant {layer.vth} exceeds {name}'s "
+                               f"{lim['threshold_bits']}-bit threshold: lower the threshold")
+    from .mapping import MAPPING_LIMITS, map_network
+    if all(k in lim for k in MAPPING_LIMITS):
+        map_network(net, target)

@@ -37,6 +37,8 @@ MAPPING_LIMITS = ("neurons_per_core", "synaptic_memory_bits_per_core", "bits_per
 
 def synapse_count(layer) -> tuple[int, int]:
     """(synapses, largest fan-in of one neuron) of a dense or conv layer (zero weights included)."""
+    if layer.kind == "identity":  # a slayer input neuron: one input each
+        return layer.num_neurons, 1
     if layer.kind == "dense":
         n_in = int(np.prod(layer.in_shape))
         return layer.num_neurons * n_in, n_in
@@ -51,6 +53,8 @@ def synapse_count(layer) -> tuple[int, int]:
 
 def _core_inputs(layer, n_c: int) -> int:
     n_in = int(np.prod(layer.in_shape))
+    if layer.kind == "identity":
+        return n_c
     if layer.kind == "dense":
         return n_in
     c_in, h_in, w_in = layer.in_shape

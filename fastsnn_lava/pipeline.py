@@ -21,7 +21,8 @@ from .netx import read_network, write_network
 from .reference import qann_forward, run_batches, snn_forward
 from .train import train as _train
 
-BACKENDS = ("reference", "lava-sim")
+BACKENDS = ("reference", "lava-sim", "loihi2")
+NEURONS = ("signed", "unsigned", "cuba")
 
 
 def train(dataset: str = "digits", arch: str = "cnn", bits: int = 2, out: str | None = None, epochs: int = 30,
@@ -57,11 +58,26 @@ def convert(model_path: str, neuron: str = "signed", trust_pickle: bool = False)
 
 
 def export(model_path: str, out: str, neuron: str = "signed", hw: str | None = "loihi2",
-           trust_pickle: bool = False) -> Network:
-    """Convert a checkpoint and write it as a netx HDF5 network (checked against ``hw``)."""
-    net = convert(model_path, neuron, trust_pickle)
+           trust_pickle: bool = False, cuba_threshold: str = "half"):
+    """Convert a checkpoint and write it as a netx HDF5 network (checked against ``hw``).
+
+    ``neuron="cuba"`` writes a vanilla netx network of Lava's standard LIF (lossy, see
+    :mod:`fastsnn_lava.cuba`) and returns its :class:`~fastsnn_lava.lif.LifNetwork`.
+    """
+    if neuron not in NEURONS:
+        raise FastSNNError(f"--neuron must be one of {NEURONS}, got {neuron!r}")
+    net = convert(model_path, "signed" if neuron == "cuba" else neuron, trust_pickle)
     if hw:
         check_network(net, load_target(hw))
+    if neuron == "cuba":
+        from .cuba import to_cuba
+        from .hardware import check_lif
+        from .netx.cuba import write_lif_network
+        lif = to_cuba(net, cuba_threshold)
+        if hw:
+            check_lif(lif, load_target(hw))
+        write_lif_network(lif, out)
+        return lif
     write_network(net, out)
     return net
 
@@ -79,9 +95,21 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
     """
     if backend not in BACKENDS:
         raise FastSNNError(f"--backend must be one of {BACKENDS}, got {backend!r}")
-    net = read_network(net_path)
-    if hw:
-        check_network(net, load_target(hw))
+    if backend == "loihi2":
+        from .lava import require_loihi2
+        require_loihi2()
+    from .netx.cuba import is_lif_file
+    cuba = is_lif_file(net_path)
+    if cuba:
+        from .netx.cuba import read_lif_network
+        net = read_lif_network(net_path)
+        if hw:
+            from .hardware import check_lif
+            check_lif(net, load_target(hw))
+    else:
+        net = read_network(net_path)
+        if hw:
+            check_network(net, load_target(hw))
     ds = load_dataset(dataset)
     if tuple(ds.input_shape) != net.input_shape:
         raise FastSNNError(f"{net_path} takes inputs of shape {net.input_shape}, but {dataset} has "
@@ -91,14 +119,23 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
         raise FastSNNError("--samples must be at least 1")
     x, y = ds.x_test[:n], ds.y_test[:n]
     t0 = time.time()
-    ref = run_batches(net, x, snn_forward)
-    qann = run_batches(net, x, qann_forward)
+    if cuba:
+        from .lif import run_lif_batches
+        ref = run_lif_batches(net, x)
+        qann = run_batches(convert(model_path), x, qann_forward) if model_path else None
+    else:
+        ref = run_batches(net, x, snn_forward)
+        qann = run_batches(net, x, qann_forward)
     info = {"steps_per_sample": net.timesteps + len(net.layers)}
-    if backend == "lava-sim":
+    if backend in ("lava-sim", "loihi2"):
         from .lava import require_lava
         require_lava()
-        from .lava.runner import run_lava
-        out, info = run_lava(net_path, x, progress=progress, hw=hw)
+        if cuba:
+            from .lava.vanilla import run_vanilla
+            out, info = run_vanilla(net_path, x, hw_run=backend == "loihi2")
+        else:
+            from .lava.runner import run_lava
+            out, info = run_lava(net_path, x, progress=progress, hw=hw, hw_run=backend == "loihi2")
     else:
         out = ref
     wall = time.time() - t0
@@ -114,10 +151,10 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
         "backend": backend, "dataset": dataset, "network": str(net_path), "samples": n,
         "bits": net.bits, "timesteps": net.timesteps, "steps_per_sample": info["steps_per_sample"],
         "ann_accuracy": ann_acc, "ann_accuracy_scope": ann_scope,
-        "qann_accuracy": _accuracy(qann, y), "snn_accuracy": _accuracy(out, y),
+        "qann_accuracy": None if qann is None else _accuracy(qann, y), "snn_accuracy": _accuracy(out, y),
         "reference_accuracy": _accuracy(ref, y),
         "reference_agreement": float((out == ref).all(1).mean()),
-        "qann_agreement": float((out.argmax(1) == qann.argmax(1)).mean()),
+        "qann_agreement": None if qann is None else float((out.argmax(1) == qann.argmax(1)).mean()),
         "wall_seconds": round(wall, 3),
-        "neuron": sorted({layer.neuron for layer in net.layers[:-1]}),
+        "neuron": ["cuba"] if cuba else sorted({layer.neuron for layer in net.layers[:-1]}),
     }

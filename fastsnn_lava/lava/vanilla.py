@@ -52,8 +52,12 @@ def _lava_layout(shape: tuple, x: np.ndarray) -> np.ndarray:
     return x.reshape(len(x), -1) if len(shape) == 1 else x.transpose(0, 3, 2, 1)
 
 
-def run_vanilla(path, x: np.ndarray, timesteps: int | None = None) -> tuple[np.ndarray, dict]:
-    """Outputs ``(N, n_out)`` of the CUBA network at ``path`` on Lava's CPU simulator, for raw inputs ``x``."""
+def run_vanilla(path, x: np.ndarray, timesteps: int | None = None, hw_run: bool = False) -> tuple[np.ndarray, dict]:
+    """Outputs ``(N, n_out)`` of the CUBA network at ``path`` for raw inputs ``x``.
+
+    On Lava's CPU simulator (``Loihi2SimCfg``), or with ``hw_run`` on Loihi 2
+    (``Loihi2HwCfg``, needs lava-loihi; untested here: nobody on the project has a chip).
+    """
     lava_net, net = build(path, timesteps)
     T, R, L = net.timesteps, net.reset_interval, len(net.layers)
     first = net.layers[0]
@@ -75,7 +79,11 @@ def run_vanilla(path, x: np.ndarray, timesteps: int | None = None) -> tuple[np.n
     else:
         probe = SinkBuffer(shape=lava_net.out.shape, buffer=total)
         lava_net.out.connect(probe.a_in)
-    cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=model_map("fixed_pt"))
+    if hw_run:
+        from lava.magma.core.run_configs import Loihi2HwCfg
+        cfg = Loihi2HwCfg(exception_proc_model_map={SampleSource: model_map("fixed_pt")[SampleSource]})
+    else:
+        cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=model_map("fixed_pt"))
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Cannot import module")
