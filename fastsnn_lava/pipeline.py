@@ -158,3 +158,62 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
         "wall_seconds": round(wall, 3),
         "neuron": ["cuba"] if cuba else sorted({layer.neuron for layer in net.layers[:-1]}),
     }
+
+
+def load_any(net_path: str, steps: int | None = None):
+    """A netx file as an IF :class:`Network` (this project's neuron types) or a CUBA ``LifNetwork``."""
+    from .netx.cuba import is_lif_file, read_lif_network
+    if is_lif_file(net_path):
+        return read_lif_network(net_path, steps)
+    return read_network(net_path)
+
+
+def _load_input(path: str, net) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FastSNNError(f"{path}: no such file") from None
+    except Exception as e:
+        raise FastSNNError(f"{path} is not a NumPy .npy array ({type(e).__name__}): save one with numpy.save") from None
+    shape = tuple(net.input_shape)
+    ok = x.ndim >= 1 and (tuple(x.shape[1:]) == shape or tuple(x.shape[2:]) == shape
+                          or int(np.prod(x.shape[1:])) == int(np.prod(shape)))
+    if not ok or x.dtype.kind not in "iuf" or not np.all(np.isfinite(x) & (x == np.round(x))):
+        raise FastSNNError(f"{path}: expected integer inputs of shape (N, {', '.join(map(str, shape))}) or a time "
+                           f"series (N, T, ...), got {x.dtype} {x.shape}")
+    return x.astype(np.int64)
+
+
+def report(net_path: str, dataset: str | None = "digits", input_path: str | None = None, hw: str = "loihi2",
+           samples: int | None = None, steps: int | None = None, json_path: str | None = None,
+           plot_path: str | None = None) -> dict:
+    """Hardware report of a netx file (see :mod:`fastsnn_lava.report` and export/REPORT.md).
+
+    Activity comes from the reference simulation on the test set of ``dataset`` or on the
+    array in ``input_path``; ``steps`` gives the time steps of a slayer file without ``/fastsnn``.
+    """
+    import json
+
+    from .atomic import write_text
+    from .report import build_report
+    net = load_any(net_path, steps)
+    if input_path:
+        x, y, source = _load_input(input_path, net), None, f"input {input_path}"
+    else:
+        ds = load_dataset(dataset)
+        if tuple(ds.input_shape) != net.input_shape:
+            raise FastSNNError(f"{net_path} takes inputs of shape {net.input_shape}, but {dataset} has "
+                               f"{ds.input_shape}: use its dataset, or pass --input x.npy")
+        x, y, source = ds.x_test, ds.y_test, f"{dataset} test set"
+    if samples is not None:
+        if samples < 1:
+            raise FastSNNError("--samples must be at least 1")
+        x, y = x[:samples], None if y is None else y[:samples]
+    rec = build_report(net, x, y, source=str(net_path), hw=hw)
+    rec["inputs"] = source
+    if json_path:
+        write_text(json_path, json.dumps(rec, indent=2) + "\n")
+    if plot_path:
+        from .report_plot import plot_report
+        plot_report(rec, plot_path)
+    return rec
