@@ -58,3 +58,14 @@ def trained(tmp_path_factory):
 def require_fashion():
     from fastsnn_lava.data import fashion_dir
     need(fashion_dir() is not None, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
+
+
+@pytest.fixture
+def lavadl_mnist_net(require_lava):
+    """lava-dl's own slayer-exported MNIST network (installed with lava-dl's test data)."""
+    import importlib.util
+    from pathlib import Path
+    root = Path(importlib.util.find_spec("lava.lib.dl.netx").origin).parents[4]
+    path = root / "tests" / "lava" / "lib" / "dl" / "netx" / "mnist.net"
+    need(path.exists(), f"lava-dl's test network {path} is not installed")
+    return path
