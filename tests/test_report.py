@@ -120,7 +120,7 @@ def test_report_on_npy_input_and_bad_input(trained, tmp_path):
     assert all(l["activity"]["spikes_neg"] == 0 for l in rec["layers"])  # CUBA spikes are binary
     np.save(tmp_path / "bad.npy", np.zeros((3, 7)))
     r = cli(h5, "--input", tmp_path / "bad.npy")
-    assert r.returncode == 2 and "expected integer inputs of shape (N, 64)" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 2 and "expected integer inputs of shape (N, 1, 8, 8)" in r.stderr and "Traceback" not in r.stderr
 
 
 def test_report_reads_a_slayer_network(lavadl_mnist_net, tmp_path):
