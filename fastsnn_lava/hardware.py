@@ -34,9 +34,22 @@ def load_target(name_or_path: str) -> dict:
     try:
         cfg = yaml.safe_load(path.read_text())
         limits = {k: v["value"] for k, v in cfg["limits"].items()}
+        costs = {k: float(v["value"]) for k, v in (cfg.get("costs") or {}).items()}
+        sources = {k: {"source": str(v.get("source", "")), **({"note": str(v["note"])} if "note" in v else {})}
+                   for section in ("limits", "costs") for k, v in (cfg.get(section) or {}).items()}
     except Exception as e:
         raise FastSNNError(f"{path} is not a hardware config ({type(e).__name__}): see hardware_configs/loihi2.yaml")
-    return {"name": cfg.get("name", path.stem), "limits": limits, "path": str(path)}
+    return {"name": cfg.get("name", path.stem), "limits": limits, "costs": costs, "sources": sources,
+            "path": str(path)}
+
+
+def need(target: dict, section: str, key: str):
+    """``target[section][key]``, or a one-line error saying which key the YAML file lacks."""
+    try:
+        return target[section][key]
+    except KeyError:
+        raise FastSNNError(f"hardware target {target['name']!r} ({target.get('path')}) has no {section}.{key}: "
+                           f"add it with a value and a source (see hardware_configs/loihi2.yaml)") from None
 
 
 def membrane_bounds(net: Network) -> list[int]:
@@ -83,3 +96,26 @@ def check_network(net: Network, target: dict) -> None:
             raise FastSNNError(f"layer {i} ({layer.kind}): the membrane could reach {bound} over T = {net.timesteps} "
                                f"steps, beyond {name}'s {lim['state_bits']}-bit state ({vmax}): use fewer bits, "
                                "smaller inputs or a narrower layer")
+    from .mapping import MAPPING_LIMITS, map_network
+    if all(k in lim for k in MAPPING_LIMITS):  # a user's file may list only the integer ranges
+        map_network(net, target)
+
+
+def check_lif(net, target: dict) -> None:
+    """Integer ranges of a CUBA :class:`~fastsnn_lava.lif.LifNetwork` (weights, bias, threshold) and its mapping."""
+    lim, name = target["limits"], target["name"]
+    wmax, bmax, tmax = 2 ** (lim["weight_bits"] - 1), 2 ** (lim["bias_bits"] - 1), 2 ** lim["threshold_bits"] - 1
+    for i, layer in enumerate(net.layers, start=1):
+        if layer.weight is not None and (layer.weight.max() > 2 * wmax - 2 or layer.weight.min() < -2 * wmax):
+            raise FastSNNError(f"layer {i} ({layer.kind}): weights in [{layer.weight.min()}, {layer.weight.max()}] "
+                               f"exceed {name}'s {lim['weight_bits']}-bit weights with netx's weight exponent: "
+                               "quantize weights to 8 bits")
+        if layer.bias.size and (layer.bias.max() > bmax - 1 or layer.bias.min() < -bmax):
+            raise FastSNNError(f"layer {i} ({layer.kind}): biases in [{layer.bias.min()}, {layer.bias.max()}] exceed "
+                               f"{name}'s {lim['bias_bits']}-bit bias: retrain with smaller biases")
+        if layer.vth > tmax + 1:  # netx's own default output neuron uses 2^17
+            raise FastSNNError(f"layer {i} ({layer.kind}): vThMant {layer.vth} exceeds {name}'s "
+                               f"{lim['threshold_bits']}-bit threshold: lower the threshold")
+    from .mapping import MAPPING_LIMITS, map_network
+    if all(k in lim for k in MAPPING_LIMITS):
+        map_network(net, target)

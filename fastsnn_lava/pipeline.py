@@ -33,7 +33,8 @@ from .netx import read_network, write_network
 from .reference import qann_forward, run_batches, snn_forward
 from .train import train as _train
 
-BACKENDS = ("reference", "lava-sim")
+BACKENDS = ("reference", "lava-sim", "loihi2")
+NEURONS = ("signed", "unsigned", "cuba")
 
 
 def _check_init(path: str, dataset: str, arch: str, spec: list[dict]) -> tuple:
@@ -152,11 +153,26 @@ def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int 
 
 
 def export(model_path: str, out: str, neuron: str = "signed", hw: str | None = "loihi2",
-           trust_pickle: bool = False) -> Network:
-    """Convert a checkpoint and write it as a netx HDF5 network (checked against ``hw``)."""
-    net = convert(model_path, neuron, trust_pickle)
+           trust_pickle: bool = False, cuba_threshold: str = "half"):
+    """Convert a checkpoint and write it as a netx HDF5 network (checked against ``hw``).
+
+    ``neuron="cuba"`` writes a vanilla netx network of Lava's standard LIF (lossy, see
+    :mod:`fastsnn_lava.cuba`) and returns its :class:`~fastsnn_lava.lif.LifNetwork`.
+    """
+    if neuron not in NEURONS:
+        raise FastSNNError(f"--neuron must be one of {NEURONS}, got {neuron!r}")
+    net = convert(model_path, "signed" if neuron == "cuba" else neuron, trust_pickle)
     if hw:
         check_network(net, load_target(hw))
+    if neuron == "cuba":
+        from .cuba import to_cuba
+        from .hardware import check_lif
+        from .netx.cuba import write_lif_network
+        lif = to_cuba(net, cuba_threshold)
+        if hw:
+            check_lif(lif, load_target(hw))
+        write_lif_network(lif, out)
+        return lif
     write_network(net, out)
     return net
 
@@ -174,9 +190,21 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
     """
     if backend not in BACKENDS:
         raise FastSNNError(f"--backend must be one of {BACKENDS}, got {backend!r}")
-    net = read_network(net_path)
-    if hw:
-        check_network(net, load_target(hw))
+    if backend == "loihi2":
+        from .lava import require_loihi2
+        require_loihi2()
+    from .netx.cuba import is_lif_file
+    cuba = is_lif_file(net_path)
+    if cuba:
+        from .netx.cuba import read_lif_network
+        net = read_lif_network(net_path)
+        if hw:
+            from .hardware import check_lif
+            check_lif(net, load_target(hw))
+    else:
+        net = read_network(net_path)
+        if hw:
+            check_network(net, load_target(hw))
     ds = load_dataset(dataset)
     if tuple(ds.input_shape) != net.input_shape:
         raise FastSNNError(f"{net_path} takes inputs of shape {net.input_shape}, but {dataset} has "
@@ -186,14 +214,23 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
         raise FastSNNError("--samples must be at least 1")
     x, y = ds.x_test[:n], ds.y_test[:n]
     t0 = time.time()
-    ref = Engine(net).run(x)  # the reference simulation, bit-exact and batched (engine.py)
-    qann = run_batches(net, x, qann_forward)
+    if cuba:
+        from .lif import run_lif_batches
+        ref = run_lif_batches(net, x)
+        qann = run_batches(convert(model_path), x, qann_forward) if model_path else None
+    else:
+        ref = Engine(net).run(x)  # the reference simulation, bit-exact and batched (engine.py)
+        qann = run_batches(net, x, qann_forward)
     info = {"steps_per_sample": net.timesteps + len(net.layers)}
-    if backend == "lava-sim":
+    if backend in ("lava-sim", "loihi2"):
         from .lava import require_lava
         require_lava()
-        from .lava.runner import run_lava
-        out, info = run_lava(net_path, x, progress=progress, hw=hw)
+        if cuba:
+            from .lava.vanilla import run_vanilla
+            out, info = run_vanilla(net_path, x, hw_run=backend == "loihi2")
+        else:
+            from .lava.runner import run_lava
+            out, info = run_lava(net_path, x, progress=progress, hw=hw, hw_run=backend == "loihi2")
     else:
         out = ref
     wall = time.time() - t0
@@ -209,12 +246,12 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
         "backend": backend, "dataset": dataset, "network": str(net_path), "samples": n,
         "bits": net.bits, "timesteps": net.timesteps, "steps_per_sample": info["steps_per_sample"],
         "ann_accuracy": ann_acc, "ann_accuracy_scope": ann_scope,
-        "qann_accuracy": _accuracy(qann, y), "snn_accuracy": _accuracy(out, y),
+        "qann_accuracy": None if qann is None else _accuracy(qann, y), "snn_accuracy": _accuracy(out, y),
         "reference_accuracy": _accuracy(ref, y),
         "reference_agreement": float((out == ref).all(1).mean()),
-        "qann_agreement": float((out.argmax(1) == qann.argmax(1)).mean()),
+        "qann_agreement": None if qann is None else float((out.argmax(1) == qann.argmax(1)).mean()),
         "wall_seconds": round(wall, 3),
-        "neuron": sorted({layer.neuron for layer in net.layers[:-1]}),
+        "neuron": ["cuba"] if cuba else sorted({layer.neuron for layer in net.layers[:-1]}),
     }
 
 
@@ -234,4 +271,63 @@ def diagnose(model_path: str, dataset: str | None = None, samples: int | None = 
         write_text(json_path, json.dumps(rec, indent=2) + "\n")
     if plot_path:
         plot(rec, plot_path)
+    return rec
+
+
+def load_any(net_path: str, steps: int | None = None):
+    """A netx file as an IF :class:`Network` (this project's neuron types) or a CUBA ``LifNetwork``."""
+    from .netx.cuba import is_lif_file, read_lif_network
+    if is_lif_file(net_path):
+        return read_lif_network(net_path, steps)
+    return read_network(net_path)
+
+
+def _load_input(path: str, net) -> np.ndarray:
+    try:
+        x = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise FastSNNError(f"{path}: no such file") from None
+    except Exception as e:
+        raise FastSNNError(f"{path} is not a NumPy .npy array ({type(e).__name__}): save one with numpy.save") from None
+    shape = tuple(net.input_shape)
+    ok = x.ndim >= 1 and (tuple(x.shape[1:]) == shape or tuple(x.shape[2:]) == shape
+                          or int(np.prod(x.shape[1:])) == int(np.prod(shape)))
+    if not ok or x.dtype.kind not in "iuf" or not np.all(np.isfinite(x) & (x == np.round(x))):
+        raise FastSNNError(f"{path}: expected integer inputs of shape (N, {', '.join(map(str, shape))}) or a time "
+                           f"series (N, T, ...), got {x.dtype} {x.shape}")
+    return x.astype(np.int64)
+
+
+def report(net_path: str, dataset: str | None = "digits", input_path: str | None = None, hw: str = "loihi2",
+           samples: int | None = None, steps: int | None = None, json_path: str | None = None,
+           plot_path: str | None = None) -> dict:
+    """Hardware report of a netx file (see :mod:`fastsnn_lava.report` and export/REPORT.md).
+
+    Activity comes from the reference simulation on the test set of ``dataset`` or on the
+    array in ``input_path``; ``steps`` gives the time steps of a slayer file without ``/fastsnn``.
+    """
+    import json
+
+    from .atomic import write_text
+    from .report import build_report
+    net = load_any(net_path, steps)
+    if input_path:
+        x, y, source = _load_input(input_path, net), None, f"input {input_path}"
+    else:
+        ds = load_dataset(dataset)
+        if tuple(ds.input_shape) != net.input_shape:
+            raise FastSNNError(f"{net_path} takes inputs of shape {net.input_shape}, but {dataset} has "
+                               f"{ds.input_shape}: use its dataset, or pass --input x.npy")
+        x, y, source = ds.x_test, ds.y_test, f"{dataset} test set"
+    if samples is not None:
+        if samples < 1:
+            raise FastSNNError("--samples must be at least 1")
+        x, y = x[:samples], None if y is None else y[:samples]
+    rec = build_report(net, x, y, source=str(net_path), hw=hw)
+    rec["inputs"] = source
+    if json_path:
+        write_text(json_path, json.dumps(rec, indent=2) + "\n")
+    if plot_path:
+        from .report_plot import plot_report
+        plot_report(rec, plot_path)
     return rec

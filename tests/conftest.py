@@ -69,3 +69,14 @@ def datagen():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def lavadl_mnist_net(require_lava):
+    """lava-dl's own slayer-exported MNIST network (installed with lava-dl's test data)."""
+    import importlib.util
+    from pathlib import Path
+    root = Path(importlib.util.find_spec("lava.lib.dl.netx").origin).parents[4]
+    path = root / "tests" / "lava" / "lib" / "dl" / "netx" / "mnist.net"
+    need(path.exists(), f"lava-dl's test network {path} is not installed")
+    return path

@@ -11,8 +11,11 @@ def main(argv=None) -> int:
                "fastsnn-export model.pt -o net.h5")
     p.add_argument("model", help="checkpoint written by fastsnn-train")
     p.add_argument("-o", "--output", required=True, help="netx HDF5 file to write")
-    p.add_argument("--neuron", default="signed", choices=("signed", "unsigned"),
-                   help="hidden neurons: signed IF (Fast-SNN, default) or unsigned IF (ablation)")
+    p.add_argument("--neuron", default="signed", choices=("signed", "unsigned", "cuba"),
+                   help="hidden neurons: signed IF (Fast-SNN, default), unsigned IF (ablation), or cuba: Lava's "
+                        "standard LIF, a vanilla netx file Loihi 2 runs natively (lossy, see export/FORMAT.md)")
+    p.add_argument("--cuba-threshold", default="half", choices=("theta", "half", "bias"),
+                   help="with --neuron cuba: the LIF threshold standing in for the IF's initial θ/2 (default half)")
     p.add_argument("--hw", default="loihi2", help="hardware target whose limits are checked (name or YAML path)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="also accept a pickled QuantNet (unpickling runs the file's code: trusted files only)")
@@ -20,8 +23,9 @@ def main(argv=None) -> int:
 
     def go(a):
         from ..pipeline import export
-        net = export(a.model, a.output, a.neuron, a.hw, a.trust_pickle)
-        print(f"{len(net.layers)} layers, {a.neuron} IF, b = {net.bits}, T = {net.timesteps} -> {a.output}")
+        net = export(a.model, a.output, a.neuron, a.hw, a.trust_pickle, a.cuba_threshold)
+        kind = "CUBA LIF" if a.neuron == "cuba" else f"{a.neuron} IF"
+        print(f"{len(net.layers)} layers, {kind}, b = {net.bits}, T = {net.timesteps} -> {a.output}")
     return run("fastsnn-export", go, args)
 
 

@@ -32,3 +32,17 @@ def require_lava() -> None:
         raise FastSNNError(
             f"Lava is not usable here ({type(e).__name__}: {str(e)[:80]}): install the 'lava' extra "
             "(lava-nc==0.10.0, lava-dl==0.6.0) in a Python 3.10 environment, e.g. with 'make venv'") from None
+
+
+LOIHI2_MISSING = ("--backend loihi2 needs Intel's lava-loihi extension (NeuroCore compiler, INRC members only), "
+                  "which is not installed here: run on Lava's CPU simulator with --backend lava-sim")
+
+
+def require_loihi2() -> None:
+    """Raise a one-line FastSNNError unless Intel's lava-loihi extension can be imported."""
+    require_lava()
+    try:
+        from lava.magma.compiler.subcompilers.nc.ncproc_compiler import NcProcCompiler  # noqa: F401
+        from lava.magma.core.run_configs import Loihi2HwCfg  # noqa: F401
+    except Exception as e:
+        raise FastSNNError(f"{LOIHI2_MISSING} ({type(e).__name__}: {str(e)[:60]})") from None

@@ -20,12 +20,17 @@ from .process import SampleSource, model_map
 
 
 def run_lava(path, x: np.ndarray, chunk: int = 32, progress: bool = True,
-             hw: str | None = "loihi2") -> tuple[np.ndarray, dict]:
+             hw: str | None = "loihi2", hw_run: bool = False) -> tuple[np.ndarray, dict]:
     """Integer outputs ``(N, n_out)`` of the netx network at ``path`` for raw inputs ``x``.
 
     Also returns timing facts: T, the reset interval R, the number of synaptic
     layers L, and the steps run.
     """
+    if hw_run:
+        from ..errors import FastSNNError
+        raise FastSNNError("SIGNED_IF and ACCUMULATE have no NeuroCore model: running them on Loihi 2 needs a "
+                           "microcode neuron model that only Intel's lava-loihi can supply; export with "
+                           "--neuron cuba for a network Loihi 2 runs natively")
     lava_net, net, R = load_network(path, hw)
     T, L = net.timesteps, len(net.layers)
     data = lava_input(net, x)
