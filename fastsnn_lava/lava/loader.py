@@ -107,6 +107,11 @@ def skip_synapse(skip):
                 num_message_bits=SPIKE_MESSAGE_BITS)
 
 
+def skip_delay(index: int, source: int) -> int:
+    """Steps a shortcut from layer ``source`` into layer ``index`` must wait: ``index − source − 1``."""
+    return index - source - 1
+
+
 def connect_skips(lava_net, net) -> list:
     """Wire every shortcut of ``net`` into the netx network; returns the added processes."""
     blocks = list(lava_net.layers)
@@ -116,7 +121,7 @@ def connect_skips(lava_net, net) -> list:
     for index, layer in enumerate(net.layers, start=1):
         for skip in layer.skips:
             src = blocks[skip.source - 1].neuron.s_out
-            delay = index - skip.source - 1
+            delay = skip_delay(index, skip.source)
             if delay:
                 line = SpikeDelay(shape=src.shape, delay=delay)
                 src.connect(line.a_in)
