@@ -86,6 +86,11 @@ class _Pre:
 
 
 @dataclass
+class _Const:
+    """A non-tensor value of the trace (``x.size(0)``, ``x.shape``): only reshapes may use it."""
+
+
+@dataclass
 class Converted:
     """The result of :func:`convert`: the spec, the class count and the float network (folded weights)."""
 
@@ -189,6 +194,10 @@ class _Converter:
             _fail(f"{type(m).__name__} '{name}'", f"build the model from {ALLOWED}")
         target = node.target
         fname = getattr(target, "__name__", str(target))
+        if node.op == "call_method" and target in ("size", "dim") or node.op == "call_function" and target in (
+                getattr, operator.getitem) and not isinstance(args[0], (_Pre, _Act, _View, _Input)) or (
+                node.op == "call_function" and target is getattr and args[1] == "shape"):
+            return _Const()
         if node.op == "call_method":
             if target == "relu":
                 return self.activation(node.name, args[0], shape)
@@ -205,8 +214,8 @@ class _Converter:
             return self.activation(node.name, args[0], shape)
         if target is torch.flatten:
             return self.flatten(node.name, args[0], shape)
-        if target is F.adaptive_avg_pool2d:
-            return self.pool("adaptive_avg_pool2d", node.name, args[0], shape)
+        if target in (F.adaptive_avg_pool2d, F.avg_pool2d):
+            return self.pool(fname, node.name, args[0], shape)
         if target in (F.max_pool2d, torch.max_pool2d):
             _fail(f"max_pool2d at '{node.name}'", "use a stride-2 Conv2d")
         _fail(f"the function '{fname}' at '{node.name}'", f"build the model from {ALLOWED}")

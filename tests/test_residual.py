@@ -160,10 +160,25 @@ def _tiny_skip_net(delay_ok=True) -> Network:
     return Network((1, 4, 4), conv + [out], bits=2, input_max=16)
 
 
+def test_dense_shortcuts_run_exactly_on_lava(tmp_path, require_lava):
+    """Dense shortcuts through netx's weight optimizer: identity (delay 1) and a projection (delay 0)."""
+    from fastsnn_lava.lava.runner import run_lava
+    rng = np.random.default_rng(1)
+    dense = [Layer("dense", rng.integers(-9, 10, (12, 64 if i == 0 else 12)), rng.integers(-3, 4, 12), "signed_if",
+                   60 if i == 0 else 20, (64,) if i == 0 else (12,), (12,)) for i in range(3)]
+    dense[2].skips = [Skip(1, "dense", 13 * np.eye(12, dtype=int), (12,)),
+                      Skip(2, "dense", rng.integers(-7, 8, (12, 12)), (12,))]
+    out = Layer("dense", rng.integers(-9, 10, (10, 12)), np.zeros(10, int), "accumulate", None, (12,), (10,))
+    net = Network((64,), dense + [out], bits=2, input_max=16)
+    write_network(net, tmp_path / "d.h5")
+    x = load_dataset("digits").x_test[:8].reshape(8, -1)
+    out, _ = run_lava(tmp_path / "d.h5", x, progress=False)
+    assert np.array_equal(out, run_batches(net, x, snn_forward))
+
+
 def test_skip_network_file_round_trip_and_reader_checks(tmp_path):
     import h5py
     net = _tiny_skip_net()
-    net.layers[2].skips[0].equals(net.layers[2].skips[0])
     h5 = tmp_path / "s.h5"
     write_network(net, h5)
     back = read_network(h5)
@@ -270,3 +285,38 @@ def test_pipeline_trains_a_resnet_preset_by_name(tmp_path):
     net = export(str(path), str(tmp_path / "r8.h5"))
     assert read_network(tmp_path / "r8.h5").equals(net) and meta["arch"] == "resnet8"
     assert sum(len(layer.skips) for layer in net.layers) == 3
+
+
+def test_fx_accepts_functional_forms_and_dense_residuals():
+    """F.relu, view(size(0), -1), a dense identity shortcut and mean((2, 3)) as global pooling."""
+    import torch.nn.functional as F
+
+    class Functional(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc1, self.fc2 = nn.Conv2d(1, 4, 3, 2, 1), nn.Linear(64, 32), nn.Linear(32, 32)
+            self.fc = nn.Linear(32, 10)
+
+        def forward(self, x):
+            y = F.relu(self.conv(x))
+            h = F.relu(self.fc1(y.view(y.size(0), -1)))
+            return self.fc(torch.relu(self.fc2(h) + h))
+
+    class Pooled(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.fc = nn.Conv2d(1, 4, 3, 2, 1), nn.Linear(4, 10)
+
+        def forward(self, x):
+            return self.fc(F.relu(self.conv(x)).mean((2, 3)))
+
+    x = torch.rand(4, 1, 8, 8)
+    for model, spec in [(Functional(), [{"kind": "conv", "out": 4, "kernel": 3, "stride": 2, "padding": 1},
+                                        {"kind": "dense", "out": 32},
+                                        {"kind": "dense", "out": 32, "skips": [{"from": 2}]}]),
+                        (Pooled(), [{"kind": "conv", "out": 4, "kernel": 3, "stride": 2, "padding": 1},
+                                    {"kind": "avgpool"}])]:
+        c = convert(model.eval(), (1, 8, 8))
+        assert c.spec == spec
+        with torch.no_grad():
+            assert torch.allclose(c.float_net(x), model(x), atol=1e-5)
