@@ -6,20 +6,32 @@ the layer's current unit). BatchNorm was folded into the weights before
 quantization-aware training, so nothing is left to fold here. The hidden
 neurons are signed IF neurons unless ``neuron="unsigned_if"``; the classifier
 accumulates.
+
+A dense layer after global average pooling becomes a dense layer over the
+flattened ``(C, H, W)`` input with its code ``q[o, c]`` repeated at the H·W
+positions (the 1/(H·W) lives in the layer's unit, see :mod:`~fastsnn_lava.models`).
+A shortcut becomes an :class:`~fastsnn_lava.ir.Skip`: a projection keeps its
+codes; an identity becomes a diagonal synapse (1×1 conv, or square dense) whose
+diagonal is its one code ``round(α^j/u)``.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .ir import Layer, Network
+from .ir import Layer, Network, Skip
 from .models import QuantNet
 
 
 def to_network(model: QuantNet, neuron: str = "signed_if", meta: dict | None = None) -> Network:
     layers = []
-    for layer, u_in in zip(model.layers, model.units_in()):
-        q, c, theta = layer.codes(u_in)
+    for k, (layer, u_in) in enumerate(zip(model.layers, model.units_in())):
+        alphas = model.skip_alphas(k)
+        q, c, theta = layer.codes(u_in, alphas)
         s = layer.spec
+        if s.get("pool"):
+            q = q.repeat_interleave(layer.pool, dim=1)
+        skips = [_skip(sk, q_s, layers[sk["from"] - 1].out_shape)
+                 for sk, (q_s, _) in zip(layer.skips, layer.skip_codes(u_in, alphas))]
         geometry = {}
         if s["kind"] == "conv":
             st, p = s.get("stride", 1), s.get("padding", 0)
@@ -27,6 +39,22 @@ def to_network(model: QuantNet, neuron: str = "signed_if", meta: dict | None = N
         layers.append(Layer(
             kind=s["kind"], weight=q.numpy().astype(np.int64), bias=c.numpy().astype(np.int64),
             neuron=neuron if layer.hidden else "accumulate", threshold=theta,
-            in_shape=layer.in_shape, out_shape=layer.out_shape, **geometry))
+            in_shape=layer.in_shape, out_shape=layer.out_shape, skips=skips, **geometry))
     return Network(input_shape=model.input_shape, layers=layers, bits=model.bits,
                    input_max=model.input_max, meta=dict(meta or {}))
+
+
+def _skip(sk: dict, q_s, src_shape: tuple) -> Skip:
+    q_s = q_s.numpy().astype(np.int64)
+    kind = sk.get("kind", "identity")
+    if kind == "identity":
+        n = src_shape[0]
+        diag = np.zeros((n, n), np.int64)
+        diag[np.arange(n), np.arange(n)] = int(q_s.ravel()[0])
+        if len(src_shape) == 1:
+            return Skip(source=sk["from"], kind="dense", weight=diag, in_shape=src_shape)
+        return Skip(source=sk["from"], kind="conv", weight=diag[:, :, None, None], in_shape=src_shape)
+    if kind == "dense":
+        return Skip(source=sk["from"], kind="dense", weight=q_s, in_shape=src_shape)
+    st, p = sk.get("stride", 1), sk.get("padding", 0)
+    return Skip(source=sk["from"], kind="conv", weight=q_s, in_shape=src_shape, stride=(st, st), padding=(p, p))

@@ -154,6 +154,9 @@ class Engine:
     def forward(self, x) -> torch.Tensor:
         """Integer outputs ``Σ_t I^L(t)`` ``(B, n_out)`` (a float tensor holding integers)."""
         x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
+        if self.net.has_skips:  # residual networks: the reference simulation (exact, not yet fused here)
+            from .reference import snn_forward
+            return snn_forward(self.net, x, timesteps=self.steps).out
         input_abs = int(x.abs().max()) if x.numel() else 0
         dtype, syns = self._synapses(input_abs)
         a = x.to(self.device, dtype).reshape(-1, *self.net.input_shape)

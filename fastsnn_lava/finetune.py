@@ -171,6 +171,8 @@ def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs:
     """
     if rule not in RULES:
         raise FastSNNError(f"--accept must be one of {RULES}, got {rule!r}")
+    if net.has_skips:
+        raise FastSNNError("fine-tuning residual networks is not supported yet: export the network as trained")
     if any(layer.neuron == "unsigned_if" for layer in net.layers):
         raise FastSNNError("fine-tuning runs on the signed IF network: convert with --neuron signed")
     if epochs < 1 or lr <= 0 or not 0 < heldout < 1:

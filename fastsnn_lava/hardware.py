@@ -57,7 +57,7 @@ def membrane_bounds(net: Network) -> list[int]:
 
     A layer's per-step current lies in ``[I_lo, I_hi]``: for the first layer
     ``I = W·x + b`` with ``0 ≤ x ≤ input_max``, for the others ``I = W·s + b`` with
-    ``s ∈ {−1, 0, +1}``. An IF membrane starts at θ/2, moves by at most
+    ``s ∈ {−1, 0, +1}`` (a skip synapse ``S·s^j`` adds its own ``±Σ|S|`` the same way). An IF membrane starts at θ/2, moves by at most
     ``max(|I_lo|, |I_hi|)`` per step and is pulled back by θ when it fires, so
     ``|v| ≤ θ + T·max|I|``; an accumulator's ``|Σ_t I(t)| ≤ T·max|I|``.
     """
@@ -69,6 +69,9 @@ def membrane_bounds(net: Network) -> list[int]:
             hi, lo = pos * net.input_max + layer.bias, neg * net.input_max + layer.bias
         else:
             hi, lo = pos - neg + layer.bias, neg - pos + layer.bias
+        for skip in layer.skips:
+            reach = np.abs(skip.weight.reshape(skip.weight.shape[0], -1)).sum(1)
+            hi, lo = hi + reach, lo - reach
         peak = int(max(np.abs(hi).max(), np.abs(lo).max()))
         bounds.append((layer.threshold or 0) + net.timesteps * peak)
     return bounds
@@ -81,9 +84,10 @@ def check_network(net: Network, target: dict) -> None:
     bmax = 2 ** (lim["bias_bits"] - 1)
     for i, layer in enumerate(net.layers, start=1):
         w, b = layer.weight, layer.bias
-        if w.size and (w.max() > wmax - 1 or w.min() < -wmax):
-            raise FastSNNError(f"layer {i} ({layer.kind}): weights in [{w.min()}, {w.max()}] exceed {name}'s "
-                               f"{lim['weight_bits']}-bit weights: retrain with 8-bit weight codes")
+        for what, w in [("weights", w)] + [(f"skip weights from layer {s.source}", s.weight) for s in layer.skips]:
+            if w.size and (w.max() > wmax - 1 or w.min() < -wmax):
+                raise FastSNNError(f"layer {i} ({layer.kind}): {what} in [{w.min()}, {w.max()}] exceed {name}'s "
+                                   f"{lim['weight_bits']}-bit weights: retrain with 8-bit weight codes")
         if layer.threshold is not None and layer.threshold > tmax:
             raise FastSNNError(f"layer {i} ({layer.kind}): threshold {layer.threshold} exceeds {name}'s "
                                f"{lim['threshold_bits']}-bit threshold: lower the weight resolution of this layer")

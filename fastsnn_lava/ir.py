@@ -12,6 +12,15 @@ A layer ``l`` receives per time step ``t = 1..T`` the current
                                                           input x, the same every step)
 
 where ``s^{l-1}(t) ∈ {-1, 0, +1}`` are the signed spikes of the layer before.
+A layer may also receive residual (shortcut) synapses from earlier hidden
+layers (:class:`Skip`): each adds ``S^{l,j} · s^j(t)``, the spikes of layer ``j``
+*of the same time step t*, so that
+
+    I^l(t) = W^l · s^{l-1}(t) + Σ_j S^{l,j} · s^j(t) + b^l.
+
+An identity shortcut is a diagonal synapse (a 1×1 conv or a square dense) whose
+diagonal holds one integer code; a projection shortcut is any 1×1 (or k×k)
+conv / dense code tensor.
 Its neuron is either an integrate-and-fire neuron (``signed_if`` or
 ``unsigned_if``, see :mod:`fastsnn_lava.neuron`) with threshold ``θ^l`` (an even
 integer, so that the initial membrane ``θ^l / 2`` is an integer too), or, for the
@@ -52,6 +61,87 @@ def conv_out_hw(h: int, w: int, kernel: tuple[int, int], stride, padding, dilati
 
 
 @dataclass
+class Skip:
+    """A shortcut synapse into a layer from the spikes of an earlier hidden layer.
+
+    ``source`` is the 1-based index of the sending layer in ``Network.layers``
+    (layer ``j`` sends ``s^j``); the network input cannot be a source (start
+    with a stem layer). ``kind``/``weight``/geometry follow :class:`Layer`:
+    ``in_shape`` is the source layer's output shape and the output shape is the
+    receiving layer's. The skip has no bias and no neuron of its own: its
+    current is added to the receiving layer's current in the same step.
+    """
+
+    source: int
+    kind: str
+    weight: np.ndarray
+    in_shape: tuple
+    stride: tuple = (1, 1)
+    padding: tuple = (0, 0)
+    dilation: tuple = (1, 1)
+    groups: int = 1
+
+    def __post_init__(self):
+        self.source = int(self.source)
+        if self.kind not in KINDS:
+            raise FastSNNError(f"skip kind {self.kind!r} is not supported: use one of {KINDS}")
+        self.weight = _int_codes(self.weight, "skip weight")
+        self.in_shape = tuple(int(a) for a in self.in_shape)
+        self.stride, self.padding, self.dilation = (_pair(self.stride), _pair(self.padding), _pair(self.dilation))
+        self.groups = int(self.groups)
+
+    def check(self, out_shape: tuple) -> None:
+        """Shape checks against the receiving layer's output shape."""
+        if self.kind == "dense" and len(self.in_shape) != 1:
+            raise FastSNNError(f"a dense skip needs a flat (N,) source, got {self.in_shape}: use a 1×1 conv skip")
+        _check_synapse(self, out_shape, "skip ")
+
+    def equals(self, other: "Skip") -> bool:
+        return _fields_equal(self, other)
+
+
+def _int_codes(arr, what: str) -> np.ndarray:
+    arr = np.asarray(arr)
+    if arr.dtype.kind == "f" and not np.all(np.isfinite(arr) & (arr == np.round(arr))):
+        raise FastSNNError(f"{what} holds non-integer values: export integers only")
+    return arr.astype(np.int64)
+
+
+def _check_synapse(syn, out_shape: tuple, what: str) -> None:
+    """Weight shape and conv geometry of a layer's or skip's synapse against in/out shapes."""
+    n_out = out_shape[0]
+    if syn.kind == "dense":
+        if syn.weight.ndim != 2 or syn.weight.shape != (n_out, int(np.prod(syn.in_shape))):
+            raise FastSNNError(
+                f"{what}dense weight shape {syn.weight.shape} does not match in {syn.in_shape} / out {out_shape}")
+    else:
+        if syn.weight.ndim != 4 or len(syn.in_shape) != 3 or len(out_shape) != 3:
+            raise FastSNNError(f"{what}conv synapses need a 4-D weight and (C, H, W) shapes")
+        c_out, c_in_g, kh, kw = syn.weight.shape
+        if c_out != n_out or c_in_g * syn.groups != syn.in_shape[0]:
+            raise FastSNNError(
+                f"{what}conv weight {syn.weight.shape} does not match in {syn.in_shape} / out {out_shape}")
+        hw = conv_out_hw(syn.in_shape[1], syn.in_shape[2], (kh, kw), syn.stride, syn.padding, syn.dilation)
+        if hw != tuple(out_shape[1:]):
+            raise FastSNNError(f"{what}conv output shape {out_shape} does not match the geometry (expected {hw})")
+
+
+def _fields_equal(a, b) -> bool:
+    """Exact equality of every dataclass field (arrays element-wise, lists item-wise)."""
+    for f in dataclasses.fields(a):
+        x, y = getattr(a, f.name), getattr(b, f.name)
+        if isinstance(x, np.ndarray):
+            if not isinstance(y, np.ndarray) or x.shape != y.shape or not np.array_equal(x, y):
+                return False
+        elif isinstance(x, list):
+            if not isinstance(y, list) or len(x) != len(y) or not all(p.equals(q) for p, q in zip(x, y)):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+@dataclass
 class Layer:
     """One synaptic layer and the neurons it drives.
 
@@ -60,7 +150,8 @@ class Layer:
     conv (torch's correlation layout). ``bias``: int64 ``(out,)`` or ``(C_out,)``,
     added every step. ``threshold``: θ, an even positive integer, for IF neurons;
     ``None`` for the accumulating output layer. Shapes are torch's ``(C, H, W)``
-    or ``(N,)``.
+    or ``(N,)``. ``skips``: shortcut synapses from earlier layers (:class:`Skip`),
+    empty for a plain feed-forward layer.
     """
 
     kind: str
@@ -74,6 +165,7 @@ class Layer:
     padding: tuple = (0, 0)
     dilation: tuple = (1, 1)
     groups: int = 1
+    skips: list = field(default_factory=list)
 
     def __post_init__(self):
         self.weight = np.asarray(self.weight)
@@ -105,23 +197,14 @@ class Layer:
             shape = getattr(self, name)
             if not 1 <= len(shape) <= 3 or min(shape) < 1:
                 raise FastSNNError(f"{self.kind} layer {name} {shape} must have 1 to 3 positive sizes")
-        n_out = self.out_shape[0]
-        if self.kind == "dense":
-            if self.weight.ndim != 2 or self.weight.shape != (n_out, int(np.prod(self.in_shape))):
-                raise FastSNNError(
-                    f"dense weight shape {self.weight.shape} does not match in {self.in_shape} / out {self.out_shape}")
-        else:
-            if self.weight.ndim != 4 or len(self.in_shape) != 3 or len(self.out_shape) != 3:
-                raise FastSNNError("conv layers need a 4-D weight and (C, H, W) shapes")
-            c_out, c_in_g, kh, kw = self.weight.shape
-            if c_out != n_out or c_in_g * self.groups != self.in_shape[0]:
-                raise FastSNNError(
-                    f"conv weight {self.weight.shape} does not match in {self.in_shape} / out {self.out_shape}")
-            hw = conv_out_hw(self.in_shape[1], self.in_shape[2], (kh, kw), self.stride, self.padding, self.dilation)
-            if hw != self.out_shape[1:]:
-                raise FastSNNError(f"conv output shape {self.out_shape} does not match the geometry (expected {hw})")
-        if self.bias.shape != (n_out,):
-            raise FastSNNError(f"bias shape {self.bias.shape} does not match {n_out} outputs")
+        _check_synapse(self, self.out_shape, "")
+        if self.bias.shape != (self.out_shape[0],):
+            raise FastSNNError(f"bias shape {self.bias.shape} does not match {self.out_shape[0]} outputs")
+        self.skips = list(self.skips)
+        for skip in self.skips:
+            if not isinstance(skip, Skip):
+                raise FastSNNError(f"a layer's skips must be ir.Skip objects, got {type(skip).__name__}")
+            skip.check(self.out_shape)
 
     @property
     def v_init(self) -> int:
@@ -133,15 +216,8 @@ class Layer:
         return int(np.prod(self.out_shape))
 
     def equals(self, other: "Layer") -> bool:
-        """Exact equality of every field (arrays compared element-wise)."""
-        for f in dataclasses.fields(self):
-            a, b = getattr(self, f.name), getattr(other, f.name)
-            if isinstance(a, np.ndarray):
-                if a.shape != b.shape or not np.array_equal(a, b):
-                    return False
-            elif a != b:
-                return False
-        return True
+        """Exact equality of every field (arrays compared element-wise, skips item by item)."""
+        return _fields_equal(self, other)
 
 
 @dataclass
@@ -174,6 +250,14 @@ class Network:
             if int(np.prod(layer.in_shape)) != int(np.prod(prev)) or (
                     layer.kind == "conv" and tuple(layer.in_shape) != tuple(prev)):
                 raise FastSNNError(f"layer {i + 1} expects input {layer.in_shape} but gets {prev}")
+            for skip in layer.skips:
+                if not 1 <= skip.source <= i:
+                    raise FastSNNError(f"layer {i + 1}: a skip must come from an earlier hidden layer "
+                                       f"1..{i}, got {skip.source}")
+                src = self.layers[skip.source - 1].out_shape
+                if skip.in_shape != tuple(src):
+                    raise FastSNNError(f"layer {i + 1}: skip from layer {skip.source} expects input "
+                                       f"{skip.in_shape} but gets {src}")
             last = i == len(self.layers) - 1
             if last != (layer.neuron == "accumulate"):
                 raise FastSNNError(f"layer {i + 1}: only the last layer accumulates, every other layer has IF neurons")
@@ -195,6 +279,10 @@ class Network:
         layers = [layer if layer.neuron == "accumulate" else dataclasses.replace(layer, neuron=neuron)
                   for layer in self.layers]
         return dataclasses.replace(self, layers=layers)
+
+    @property
+    def has_skips(self) -> bool:
+        return any(layer.skips for layer in self.layers)
 
     def equals(self, other: "Network") -> bool:
         return (self.input_shape == other.input_shape and self.bits == other.bits

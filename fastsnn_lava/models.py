@@ -6,7 +6,17 @@ An architecture is a list of layer specs (JSON-able dicts)::
     {"kind": "dense", "out": 64}
 
 followed by a dense classifier that the builders append. Max-pooling is not
-offered: Fast-SNN replaces it by stride-2 convolutions.
+offered: Fast-SNN replaces it by stride-2 convolutions. Two more entries build
+residual networks:
+
+* ``"skips": [{"from": j}, ...]`` on a conv/dense layer adds, before its
+  activation, the output of the earlier hidden layer ``j`` (1-based, counting
+  conv/dense layers): an identity shortcut, or a projection
+  ``{"from": j, "kind": "conv", "kernel": 1, "stride": 2, "padding": 0}``
+  (``{"from": j, "kind": "dense"}`` between flat layers), BatchNorm folded.
+* ``{"kind": "avgpool"}`` (global average pooling) before a dense layer, or
+  last, before the appended classifier. It is not a layer of its own: it is
+  folded into the dense layer (see below).
 
 The quantized network :class:`QuantNet` takes raw integer inputs ``x`` and sees
 ``x / input_max``. Layer ``l`` has a float master weight ``W`` and bias ``b``.
@@ -25,6 +35,23 @@ so that the layer's integer current is ``Σ q·(input code) + c`` and its level 
 13-bit signed range of Loihi 2's bias mantissa, during training as at export. The output layer (no activation)
 takes ``Δ = max|W| / q_max``. Training sees exactly these grids (straight-through
 rounding), so exporting the codes adds no error.
+
+**Global average pooling** folded into a dense layer: with ``P = H·W`` positions,
+``z = W·mean_hw(a) + b = Σ_{c,h,w} (W[:,c]/P)·a[c,h,w] + b``, so the integer layer
+is a dense layer over the flattened ``(C,H,W)`` input whose code ``q[o,c]`` is
+repeated at the P positions of channel c, and the grid is the one above with
+``u_in`` replaced by ``u_in / P`` (``u = Δ·u_in/P``). Nothing is rounded twice.
+
+**Residual shortcuts.** A shortcut from hidden layer j brings that layer's
+output ``α^j·k^j/T``, i.e. its spikes carry ``α^j``. In the receiving layer's unit
+u its synapse has step ``Δ_s = u/α^j`` and integer codes ``q_s = round(S/Δ_s)``
+(an identity has ``S = 1``: one code ``round(α^j/u)`` on the diagonal). Both
+tensors must fit ``|q| ≤ q_max``, so θ is the largest even integer with::
+
+    θ ≤ α·q_max / (u_in·max|W|)   and   θ ≤ α·q_max / (α^j·max|S|)  for every shortcut j
+
+(an identity has max|S| = 1, so its code lands in (q_max/2, q_max] unless the main
+weights bind θ lower). Training sees ``Δ_s·q_s``: the exported integers add no error.
 """
 from __future__ import annotations
 
@@ -61,20 +88,79 @@ PRESETS = {
 }
 
 
+def resnet_spec(stages: tuple, blocks: int) -> list[dict]:
+    """A CIFAR-style ResNet: a 3×3 stem, ``blocks`` basic blocks per stage, global average pooling.
+
+    A basic block is conv3×3 (stride 2 where a stage starts, except the first) →
+    conv3×3 whose neuron also receives the block's input: identity, or a 1×1
+    stride-2 projection where the shape changes. The classifier is appended.
+    """
+    spec = [{"kind": "conv", "out": stages[0], "kernel": 3, "stride": 1, "padding": 1}]
+    channels = stages[0]
+    for n, width in enumerate(stages):
+        for b in range(blocks):
+            stride = 2 if n > 0 and b == 0 else 1
+            source = len(spec)  # 1-based index of the block's input layer
+            skip = {"from": source}
+            if stride != 1 or width != channels:
+                skip.update(kind="conv", kernel=1, stride=stride, padding=0)
+            spec.append({"kind": "conv", "out": width, "kernel": 3, "stride": stride, "padding": 1})
+            spec.append({"kind": "conv", "out": width, "kernel": 3, "stride": 1, "padding": 1, "skips": [skip]})
+            channels = width
+    return spec + [{"kind": "avgpool"}]
+
+
+def vgg_spec(widths: tuple, dense: int) -> list[dict]:
+    """VGG-style: 3×3 convs where an 'M' (a max-pool in VGG) makes the conv before it stride 2."""
+    spec = []
+    for w in widths:
+        if w == "M":
+            spec[-1]["stride"] = 2
+        else:
+            spec.append({"kind": "conv", "out": w, "kernel": 3, "stride": 1, "padding": 1})
+    return spec + [{"kind": "dense", "out": dense}]
+
+
+PRESETS["vgg11"] = vgg_spec((64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"), 512)
+PRESETS["resnet8"] = resnet_spec((16, 32, 64), 1)
+PRESETS["resnet20"] = resnet_spec((16, 32, 64), 3)
+PRESETS["resnet18"] = resnet_spec((64, 128, 256, 512), 2)
+
+
 def resolve_arch(arch: str) -> list[dict]:
     if arch not in PRESETS:
         raise FastSNNError(f"unknown architecture {arch!r}: use one of {sorted(PRESETS)}")
-    return [dict(s) for s in PRESETS[arch]]
+    return json_copy(PRESETS[arch])
+
+
+def json_copy(spec: list[dict]) -> list[dict]:
+    """A deep copy of a spec (plain dicts and lists)."""
+    return [{k: ([dict(x) for x in v] if k == "skips" else v) for k, v in s.items()} for s in spec]
+
+
+def has_residuals(spec: list[dict]) -> bool:
+    """True when the spec needs the general float network (skips or average pooling)."""
+    return any(s.get("skips") or s["kind"] == "avgpool" for s in spec)
 
 
 def layer_shapes(spec: list[dict], input_shape: tuple, n_classes: int) -> list[tuple[dict, tuple, tuple]]:
-    """(spec, in_shape, out_shape) per layer, the classifier appended; checks the geometry."""
+    """(spec, in_shape, out_shape) per layer, the classifier appended; checks the geometry.
+
+    ``avgpool`` entries disappear: the dense layer after one gets ``"pool": "avg"``
+    and the (C, H, W) input. Skips are checked against their source's shape.
+    """
     full = list(spec) + [{"kind": "dense", "out": n_classes}]
-    shapes, shape, seen_dense = [], tuple(input_shape), False
+    shapes, shape, seen_dense, pool = [], tuple(input_shape), False, False
     for s in full:
+        if s["kind"] == "avgpool":
+            if pool or len(shape) != 3:
+                raise FastSNNError("avgpool needs a (C, H, W) input and must be followed by a dense layer")
+            pool = True
+            continue
+        s = dict(s)
         if s["kind"] == "conv":
-            if seen_dense or len(shape) != 3:
-                raise FastSNNError("conv layers must come before dense layers and need (C, H, W) input")
+            if seen_dense or len(shape) != 3 or pool:
+                raise FastSNNError("conv layers must come before avgpool and dense layers and need (C, H, W) input")
             k, st, p = s["kernel"], s.get("stride", 1), s.get("padding", 0)
             h, w = conv_out_hw(shape[1], shape[2], (k, k), (st, st), (p, p), (1, 1))
             if h < 1 or w < 1:
@@ -82,19 +168,60 @@ def layer_shapes(spec: list[dict], input_shape: tuple, n_classes: int) -> list[t
             out = (s["out"], h, w)
         elif s["kind"] == "dense":
             seen_dense, out = True, (s["out"],)
+            if pool:
+                s["pool"], pool = "avg", False
         else:
-            raise FastSNNError(f"layer kind {s['kind']!r} is not supported: use conv or dense")
+            raise FastSNNError(f"layer kind {s['kind']!r} is not supported: use conv, dense or avgpool")
+        if "skips" in s:
+            s["skips"] = [dict(sk) for sk in s["skips"]]
+        for sk in s.get("skips", []):
+            _check_skip(sk, len(shapes) + 1, shapes, out)
         shapes.append((s, shape, out))
         shape = out
     return shapes
 
 
-def build_float(spec: list[dict], input_shape: tuple, n_classes: int, norm: dict | None = None) -> nn.Sequential:
+def skip_out_shape(sk: dict, src: tuple, n_out: int) -> tuple:
+    """Output shape of a shortcut with ``n_out`` channels applied to a source of shape ``src``."""
+    kind = sk.get("kind", "identity")
+    if kind == "identity":
+        return tuple(src)
+    if kind == "conv":
+        k, st, p = sk.get("kernel", 1), sk.get("stride", 1), sk.get("padding", 0)
+        return (n_out,) + conv_out_hw(src[1], src[2], (k, k), (st, st), (p, p), (1, 1))
+    return (n_out,)
+
+
+def _check_skip(sk: dict, index: int, shapes: list, out: tuple) -> None:
+    j = sk.get("from")
+    if not isinstance(j, int) or not 1 <= j < index:
+        raise FastSNNError(f"layer {index}: a skip must come from an earlier hidden layer 1..{index - 1}, got {j!r}")
+    src = shapes[j - 1][2]
+    kind = sk.get("kind", "identity")
+    if kind not in ("identity", "conv", "dense") or (kind == "conv" and len(src) != 3) or (
+            kind == "dense" and len(src) != 1):
+        raise FastSNNError(f"layer {index}: skip kind {kind!r} does not fit the {src} output of layer {j}: use "
+                           "identity, conv (from a (C,H,W) layer) or dense (from a flat layer)")
+    got = skip_out_shape(sk, src, out[0])
+    if tuple(got) != tuple(out):
+        raise FastSNNError(f"layer {index}: the skip from layer {j} gives shape {got}, not the layer's {out}: "
+                           "use a projection (kind conv with the right stride)")
+
+
+def build_float(spec: list[dict], input_shape: tuple, n_classes: int, norm: dict | None = None) -> nn.Module:
     """The float ANN: conv/dense → BatchNorm → ReLU per hidden layer, a plain dense classifier.
 
-    With ``norm`` ({"mean": [...], "std": [...]} per channel) it starts with an
+    A plain spec gives an ``nn.Sequential``; one with skips or average pooling a
+    :class:`ResidualNet` (same layers, plus the shortcuts). With ``norm``
+    ({"mean": [...], "std": [...]} per channel) a plain network starts with an
     :class:`~fastsnn_lava.normalize.InputNorm` that also does the first convolution's padding
-    (see :mod:`fastsnn_lava.normalize`: this keeps folding exact)."""
+    (see :mod:`fastsnn_lava.normalize`: this keeps folding exact).
+    """
+    if has_residuals(spec):
+        if norm is not None:
+            raise FastSNNError("input normalisation is not supported for residual networks yet: use a dataset "
+                               "without mean/std (digits, fashion-mnist) or a plain architecture")
+        return ResidualNet(spec, input_shape, n_classes)
     mods: list[nn.Module] = []
     shapes = layer_shapes(spec, input_shape, n_classes)
     first_pad = shapes[0][0].get("padding", 0) if shapes[0][0]["kind"] == "conv" else 0
@@ -115,9 +242,101 @@ def build_float(spec: list[dict], input_shape: tuple, n_classes: int, norm: dict
     return nn.Sequential(*mods)
 
 
-def fold_batchnorm(float_net: nn.Sequential) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _synapse(kind: str, n_in: int, n_out: int, sk: dict, bias: bool) -> nn.Module:
+    if kind == "conv":
+        return nn.Conv2d(n_in, n_out, sk.get("kernel", 1), sk.get("stride", 1), sk.get("padding", 0), bias=bias)
+    return nn.Linear(n_in, n_out, bias=bias)
+
+
+def _bn(kind: str, n: int) -> nn.Module:
+    return nn.BatchNorm2d(n) if kind == "conv" else nn.BatchNorm1d(n)
+
+
+def _fold(syn: nn.Module, bn: nn.Module | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """W' = γW/σ, b' = β + γ(b − μ)/σ (no BatchNorm: W, b)."""
+    w = syn.weight.detach().clone()
+    b = syn.bias.detach().clone() if syn.bias is not None else torch.zeros(w.shape[0])
+    if bn is not None:
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        w = w * scale.view(-1, *([1] * (w.dim() - 1)))
+        b = bn.bias.detach() + scale * (b - bn.running_mean)
+    return w, b
+
+
+class ResidualNet(nn.Module):
+    """The float ANN of a spec with shortcuts and/or global average pooling.
+
+    Hidden layer l: ``y^l = ReLU(BN(syn(y^{l−1})) + Σ_j shortcut_j(y^j))`` with a
+    shortcut an identity or BN(projection); a dense layer after ``avgpool`` sees
+    ``mean_hw(y^{l−1})``. The classifier is a plain dense layer.
+    """
+
+    def __init__(self, spec: list[dict], input_shape: tuple, n_classes: int):
+        super().__init__()
+        self.shapes = layer_shapes(spec, input_shape, n_classes)
+        self.input_shape = tuple(input_shape)
+        self.syn, self.bn, self.skip_syn, self.skip_bn = (nn.ModuleList() for _ in range(4))
+        for i, (s, in_shape, out_shape) in enumerate(self.shapes):
+            last = i == len(self.shapes) - 1
+            n_in = in_shape[0] if s["kind"] == "conv" or s.get("pool") else math.prod(in_shape)
+            self.syn.append(_synapse(s["kind"], n_in, s["out"], s, bias=last))
+            self.bn.append(nn.Identity() if last else _bn(s["kind"], s["out"]))
+            syns, bns = nn.ModuleList(), nn.ModuleList()
+            for sk in s.get("skips", []):
+                kind = sk.get("kind", "identity")
+                if kind == "identity":
+                    syns.append(nn.Identity())
+                    bns.append(nn.Identity())
+                else:
+                    src = self.shapes[sk["from"] - 1][2]
+                    syns.append(_synapse(kind, src[0], s["out"], sk, bias=False))
+                    bns.append(_bn(kind, s["out"]))
+            self.skip_syn.append(syns)
+            self.skip_bn.append(bns)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(-1, *self.input_shape)
+        outs = []
+        for i, (s, _, _) in enumerate(self.shapes):
+            if s.get("pool"):
+                x = x.mean((2, 3))
+            elif s["kind"] == "dense":
+                x = x.flatten(1)
+            z = self.bn[i](self.syn[i](x))
+            for sk, syn, bn in zip(s.get("skips", []), self.skip_syn[i], self.skip_bn[i]):
+                z = z + bn(syn(outs[sk["from"] - 1]))
+            if i == len(self.shapes) - 1:
+                return z
+            x = torch.relu(z)
+            outs.append(x)
+        raise AssertionError("unreachable")
+
+    def folded(self) -> list[dict]:
+        """Per layer ``{"weight", "bias", "skips"}`` with every BatchNorm folded.
+
+        A projection's folded bias joins the layer's bias; an identity stays ``None``.
+        """
+        out = []
+        for i in range(len(self.shapes)):
+            bn = self.bn[i] if not isinstance(self.bn[i], nn.Identity) else None
+            w, b = _fold(self.syn[i], bn)
+            skips = []
+            for syn, sbn in zip(self.skip_syn[i], self.skip_bn[i]):
+                if isinstance(syn, nn.Identity):
+                    skips.append(None)
+                else:
+                    sw, sb = _fold(syn, sbn)
+                    skips.append(sw)
+                    b = b + sb
+            out.append({"weight": w, "bias": b, "skips": skips})
+        return out
+
+
+def fold_batchnorm(float_net: nn.Module) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """(W', b') per weight layer with BatchNorm folded: W' = γW/σ, b' = β − γμ/σ
     (an :class:`~fastsnn_lava.normalize.InputNorm` in front is folded by :meth:`QuantNet.init_from_float`)."""
+    if isinstance(float_net, ResidualNet):
+        return [(f["weight"], f["bias"]) for f in float_net.folded()]
     out, mods = [], list(float_net)
     for i, m in enumerate(mods):
         if not isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -134,51 +353,100 @@ def fold_batchnorm(float_net: nn.Sequential) -> list[tuple[torch.Tensor, torch.T
 
 
 class QuantLayer(nn.Module):
-    """One layer of the quantized ANN on its integer grid (see the module docstring)."""
+    """One layer of the quantized ANN on its integer grid (see the module docstring).
 
-    def __init__(self, spec: dict, in_shape: tuple, out_shape: tuple, bits: int, hidden: bool):
+    Shortcuts (``spec["skips"]``) take ``skip_alphas``: the clip α^j of each source,
+    in the order of the spec; a projection has a float master weight, an identity none.
+    """
+
+    def __init__(self, spec: dict, in_shape: tuple, out_shape: tuple, bits: int, hidden: bool,
+                 skip_shapes: tuple = ()):
         super().__init__()
         self.spec, self.in_shape, self.out_shape = dict(spec), tuple(in_shape), tuple(out_shape)
         self.bits, self.hidden = bits, hidden
+        self.pool = math.prod(in_shape[1:]) if spec.get("pool") else 1  # P = H·W folded into the dense layer
         if spec["kind"] == "conv":
             k = spec["kernel"]
             self.weight = nn.Parameter(torch.zeros(spec["out"], in_shape[0], k, k))
         else:
-            self.weight = nn.Parameter(torch.zeros(spec["out"], math.prod(in_shape)))
+            n_in = in_shape[0] if spec.get("pool") else math.prod(in_shape)
+            self.weight = nn.Parameter(torch.zeros(spec["out"], n_in))
         self.bias = nn.Parameter(torch.zeros(spec["out"]))
         self.alpha = nn.Parameter(torch.ones(1)) if hidden else None
+        self.skips = [dict(sk) for sk in spec.get("skips", [])]
+        if self.skips:
+            self.skip_weight = nn.ParameterList()
+            for sk, src in zip(self.skips, skip_shapes):
+                kind = sk.get("kind", "identity")
+                k = sk.get("kernel", 1)
+                shape = {"identity": (1,), "conv": (spec["out"], src[0], k, k), "dense": (spec["out"], src[0])}[kind]
+                self.skip_weight.append(nn.Parameter(torch.ones(shape), requires_grad=kind != "identity"))
 
-    def grid(self, u_in: float) -> tuple[int | None, float, float]:
+    def _skip_maxabs(self) -> list[float]:
+        return [float(w.detach().abs().max()) or 1e-12 for w in getattr(self, "skip_weight", [])]
+
+    def grid(self, u_in: float, skip_alphas: tuple = ()) -> tuple[int | None, float, float]:
         """(θ, Δ, u): integer threshold (None for the output layer), weight step, current unit."""
+        if len(skip_alphas) != len(self.skips):
+            raise FastSNNError(f"a layer with {len(self.skips)} shortcuts needs as many source clips α")
+        u_in = u_in / self.pool
         maxabs = float(self.weight.detach().abs().max()) or 1e-12
         if not self.hidden:
+            if self.skips:
+                raise FastSNNError("the classifier cannot receive shortcuts: end with a hidden layer")
             delta = maxabs / WEIGHT_QMAX
             return None, delta, delta * u_in
         alpha = float(self.alpha.detach())
         if not alpha > 0:
             raise FastSNNError("a clip value α became non-positive during training: lower the learning rate")
-        theta = min(THETA_MAX, 2 * max(1, math.floor(alpha * WEIGHT_QMAX / (2 * u_in * maxabs))))
+        bound = alpha * WEIGHT_QMAX / (u_in * maxabs)
+        for a_src, m in zip(skip_alphas, self._skip_maxabs()):
+            bound = min(bound, alpha * WEIGHT_QMAX / (a_src * m))
+        theta = min(THETA_MAX, 2 * max(1, math.floor(bound / 2)))
         unit = alpha / theta
         return theta, unit / u_in, unit
 
-    def codes(self, u_in: float) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+    def codes(self, u_in: float, skip_alphas: tuple = ()) -> tuple[torch.Tensor, torch.Tensor, int | None]:
         """Integer weight codes q, bias codes c and threshold θ: exactly what is exported."""
-        theta, delta, unit = self.grid(u_in)
+        theta, delta, unit = self.grid(u_in, skip_alphas)
         q = weight_codes(self.weight.float(), delta, WEIGHT_QMAX)
         c = round_half_up(self.bias.detach().float() / unit).clamp(-BIAS_MAX - 1, BIAS_MAX)
         return q, c, theta
 
-    def pre_activation(self, x: torch.Tensor, u_in: float) -> torch.Tensor:
-        theta, delta, unit = self.grid(u_in)
-        q, c, _ = self.codes(u_in)
+    def skip_codes(self, u_in: float, skip_alphas: tuple) -> list[tuple[torch.Tensor, float]]:
+        """Per shortcut (integer codes q_s, step Δ_s = u/α^j); an identity's codes are one scalar."""
+        _, _, unit = self.grid(u_in, skip_alphas)
+        out = []
+        for w, a_src in zip(self.skip_weight if self.skips else [], skip_alphas):
+            step = unit / a_src
+            out.append((weight_codes(w.float(), step, WEIGHT_QMAX), step))
+        return out
+
+    def pre_activation(self, x: torch.Tensor, u_in: float, skips: tuple = ()) -> torch.Tensor:
+        """``z = W_q·x + b_q + Σ_j S_q^j·y^j``; ``skips`` holds (y^j, α^j) per shortcut."""
+        alphas = tuple(a for _, a in skips)
+        theta, delta, unit = self.grid(u_in, alphas)
+        q, c, _ = self.codes(u_in, alphas)
         w = self.weight + (q.to(self.weight.dtype) * delta - self.weight).detach()
         b = self.bias + (c.to(self.bias.dtype) * unit - self.bias).detach()
         if self.spec["kind"] == "conv":
-            return F.conv2d(x, w, b, self.spec.get("stride", 1), self.spec.get("padding", 0))
-        return F.linear(x.flatten(1), w, b)
+            z = F.conv2d(x, w, b, self.spec.get("stride", 1), self.spec.get("padding", 0))
+        else:
+            z = F.linear(x.mean((2, 3)) if self.spec.get("pool") else x.flatten(1), w, b)
+        for sk, w_s, (q_s, step), (y, _) in zip(self.skips, self.skip_weight if self.skips else [],
+                                                self.skip_codes(u_in, alphas), skips):
+            ws = w_s + (q_s.to(w_s.dtype) * step - w_s).detach()
+            kind = sk.get("kind", "identity")
+            if kind == "identity":
+                z = z + ws * y
+            elif kind == "conv":
+                z = z + F.conv2d(y, ws, None, sk.get("stride", 1), sk.get("padding", 0))
+            else:
+                z = z + F.linear(y.flatten(1), ws)
+        return z
 
-    def forward(self, x: torch.Tensor, u_in: float) -> torch.Tensor:
-        z = self.pre_activation(x, u_in)
+    def forward(self, x: torch.Tensor, u_in: float, skips: tuple = ()) -> torch.Tensor:
+        z = self.pre_activation(x, u_in, skips)
         return act_quant(z, self.alpha, self.bits) if self.hidden else z
 
 
@@ -191,40 +459,59 @@ class QuantNet(nn.Module):
         self.bits, self.input_max = bits, input_max
         shapes = layer_shapes(spec, input_shape, n_classes)
         self.layers = nn.ModuleList(
-            QuantLayer(s, i, o, bits, hidden=k < len(shapes) - 1) for k, (s, i, o) in enumerate(shapes))
+            QuantLayer(s, i, o, bits, hidden=k < len(shapes) - 1,
+                       skip_shapes=tuple(shapes[sk["from"] - 1][2] for sk in s.get("skips", [])))
+            for k, (s, i, o) in enumerate(shapes))
 
     def units_in(self) -> list[float]:
         """u_in per layer: 1/input_max, then α of the layer before."""
         return [1.0 / self.input_max] + [float(m.alpha.detach()) for m in self.layers[:-1]]
 
+    def skip_alphas(self, k: int) -> tuple:
+        """α^j of each shortcut source of layer k (0-based)."""
+        return tuple(float(self.layers[sk["from"] - 1].alpha.detach()) for sk in self.layers[k].skips)
+
+    def _skips(self, k: int, outs: list) -> tuple:
+        return tuple((outs[sk["from"] - 1], a) for sk, a in zip(self.layers[k].skips, self.skip_alphas(k)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(-1, *self.input_shape) / self.input_max
-        for layer, u_in in zip(self.layers, self.units_in()):
-            x = layer(x, u_in)
+        outs = []
+        for k, (layer, u_in) in enumerate(zip(self.layers, self.units_in())):
+            x = layer(x, u_in, self._skips(k, outs))
+            outs.append(x)
         return x
 
     def levels(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Integer activation level k of every hidden layer (float forward), and the logits."""
-        out, units = [], self.units_in()
+        out, outs, units = [], [], self.units_in()
         x = x.reshape(-1, *self.input_shape) / self.input_max
-        for layer, u_in in zip(self.layers, units):
-            z = layer.pre_activation(x, u_in)
+        for k, (layer, u_in) in enumerate(zip(self.layers, units)):
+            z = layer.pre_activation(x, u_in, self._skips(k, outs))
             if not layer.hidden:
                 return out + [z]
             out.append(activation_level(z, layer.alpha, self.bits))
             x = act_quant(z, layer.alpha, self.bits)
+            outs.append(x)
         return out
 
     @torch.no_grad()
-    def init_from_float(self, float_net: nn.Sequential, calib_x: torch.Tensor, percentile: float = 99.7):
+    def init_from_float(self, float_net: nn.Module, calib_x: torch.Tensor, percentile: float = 99.7):
         """Copy BN-folded float weights, then set each α, layer by layer, to a percentile
         of that layer's positive pre-activations given the already-quantized layers before."""
-        folded = fold_batchnorm(float_net)
-        if isinstance(float_net[0], InputNorm):  # normalisation → first layer (exact, see normalize.py)
-            folded[0] = fold(*folded[0], float_net[0], self.input_shape)
-        for layer, (w, b) in zip(self.layers, folded):
-            layer.weight.copy_(w.view_as(layer.weight))
-            layer.bias.copy_(b)
+        if isinstance(float_net, ResidualNet):
+            folded = float_net.folded()
+        else:
+            folded = [{"weight": w, "bias": b, "skips": []} for w, b in fold_batchnorm(float_net)]
+            if isinstance(float_net[0], InputNorm):  # normalisation → first layer (exact, see normalize.py)
+                w0, b0 = fold(folded[0]["weight"], folded[0]["bias"], float_net[0], self.input_shape)
+                folded[0] = {"weight": w0, "bias": b0, "skips": []}
+        for layer, f in zip(self.layers, folded):
+            layer.weight.copy_(f["weight"].view_as(layer.weight))
+            layer.bias.copy_(f["bias"])
+            for w_s, sw in zip(layer.skip_weight if layer.skips else [], f["skips"]):
+                if sw is not None:
+                    w_s.copy_(sw.view_as(w_s))
         self.calibrate(calib_x, percentile)
 
     @torch.no_grad()
@@ -232,13 +519,22 @@ class QuantNet(nn.Module):
         """Set each α, layer by layer, to a percentile of the layer's positive pre-activations
         given the current weights and the already-quantized layers before."""
         x = calib_x.reshape(-1, *self.input_shape).float() / self.input_max
+        outs = []
         for k, layer in enumerate(self.layers):
             u_in = self.units_in()[k]
             if not layer.hidden:
                 break
-            z = F.conv2d(x, layer.weight, layer.bias, layer.spec.get("stride", 1), layer.spec.get("padding", 0)) \
-                if layer.spec["kind"] == "conv" else F.linear(x.flatten(1), layer.weight, layer.bias)
+            s = layer.spec
+            if s["kind"] == "conv":
+                z = F.conv2d(x, layer.weight, layer.bias, s.get("stride", 1), s.get("padding", 0))
+            else:
+                z = F.linear(x.mean((2, 3)) if s.get("pool") else x.flatten(1), layer.weight, layer.bias)
+            for sk, w_s in zip(layer.skips, layer.skip_weight if layer.skips else []):
+                y, kind = outs[sk["from"] - 1], sk.get("kind", "identity")
+                z = z + (y if kind == "identity" else F.conv2d(y, w_s, None, sk.get("stride", 1), sk.get(
+                    "padding", 0)) if kind == "conv" else F.linear(y.flatten(1), w_s))
             pos = z[z > 0]
             alpha = torch.quantile(pos[torch.randperm(len(pos))[:100000]], percentile / 100) if len(pos) else 1.0
             layer.alpha.fill_(max(float(alpha), 1e-3))
-            x = layer(x, u_in)
+            x = layer(x, u_in, self._skips(k, outs))
+            outs.append(x)

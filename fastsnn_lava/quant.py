@@ -65,3 +65,23 @@ def weight_codes(w: torch.Tensor, delta: float, qmax: int) -> torch.Tensor:
 def fake_quant_weight(w: torch.Tensor, delta: float, qmax: int) -> torch.Tensor:
     """``Δ·clip(round(w/Δ), ±q_max)`` with a straight-through gradient."""
     return w + (weight_codes(w, delta, qmax) * delta - w).detach()
+
+
+class QReLU(torch.nn.Module):
+    """The activation of a user-written model: where the SNN will have a spiking layer.
+
+    In the float model it is a plain ReLU; :mod:`fastsnn_lava.fx` turns every
+    QReLU (or ``nn.ReLU``/``F.relu``) into a hidden layer of the quantized
+    network, whose quantizer is ``act_quant`` with a learnable clip α and b bits
+    (above). ``bits``, if given, must equal the bits of the conversion.
+    """
+
+    def __init__(self, bits: int | None = None):
+        super().__init__()
+        self.bits = bits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(x)
+
+    def extra_repr(self) -> str:
+        return f"bits={self.bits}" if self.bits is not None else ""

@@ -3,12 +3,14 @@
 Two forward passes over the same integers:
 
 * :func:`qann_forward`, the quantized ANN: layer ``l`` sums its input over the
-  T steps in one go, ``A^l = W^l·k^{l-1} + T·b^l`` (first layer:
-  ``A^1 = T·(W^1·x + b^1)``), and quantizes
+  T steps in one go, ``A^l = W^l·k^{l-1} + Σ_j S^{l,j}·k^j + T·b^l`` (first layer:
+  ``A^1 = T·(W^1·x + b^1)``; ``S^{l,j}`` are the layer's skip synapses), and quantizes
   ``k^l = clip(floor((A^l + θ^l/2) / θ^l), 0, T)``; the last layer returns ``A^L``.
 * :func:`snn_forward`, the spiking network: the same synapses applied to each
   step's spikes, the IF step of :mod:`fastsnn_lava.neuron` per step, and the last
-  layer accumulating ``Σ_t I^L(t)``. This is the reference that Lava's
+  layer accumulating ``Σ_t I^L(t)``. A skip synapse from layer ``j`` adds
+  ``S^{l,j}·s^j(t)``: the source's spikes of the same step t (the Lava loader
+  delays the shortcut so that this holds there too). This is the reference that Lava's
   ``fixed_pt`` models must equal exactly.
 
 Where no sequential error occurs, the SNN's spike counts ``N^l`` equal the QANN's
@@ -34,13 +36,13 @@ def _tensor(a) -> torch.Tensor:
 
 
 class _Synapse:
-    """A layer's weights as torch tensors, applied without bias."""
+    """A layer's (or a skip's) weights as torch tensors, applied without bias."""
 
-    def __init__(self, layer: Layer):
+    def __init__(self, layer):
         self.layer = layer
         self.weight = _tensor(layer.weight)
         shape = (1, -1, 1, 1) if layer.kind == "conv" else (1, -1)
-        self.bias = _tensor(layer.bias).view(shape)
+        self.bias = _tensor(layer.bias).view(shape) if isinstance(layer, Layer) else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         layer = self.layer
@@ -71,6 +73,19 @@ class SnnTrace:
     neg_spikes: list | None = None  # number of −1 spikes per hidden layer, (B,)
 
 
+def _skip_sum(layer: Layer, outputs: list, steps: int | None = None):
+    """Σ_j S^{l,j}·y^j over the layer's skips; ``outputs[j-1]`` is y^j (levels, or spikes (T, B, ...))."""
+    total = 0
+    for skip in layer.skips:
+        y = outputs[skip.source - 1]
+        if steps is None:
+            total = total + _Synapse(skip)(y)
+        else:
+            cur = _Synapse(skip)(y.reshape(steps * y.shape[1], *y.shape[2:]))
+            total = total + cur.view(steps, -1, *cur.shape[1:])
+    return total
+
+
 def qann_forward(net: Network, x) -> QannTrace:
     """Integer forward pass of the quantized ANN."""
     T = net.timesteps
@@ -79,6 +94,8 @@ def qann_forward(net: Network, x) -> QannTrace:
     for i, layer in enumerate(net.layers):
         syn = _Synapse(layer)
         acc = T * (syn(a) + syn.bias) if i == 0 else syn(a) + T * syn.bias
+        if layer.skips:
+            acc = acc + _skip_sum(layer, levels)
         if layer.neuron == "accumulate":
             return QannTrace(levels, acc, accs)
         a = ((acc + layer.threshold // 2) // layer.threshold).clip(0, T)
@@ -91,7 +108,8 @@ def snn_forward(net: Network, x, keep_spikes: bool = False, timesteps: int | Non
     """Simulate the spiking network for T steps on a batch of raw inputs.
 
     Each layer runs over all T steps before the next one; for a feed-forward
-    network this equals step-by-step simulation. ``timesteps`` runs T' steps
+    network this equals step-by-step simulation, also with skips (a skip's source
+    has been simulated completely before its target). ``timesteps`` runs T' steps
     instead of ``T = 2^b - 1`` (same thresholds and initial membrane θ/2), for
     accuracy-against-latency sweeps; counts then range over 0..T'.
     """
@@ -99,6 +117,8 @@ def snn_forward(net: Network, x, keep_spikes: bool = False, timesteps: int | Non
     a = as_input(net, x)
     counts, spikes_all, negs = [], [], []
     spikes = None
+    sources = {s.source for layer in net.layers for s in layer.skips}
+    kept = []  # s^j per hidden layer j while a later skip needs it, else None
     for i, layer in enumerate(net.layers):
         syn = _Synapse(layer)
         if i == 0:
@@ -108,6 +128,8 @@ def snn_forward(net: Network, x, keep_spikes: bool = False, timesteps: int | Non
             flat = spikes.reshape(T * spikes.shape[1], *spikes.shape[2:])
             cur = syn(flat)
             currents = cur.view(T, -1, *cur.shape[1:]) + syn.bias
+        if layer.skips:
+            currents = currents + _skip_sum(layer, kept, T)
         if layer.neuron == "accumulate":
             return SnnTrace(counts, currents.sum(0), spikes_all if keep_spikes else None, negs)
         v = torch.full_like(currents[0], layer.v_init)
@@ -116,6 +138,7 @@ def snn_forward(net: Network, x, keep_spikes: bool = False, timesteps: int | Non
         for t in range(T):
             v, n, out[t] = if_step(v, n, currents[t], layer.threshold, layer.neuron == "signed_if")
         spikes = out
+        kept.append(out if i + 1 in sources else None)
         counts.append(n)
         negs.append((out < 0).flatten(2).sum((0, 2)))
         if keep_spikes:

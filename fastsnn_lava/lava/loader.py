@@ -6,6 +6,18 @@ called by class name, so a subclass override has no effect (lava-netx.md §13).
 ``SIGNED_IF``, ``UNSIGNED_IF`` and ``ACCUMULATE`` map to this project's
 processes, every other type goes to netx's original. The file is validated
 by :func:`fastsnn_lava.netx.read_network` before any Lava process is built.
+
+netx connects blocks strictly in sequence and does not know the residual
+extension (``/layer/k/skip``, export/FORMAT.md). :func:`connect_skips` adds each
+shortcut after netx has built the blocks: the source block's neurons →
+:class:`~fastsnn_lava.lava.process.SpikeDelay` (``d = l − j − 1`` steps, absent
+when 0) → a Lava ``Conv`` or ``Dense`` synapse → the target block's neurons,
+whose ``a_in`` then sums two synapses (as netx's own recurrent block does).
+Timing: block j−1 (IR layer j) sends the spikes of its window phase p at step
+``k·R + j + 1 + p``; after d delay steps and one synapse they arrive at
+``k·R + j + d + 2 + p``, which is phase p of block l−1 (offset ``l + 1``) exactly
+when ``d = l − j − 1``. So the target sums ``W·s^{l−1}(t) + S·s^j(t)`` of the
+same step t, as the reference does.
 """
 from __future__ import annotations
 
@@ -14,14 +26,15 @@ from lava.lib.dl.netx import hdf5
 
 from ..hardware import check_network, load_target
 from ..netx import read_network
-from ..netx.schema import IR_NEURONS, META_GROUP
-from .process import Accumulator, SignedIF
+from ..netx.schema import IR_NEURONS, META_GROUP, SKIP_GROUP
+from .process import Accumulator, SignedIF, SpikeDelay
 
 # graded spikes: ±1 needs > 0 message bits on the receiving synapse (lava-netx.md §9)
 SPIKE_MESSAGE_BITS = 2
 INPUT_MESSAGE_BITS = 8
 
 _original = hdf5.Network.get_neuron_params
+_SKIPS_WIRED = {"allowed": False}  # set only while load_network builds a network it will wire
 
 
 def _get_neuron_params(neuron_config, input=False, reset_interval=None, reset_offset=0, spike_exp=6):
@@ -29,6 +42,11 @@ def _get_neuron_params(neuron_config, input=False, reset_interval=None, reset_of
     if ntype not in IR_NEURONS:
         return _original(neuron_config, input=input, reset_interval=reset_interval, reset_offset=reset_offset,
                          spike_exp=spike_exp)
+    f = getattr(neuron_config, "f", None)
+    if f is not None and SKIP_GROUP in f.parent and not _SKIPS_WIRED["allowed"]:
+        raise NotImplementedError(
+            f"{f.parent.name} has residual skips, which netx alone would drop: load it with "
+            "fastsnn_lava.lava.loader.load_network")
     meta = neuron_config.f.file[META_GROUP]
     params = {"timesteps": int(meta["timesteps"][()]),
               "reset_interval": int(reset_interval if reset_interval is not None else meta["reset_interval"][()]),
@@ -60,9 +78,60 @@ def load_network(path, hw: str | None = "loihi2"):
     install_neuron_types()
     from ..netx.schema import reset_interval
     R = reset_interval(net.timesteps)
-    lava_net = hdf5.Network(net_config=str(path), input_message_bits=INPUT_MESSAGE_BITS,
-                            reset_interval=R, reset_offset=1)
+    _SKIPS_WIRED["allowed"] = True
+    try:
+        lava_net = hdf5.Network(net_config=str(path), input_message_bits=INPUT_MESSAGE_BITS,
+                                reset_interval=R, reset_offset=1)
+    finally:
+        _SKIPS_WIRED["allowed"] = False
+    lava_net.skip_processes = connect_skips(lava_net, net)
     return lava_net, net, R
+
+
+def _lava_shape(shape) -> tuple:
+    """Torch (C,H,W) → Lava (W,H,C); (N,) stays."""
+    return tuple(int(a) for a in shape[::-1])
+
+
+def skip_synapse(skip):
+    """The Lava synapse of a shortcut, built as netx builds a block's synapse (lava-netx.md §6, §7)."""
+    from lava.lib.dl.netx.utils import optimize_weight_bits
+    from lava.proc.conv.process import Conv
+    from lava.proc.dense.process import Dense
+    if skip.kind == "dense":
+        weight, bits, exp, _ = optimize_weight_bits(skip.weight)
+        return Dense(weights=weight, weight_exp=exp, num_weight_bits=bits, num_message_bits=SPIKE_MESSAGE_BITS)
+    weight = skip.weight[:, :, ::-1, ::-1].transpose((0, 3, 2, 1))  # torch correlation → Lava (out, kW, kH, in)
+    return Conv(weight=weight, input_shape=_lava_shape(skip.in_shape), stride=skip.stride[::-1],
+                padding=skip.padding[::-1], dilation=skip.dilation[::-1], groups=skip.groups,
+                num_message_bits=SPIKE_MESSAGE_BITS)
+
+
+def skip_delay(index: int, source: int) -> int:
+    """Steps a shortcut from layer ``source`` into layer ``index`` must wait: ``index − source − 1``."""
+    return index - source - 1
+
+
+def connect_skips(lava_net, net) -> list:
+    """Wire every shortcut of ``net`` into the netx network; returns the added processes."""
+    blocks = list(lava_net.layers)
+    if len(blocks) != len(net.layers):
+        raise AssertionError(f"netx built {len(blocks)} blocks for {len(net.layers)} layers")
+    added = []
+    for index, layer in enumerate(net.layers, start=1):
+        for skip in layer.skips:
+            src = blocks[skip.source - 1].neuron.s_out
+            delay = skip_delay(index, skip.source)
+            if delay:
+                line = SpikeDelay(shape=src.shape, delay=delay)
+                src.connect(line.a_in)
+                src = line.s_out
+                added.append(line)
+            syn = skip_synapse(skip)
+            src.connect(syn.s_in)
+            syn.a_out.connect(blocks[index - 1].neuron.a_in)
+            added.append(syn)
+    return added
 
 
 def lava_input(net, x: np.ndarray) -> np.ndarray:

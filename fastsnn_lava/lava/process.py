@@ -9,6 +9,11 @@
   sink reads ``Σ_t I^L(t)`` at the window's last active step.
 * :class:`SampleSource`: streams N integer samples, each held for T steps
   followed by idle (zero) steps, one window per sample.
+* :class:`SpikeDelay`: passes spikes on ``delay`` steps later (``out(t) = in(t − d)``).
+  The loader puts one in front of a residual shortcut's synapse: the main path
+  from layer j to layer l crosses ``l − j`` synapses of one step each, the
+  shortcut one synapse, so it must wait ``d = l − j − 1`` steps. On Loihi 2 the
+  same delay is a synaptic delay (DelayDense) or a chain of ``d`` relay neurons.
 
 The window phase of a process is ``(t − reset_offset) mod reset_interval``;
 netx hands every block an offset one larger than the block before, which
@@ -63,6 +68,45 @@ class SampleSource(AbstractProcess):
     def __init__(self, *, data: np.ndarray, timesteps: int, reset_interval: int, **kwargs):
         super().__init__(data=data, timesteps=timesteps, reset_interval=reset_interval, **kwargs)
         self.s_out = OutPort(shape=data.shape[1:])
+
+
+class SpikeDelay(AbstractProcess):
+    """A first-in first-out line of ``delay`` steps: sends at step t what arrived at step t − delay."""
+
+    def __init__(self, *, shape, delay: int, **kwargs):
+        if delay < 1:
+            raise ValueError("SpikeDelay needs delay >= 1")
+        super().__init__(shape=shape, delay=delay, **kwargs)
+        self.a_in = InPort(shape=shape)
+        self.s_out = OutPort(shape=shape)
+        self.buffer = Var(shape=(delay,) + tuple(shape), init=0)
+
+
+class _DelayModel(PyLoihiProcessModel):
+    def run_spk(self):
+        a_in = self.a_in.recv()
+        out = self.buffer[0].copy()
+        self.buffer[:-1] = self.buffer[1:]
+        self.buffer[-1] = a_in
+        self.s_out.send(out)
+
+
+@implements(proc=SpikeDelay, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PySpikeDelayModelFixed(_DelayModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=2)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=2)
+    buffer: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=2)
+
+
+@implements(proc=SpikeDelay, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("floating_pt")
+class PySpikeDelayModelFloat(_DelayModel):
+    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
+    buffer: np.ndarray = LavaPyType(np.ndarray, float)
 
 
 class _WindowModel(PyLoihiProcessModel):
@@ -193,8 +237,8 @@ def model_map(tag_name: str = "fixed_pt") -> dict:
     """
     if tag_name == "fixed_pt":
         return {SignedIF: PySignedIFModelFixed, Accumulator: PyAccumulatorModelFixed,
-                SampleSource: PySampleSourceFixed}
+                SampleSource: PySampleSourceFixed, SpikeDelay: PySpikeDelayModelFixed}
     if tag_name == "floating_pt":
         return {SignedIF: PySignedIFModelFloat, Accumulator: PyAccumulatorModelFloat,
-                SampleSource: PySampleSourceFloat}
+                SampleSource: PySampleSourceFloat, SpikeDelay: PySpikeDelayModelFloat}
     raise ValueError(f"unknown tag {tag_name!r}")

@@ -12,8 +12,8 @@ import h5py
 import numpy as np
 
 from ..errors import FastSNNError
-from ..ir import Layer, Network
-from .schema import FORMAT_VERSION, IR_NEURONS, META_GROUP, reset_interval
+from ..ir import Layer, Network, Skip
+from .schema import FORMAT_VERSION, IR_NEURONS, META_GROUP, SKIP_GROUP, reset_interval
 
 INT_KINDS = "iu"
 
@@ -46,6 +46,42 @@ def _scalar(g: h5py.Group, key: str, where: str) -> int:
     if a.size != 1:
         raise FastSNNError(f"{where}: key '{key}' must be one integer, found shape {a.shape}")
     return int(a.ravel()[0])
+
+
+def _geometry(g: h5py.Group, where: str) -> dict:
+    geometry = {k: tuple(int(a) for a in np.broadcast_to(_int_array(g, k, where), (2,)))
+                for k in ("stride", "padding", "dilation")}
+    geometry["groups"] = _scalar(g, "groups", where)
+    return geometry
+
+
+def _read_skips(g: h5py.Group, where: str, index: int, layers: list, ir_of: dict) -> list:
+    """The shortcuts of IR layer ``index`` (1-based); ``ir_of`` maps /layer numbers to IR indices."""
+    if SKIP_GROUP not in g:
+        return []
+    sg = g[SKIP_GROUP]
+    names = list(sg.keys())
+    if sorted(names, key=lambda s: (len(s), s)) != [str(i) for i in range(len(names))]:
+        raise FastSNNError(f"{where}/{SKIP_GROUP}: skips must be numbered 0..{len(names) - 1}, found {names}")
+    skips = []
+    for m in range(len(names)):
+        h, w = sg[str(m)], f"{where}/{SKIP_GROUP}/{m}"
+        src = _scalar(h, "source", w)
+        if src not in ir_of:
+            raise FastSNNError(f"{w}: key 'source' = {src} is not an earlier conv or dense layer")
+        source = ir_of[src]
+        if _scalar(h, "delay", w) != index - source - 1:
+            raise FastSNNError(f"{w}: key 'delay' must be {index - source - 1} (layers between source and target)")
+        kind = _str(h["type"]) if "type" in h else None
+        if kind not in ("dense", "conv"):
+            raise FastSNNError(f"{w}: key 'type' must be dense or conv, found {kind!r}")
+        geometry = _geometry(h, w) if kind == "conv" else {}
+        try:
+            skips.append(Skip(source=source, kind=kind, weight=_int_array(h, "weight", w),
+                              in_shape=layers[source - 1].out_shape, **geometry))
+        except FastSNNError as e:
+            raise FastSNNError(f"{w}: {e}") from None
+    return skips
 
 
 def read_network(path) -> Network:
@@ -91,7 +127,7 @@ def _read(f: h5py.File, path: str) -> Network:
     if int(np.prod(_int_array(groups[0], "shape", "/layer/0"))) != int(np.prod(input_shape)):
         raise FastSNNError(f"/layer/0: key 'shape' does not match /{META_GROUP}/input_shape {input_shape}")
     prev = input_shape
-    layers = []
+    layers, ir_of = [], {}
     for i, g in enumerate(groups[1:], start=1):
         where = f"/layer/{i}"
         if "type" not in g:
@@ -109,17 +145,16 @@ def _read(f: h5py.File, path: str) -> Network:
         neuron = IR_NEURONS[ntype]
         theta = _scalar(g["neuron"], "theta", where + "/neuron") if neuron != "accumulate" else None
         out_shape = tuple(int(a) for a in _int_array(g, "shape", where))
-        geometry = {}
-        if kind == "conv":
-            geometry = {k: tuple(int(a) for a in np.broadcast_to(_int_array(g, k, where), (2,)))
-                        for k in ("stride", "padding", "dilation")}
-            geometry["groups"] = _scalar(g, "groups", where)
+        geometry = _geometry(g, where) if kind == "conv" else {}
+        skips = _read_skips(g, where, len(layers) + 1, layers, ir_of)
         try:
             layer = Layer(kind=kind, weight=_int_array(g, "weight", where), bias=_int_array(g, "bias", where),
-                          neuron=neuron, threshold=theta, in_shape=prev, out_shape=out_shape, **geometry)
+                          neuron=neuron, threshold=theta, in_shape=prev, out_shape=out_shape, skips=skips,
+                          **geometry)
         except FastSNNError as e:
             raise FastSNNError(f"{where}: {e}") from None
         layers.append(layer)
+        ir_of[i] = len(layers)
         prev = out_shape
     try:
         return Network(input_shape=input_shape, layers=layers, bits=bits, input_max=input_max, meta=meta)

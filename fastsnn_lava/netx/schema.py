@@ -1,6 +1,7 @@
 """Names and conventions of the netx HDF5 files this project writes (see export/FORMAT.md)."""
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2 adds the residual extension /layer/<k>/skip (FORMAT.md §5a); files without skips stay 1
+SKIP_GROUP = "skip"  # /layer/<k>/skip/<m>: shortcut synapses into layer k; netx does not read it
 META_GROUP = "fastsnn"  # netx reads only /layer and ignores other top-level groups
 
 # neuron/type strings of the file ↔ the IR's neuron kinds
@@ -14,3 +15,8 @@ def reset_interval(timesteps: int) -> int:
     while interval < timesteps + 1:
         interval *= 2
     return interval
+
+
+def format_version(has_skips: bool) -> int:
+    """The version a file is written with: 1 unless it uses the skip extension."""
+    return 2 if has_skips else 1

@@ -5,6 +5,9 @@ Layout (every key is documented in ``export/FORMAT.md``)::
     /layer/0                 type 'input', shape = the input (C,H,W), or (N,) when a dense layer comes first
     /layer/k                 type 'conv' | 'dense', shape, weight, bias, conv geometry, neuron/{type, theta}
     /layer/k                 type 'flatten' between the last conv and the first dense
+    /layer/k/skip/m          shortcut synapses into layer k (project extension, netx ignores it):
+                             source (the /layer number of the sending layer), type, weight,
+                             conv geometry, delay (steps the loader adds to line it up)
     /fastsnn                 format_version, bits, timesteps, reset_interval, input_max, input_shape, meta
 
 Weights and biases are written as exact integers (netx reads them with
@@ -21,7 +24,7 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import FastSNNError
 from ..ir import Network
-from .schema import FORMAT_VERSION, META_GROUP, NEURON_TYPES, reset_interval
+from .schema import META_GROUP, NEURON_TYPES, SKIP_GROUP, format_version, reset_interval
 
 
 def _type(group: h5py.Group, name: str) -> None:
@@ -31,12 +34,41 @@ def _type(group: h5py.Group, name: str) -> None:
 def check_netx_weights(net: Network) -> None:
     """Refuse weights that netx would silently corrupt (lava-netx.md §7)."""
     for i, layer in enumerate(net.layers, start=1):
-        w = layer.weight
-        if not np.any(w):
-            raise FastSNNError(f"layer {i}: all weights are zero, which netx cannot load: retrain or drop the layer")
-        if layer.kind == "dense" and (w.max() > 254 or w.min() < -256):
-            raise FastSNNError(f"layer {i}: dense weights outside [-256, 254] are clipped by netx: "
-                               "quantize weights to 8 bits")
+        for what, kind, w in [("", layer.kind, layer.weight)] + [
+                (f"skip from layer {s.source}: ", s.kind, s.weight) for s in layer.skips]:
+            if not np.any(w):
+                raise FastSNNError(f"layer {i}: {what}all weights are zero, which netx cannot load: "
+                                   "retrain or drop the layer")
+            if kind == "dense" and (w.max() > 254 or w.min() < -256):
+                raise FastSNNError(f"layer {i}: {what}dense weights outside [-256, 254] are clipped by netx: "
+                                   "quantize weights to 8 bits")
+
+
+def _geometry(g: h5py.Group, syn) -> None:
+    for key in ("stride", "padding", "dilation"):
+        g.create_dataset(key, data=np.array(getattr(syn, key), dtype=np.int64))
+    g.create_dataset("groups", data=np.int64(syn.groups))
+
+
+def write_skips(g: h5py.Group, layer, index: int, group_of: dict) -> None:
+    """``/layer/<k>/skip/<m>`` for each shortcut of IR layer ``index`` (1-based).
+
+    ``group_of`` maps IR layer indices to their ``/layer`` numbers. ``delay`` is the
+    number of steps the shortcut must wait so that its spikes meet the main path's
+    of the same time step: the main path passes ``index − source`` synapses of one
+    step each, the shortcut one synapse, so ``delay = index − source − 1``.
+    """
+    if not layer.skips:
+        return
+    sg = g.create_group(SKIP_GROUP)
+    for m, skip in enumerate(layer.skips):
+        h = sg.create_group(str(m))
+        h.create_dataset("source", data=np.int64(group_of[skip.source]))
+        _type(h, skip.kind)
+        h.create_dataset("weight", data=skip.weight.astype(np.int32))
+        h.create_dataset("delay", data=np.int64(index - skip.source - 1))
+        if skip.kind == "conv":
+            _geometry(h, skip)
 
 
 def write_network(net: Network, path) -> None:
@@ -48,12 +80,13 @@ def write_network(net: Network, path) -> None:
         _type(g, "input")
         in_shape = (int(np.prod(net.input_shape)),) if first_dense else net.input_shape
         g.create_dataset("shape", data=np.array(in_shape, dtype=np.int64))
-        k, prev_kind = 1, None
-        for layer in net.layers:
+        k, prev_kind, group_of = 1, None, {}
+        for index, layer in enumerate(net.layers, start=1):
             if layer.kind == "dense" and prev_kind == "conv":
                 _type(layers.create_group(str(k)), "flatten")
                 k += 1
             g = layers.create_group(str(k))
+            group_of[index] = k
             k += 1
             prev_kind = layer.kind
             _type(g, layer.kind)
@@ -61,15 +94,14 @@ def write_network(net: Network, path) -> None:
             g.create_dataset("weight", data=layer.weight.astype(np.int32))
             g.create_dataset("bias", data=layer.bias.astype(np.int32))
             if layer.kind == "conv":
-                for key in ("stride", "padding", "dilation"):
-                    g.create_dataset(key, data=np.array(getattr(layer, key), dtype=np.int64))
-                g.create_dataset("groups", data=np.int64(layer.groups))
+                _geometry(g, layer)
+            write_skips(g, layer, index, group_of)
             n = g.create_group("neuron")
             n.create_dataset("type", data=NEURON_TYPES[layer.neuron], dtype=h5py.string_dtype("ascii"))
             if layer.threshold is not None:
                 n.create_dataset("theta", data=np.int64(layer.threshold))
         m = f.create_group(META_GROUP)
-        m.create_dataset("format_version", data=np.int64(FORMAT_VERSION))
+        m.create_dataset("format_version", data=np.int64(format_version(net.has_skips)))
         m.create_dataset("bits", data=np.int64(net.bits))
         m.create_dataset("timesteps", data=np.int64(net.timesteps))
         m.create_dataset("reset_interval", data=np.int64(reset_interval(net.timesteps)))
