@@ -39,6 +39,9 @@ THRESHOLD_MODES = ("theta", "half", "bias")
 def to_cuba(net: Network, threshold: str = "theta") -> LifNetwork:
     if threshold not in THRESHOLD_MODES:
         raise FastSNNError(f"--cuba-threshold must be one of {THRESHOLD_MODES}, got {threshold!r}")
+    if net.has_skips:
+        raise FastSNNError("--neuron cuba cannot express residual shortcuts (vanilla netx has no skip): "
+                           "export a residual network with the signed IF neuron")
     T = net.timesteps
     bound = membrane_bounds(net)[-1]
     if bound >= NEVER_FIRES:

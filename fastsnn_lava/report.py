@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .activity import KEYS, measure
+from .errors import FastSNNError
 from .hardware import load_target, need
 from .ir import Network
 from .mapping import map_network
@@ -76,6 +77,8 @@ def qann_estimate(layers: list, target: dict) -> dict:
 
 def build_report(net, x, y=None, source: str = "", hw: str = "loihi2", targets=TARGETS) -> dict:
     """The report record (see ``export/REPORT.md``) of ``net`` on raw inputs ``x`` (labels ``y`` optional)."""
+    if getattr(net, "has_skips", False):
+        raise FastSNNError("fastsnn-report does not count residual shortcuts yet: report on a network without skips")
     T, L = net.timesteps, len(net.layers)
     R = net.reset_interval if hasattr(net, "reset_interval") else 2 ** net.bits
     acts = measure(net, x)
