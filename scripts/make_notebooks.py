@@ -91,6 +91,61 @@ reaches the QANN's accuracy at T = 2^b − 1 (dotted line)."""),
 ]
 
 
+DEPLOYMENT = [
+    ("md", """# 03 · Loihi deployment: core mapping, energy and latency estimates, the CUBA path
+
+Will the network fit on the chip, how much energy per inference, how fast? `fastsnn-report`
+answers before deployment. **Every energy and time below is an estimate** (activity measured by
+simulation × per-operation constants from `hardware_configs/`, each with its source; Loihi 2 has no
+published per-operation costs, so Loihi 1's stand in). About a minute on 2 CPU cores."""),
+    ("code", """from fastsnn_lava import pipeline
+
+pipeline.train("digits", "cnn", bits=2, out="cnn.pt", epochs=15, qat_epochs=15, progress=False)
+net = pipeline.export("cnn.pt", "net.h5", hw="loihi2")   # checks weights, thresholds, state and core limits"""),
+    ("md", "## The report (`fastsnn-report net.h5 --dataset digits --hw loihi2 --json report.json --plot report.png`)"),
+    ("code", """rec = pipeline.report("net.h5", "digits", hw="loihi2", json_path="report.json", plot_path="report.png")
+print(f"{'layer':>5} {'kind':>5} {'neurons':>8} {'synapses':>9} {'cores':>6} {'synops/inference':>17} {'+spikes':>8} {'-spikes':>8}")
+for l in rec["layers"]:
+    a = l["activity"]
+    print(f"{l['layer']:>5} {l['kind']:>5} {l['neurons']:>8} {l['synapses']:>9} {l['cores']['loihi2']:>6} "
+          f"{a['synops']:>17.0f} {a['spikes_pos']:>8.1f} {a['spikes_neg']:>8.1f}")
+for name in ("loihi2", "loihi1"):
+    e = rec["estimates"][name]
+    print(f"{name}: {e['cores']} cores, dynamic {e['dynamic_energy_uj']:.3f} µJ + static {e['static_energy_uj']:.3f} µJ "
+          f"per inference, latency {e['latency_us']:.2f} µs ({e['latency_steps']} steps)  [{e['label']}]")
+q = rec["estimates"]["qann_baseline"]
+print(f"QANN on a 45 nm accelerator: {q['energy_uj']:.4f} µJ; ratio QANN / Loihi 2 dynamic = "
+      f"{rec['ratio_qann_over_loihi2']['dynamic']:.3f}")"""),
+    ("code", """from IPython.display import Image
+Image("report.png")"""),
+    ("md", """## Hardware without the custom neuron: `--neuron cuba`
+
+Loihi 2 runs Lava's standard CUBA LIF natively; the signed IF neuron needs a NeuroCore microcode
+model that only Intel's lava-loihi can supply. `--neuron cuba` writes a vanilla netx network that
+unmodified `lava.lib.dl.netx` loads. The mapping is lossy (reset to zero, no −1 spikes), and the
+project's LIF reference equals Lava exactly on it."""),
+    ("code", """pipeline.export("cnn.pt", "cuba.h5", neuron="cuba")
+cuba = pipeline.run("cuba.h5", "digits", backend="lava-sim", samples=16, model_path="cnn.pt", progress=False)
+print(f"CUBA on Lava: {cuba['snn_accuracy']:.2%} on 16 samples, equal to the LIF reference on "
+      f"{cuba['reference_agreement']:.0%}")
+assert cuba["reference_agreement"] == 1.0"""),
+    ("md", "## A layer too large for a core is refused at export, naming the layer and the limit"),
+    ("code", """import dataclasses
+import numpy as np
+from fastsnn_lava.errors import FastSNNError
+from fastsnn_lava.hardware import check_network, load_target
+from fastsnn_lava.ir import Layer, Network
+
+wide = Network((5000,), [Layer("dense", np.ones((16, 5000), int) * 2, np.zeros(16, int), "signed_if", 20000, (5000,), (16,)),
+                         Layer("dense", np.ones((10, 16), int), np.zeros(10, int), "accumulate", None, (16,), (10,))],
+               bits=2, input_max=1)
+try:
+    check_network(wide, load_target("loihi2"))
+except FastSNNError as e:
+    print("refused:", e)"""),
+]
+
+
 def build(name: str, cells: list) -> None:
     nb = new_notebook(cells=[new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells])
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
@@ -100,4 +155,5 @@ def build(name: str, cells: list) -> None:
 if __name__ == "__main__":
     build("01_quickstart.ipynb", QUICKSTART)
     build("02_conversion_error.ipynb", CONVERSION)
+    build("03_loihi_deployment.ipynb", DEPLOYMENT)
     print("wrote", sorted(p.name for p in HERE.glob("*.ipynb")))
