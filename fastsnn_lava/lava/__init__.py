@@ -22,6 +22,12 @@ def _import_lava_runtime() -> None:
         mp.set_start_method = original
 
 
+try:  # every module of this package imports Lava; let its runtime force the start method first
+    _import_lava_runtime()
+except Exception:  # Lava missing or unusable: require_lava() reports it in one line
+    pass
+
+
 def require_lava() -> None:
     """Raise a one-line FastSNNError when Lava cannot be imported."""
     try:
