@@ -58,8 +58,7 @@ def test_finetuned_checkpoint_exports_losslessly_and_keeps_test_accuracy(tuned, 
 
 def test_force_keeps_every_epoch_and_the_paper_rule_runs(trained, tmp_path):
     _, _, _, path = trained("mlp", 2)
-    _, rec = finetune(str(path), str(tmp_path / "f.pt"), epochs=2, force=True, lr=0.05, max_samples=300,
-                      progress=False)
+    _, rec = finetune(str(path), str(tmp_path / "f.pt"), epochs=2, force=True, lr=0.5, progress=False)
     assert rec["rule"] == "force" and all(r["epochs_kept"] == 2 for r in rec["layers"])
     assert not convert(str(tmp_path / "f.pt")).equals(convert(str(path))), "two forced epochs changed nothing"
     _, rec = finetune(str(path), str(tmp_path / "a.pt"), epochs=1, rule="accuracy", max_samples=300, progress=False)

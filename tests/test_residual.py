@@ -16,6 +16,7 @@ from fastsnn_lava.models import QuantNet, build_float, resolve_arch
 from fastsnn_lava.netx import read_network, write_network
 from fastsnn_lava.quant import QReLU, activation_level
 from fastsnn_lava.reference import qann_forward, run_batches, snn_forward
+from fastsnn_lava.runtime import Runtime
 from fastsnn_lava.train import _fit
 
 BITS = 2
@@ -55,9 +56,10 @@ def user_resnet():
     x = torch.as_tensor(ds.x_train, dtype=torch.float32)
     y = torch.as_tensor(ds.y_train)
     model = TinyResNet()
-    _fit(model, lambda a: model(a.reshape(-1, 1, 8, 8) / ds.input_max), x, y, 2, 3e-3, 64, "float", 0, False)
+    rt = Runtime(torch.device("cpu"))  # one process on the CPU
+    _fit(model, lambda a: a.reshape(-1, 1, 8, 8) / ds.input_max, x, y, 2, 3e-3, 64, "float", 0, rt, False)
     qann, float_net, spec = quantize(model, ds.input_shape, BITS, ds.input_max, x[:1000])
-    _fit(qann, qann, x, y, 2, 1e-3, 64, "qat", 1, False)
+    _fit(qann, lambda a: a, x, y, 2, 1e-3, 64, "qat", 1, rt, False)
     return qann, float_net, spec
 
 
