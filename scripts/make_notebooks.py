@@ -148,6 +148,8 @@ except FastSNNError as e:
 
 def build(name: str, cells: list) -> None:
     nb = new_notebook(cells=[new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells])
+    for i, cell in enumerate(nb.cells):  # stable ids: regenerating changes nothing unless the cells change
+        cell["id"] = f"{name[:2]}-{i:02d}"
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     nbformat.write(nb, HERE / name)
 
