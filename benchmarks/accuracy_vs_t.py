@@ -2,7 +2,8 @@
 
 Accuracy vs T on the same test samples for (a) Fast-SNN with signed IF neurons, (b) the same
 network with unsigned IF neurons (both with T steps of the exported thresholds, v(0) = θ/2,
-simulated by the bit-exact engine), and (c) the peer method, a rate-coded max-normalised IF
+simulated by the bit-exact engine; further bit widths of the same architecture from
+``$FASTSNN_BENCH_CNN_MORE``), and (c) the peer method, a rate-coded max-normalised IF
 conversion of the same float network (benchmarks/rate_conversion.py). For each: the smallest T
 from which on (every larger T of the grid too) the accuracy is within 0.5 percentage points of the
 float ANN on these samples.
@@ -12,12 +13,12 @@ from __future__ import annotations
 import torch
 
 from benchmarks import rate_conversion
-from benchmarks.common import ARCHS, DATASET, FULL, network, test_set
+from benchmarks.common import ARCHS, DATASET, FULL, more_networks, network, test_set
 from fastsnn_lava import checkpoint
 from fastsnn_lava.data import load_dataset
 from fastsnn_lava.engine import Engine
 
-SAMPLES = None if FULL else 500
+SAMPLES = None if FULL else 2000
 FAST_GRID = [1, 2, 3, 4, 5, 6, 7, 8, 16, 32] + ([64] if FULL else [])
 RATE_GRID = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128] + ([192, 256, 384, 512] if FULL else [])
 TOLERANCE = 0.005
@@ -41,9 +42,10 @@ def run_one(arch: str) -> dict:
         logits = float_net(torch.as_tensor(x, dtype=torch.float32).reshape(-1, *net.input_shape) / net.input_max)
     ann = float((logits.argmax(1).numpy() == y).mean())
     curves = {}
-    for name, neuron in (("fastsnn_signed", "signed_if"), ("unsigned_if", "unsigned_if")):
-        n = net.with_neuron(neuron)
-        curves[name] = {t: float((Engine(n, timesteps=t).run(x).argmax(1) == y).mean()) for t in FAST_GRID}
+    for name, n in (("fastsnn_signed", net), ("unsigned_if", net.with_neuron("unsigned_if")),
+                    *((f"fastsnn_signed_b{m.bits}", m) for m in more_networks(arch) if m.bits != net.bits)):
+        grid = sorted(set(FAST_GRID) | {n.timesteps})
+        curves[name] = {t: float((Engine(n, timesteps=t).run(x).argmax(1) == y).mean()) for t in grid}
     train_x = load_dataset(DATASET).x_train[:2000]
     layers = rate_conversion.normalise(float_net, torch.as_tensor(train_x).reshape(-1, *net.input_shape),
                                        net.input_max, percentile=100.0)

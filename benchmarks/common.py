@@ -26,6 +26,9 @@ BITS = int(os.environ.get("FASTSNN_BENCH_BITS", "2"))
 DATASET = os.environ.get("FASTSNN_BENCH_DATASET", "fashion-mnist")  # digits: a quick smoke run
 # the two networks every benchmark uses: the Fashion-MNIST CNN (cnn5) and an MLP
 NETS = {"cnn5": "FASTSNN_BENCH_CNN", "mlp": "FASTSNN_BENCH_MLP"}
+# optional further checkpoints of the same architecture at other bit widths, comma-separated:
+# accuracy_vs_t adds a Fast-SNN curve for each (e.g. b = 3 and 4 of the Fashion-MNIST CNN)
+MORE = {"cnn5": "FASTSNN_BENCH_CNN_MORE", "mlp": "FASTSNN_BENCH_MLP_MORE"}
 ARCHS = [a for a in os.environ.get("BENCH_NETS", "cnn5,mlp").split(",") if a]  # for quick partial runs
 EPOCHS = {"cnn5": 8 if FULL else 1, "mlp": 10 if FULL else 3}
 
@@ -91,6 +94,12 @@ def network(arch: str, neuron: str = "signed"):
     from fastsnn_lava.pipeline import convert
     path = model_path(arch)
     return convert(str(path), neuron), path
+
+
+def more_networks(arch: str) -> list:
+    """The integer Networks of ``$FASTSNN_BENCH_CNN_MORE`` / ``$FASTSNN_BENCH_MLP_MORE`` (may be empty)."""
+    from fastsnn_lava.pipeline import convert
+    return [convert(p.strip()) for p in os.environ.get(MORE[arch], "").split(",") if p.strip()]
 
 
 def test_set(n: int | None = None):

@@ -13,6 +13,7 @@ import torch
 from benchmarks.common import ARCHS, BITS, DATASET, FULL, REPEATS
 from fastsnn_lava.data import load_dataset
 from fastsnn_lava.models import QuantNet, build_float, resolve_arch
+from fastsnn_lava.runtime import Runtime
 from fastsnn_lava.train import _fit
 
 SAMPLES = None if FULL else 4000
@@ -27,13 +28,14 @@ def run_one(arch: str) -> dict:
     float_net = build_float(spec, ds.input_shape, ds.n_classes)
     qann = QuantNet(spec, ds.input_shape, ds.n_classes, BITS, ds.input_max)
     qann.init_from_float(float_net, x[:1000])
+    rt = Runtime(torch.device("cpu"))  # one process on the CPU, as the CLI without torchrun
     t_float, t_qat = [], []
     for r in range(REPEATS):
         t0 = time.perf_counter()
-        _fit(float_net, lambda a: float_net(a / ds.input_max), x, y, 1, 2e-3, 64, "float", r, False)
+        _fit(float_net, lambda a: float_net(a / ds.input_max), x, y, 1, 2e-3, 64, "float", r, rt, False)
         t_float.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        _fit(qann, qann, x, y, 1, 5e-4, 64, "qat", r, False)
+        _fit(qann, qann, x, y, 1, 5e-4, 64, "qat", r, rt, False)
         t_qat.append(time.perf_counter() - t0)
     mf, mq = sorted(t_float)[len(t_float) // 2], sorted(t_qat)[len(t_qat) // 2]
     return {"arch": arch, "bits": BITS, "train_samples": n, "float_epoch_s": t_float, "qat_epoch_s": t_qat,

@@ -47,7 +47,7 @@ from tqdm import tqdm
 from .errors import FastSNNError
 from .ir import Layer, Network
 from .models import BIAS_MAX, WEIGHT_QMAX, QuantNet
-from .neuron import if_step
+from .engine import if_run
 from .quant import round_half_up
 
 RULES = ("mismatch", "accuracy")
@@ -95,12 +95,8 @@ def snn_prefix(net: Network, x: torch.Tensor, upto: int, dtype=torch.float64) ->
 
 
 def _if_layer(currents: torch.Tensor, layer: Layer) -> torch.Tensor:
-    v = torch.full_like(currents[0], layer.v_init)
-    n = torch.zeros_like(v)
-    s = torch.empty_like(currents)
-    for t in range(len(currents)):
-        v, n, s[t] = if_step(v, n, currents[t], layer.threshold, layer.neuron == "signed_if")
-    return s
+    """Spike trains (T, B, …) of ``layer``'s IF neurons: the engine's in-place form of ``if_step``."""
+    return if_run(currents, layer.threshold, layer.neuron == "signed_if", False, len(currents))
 
 
 def qann_levels(net: Network, x: torch.Tensor, upto: int, dtype=torch.float64) -> list[torch.Tensor]:
@@ -145,8 +141,8 @@ def layer_mismatch(net: Network, ref: Network, x: np.ndarray, layer: int, batch_
 
 
 def snn_accuracy(net: Network, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
-    from .reference import run_batches, snn_forward
-    return float((run_batches(net, x, snn_forward, batch_size).argmax(1) == y).mean())
+    from .engine import Engine
+    return float((Engine(net).run(x).argmax(1) == y).mean())
 
 
 def _codes(w: torch.Tensor, delta: float, b: torch.Tensor, unit: float) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,7 +30,7 @@ from .engine import Engine
 from .ir import Network
 from .models import resolve_arch
 from .netx import read_network, write_network
-from .reference import qann_forward, run_batches, snn_forward
+from .reference import qann_forward, run_batches
 from .train import train as _train
 
 BACKENDS = ("reference", "lava-sim", "loihi2")
@@ -141,8 +141,8 @@ def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int 
     net, reports = _finetune(qann, net0, ds.x_train, ds.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
                              rule=rule, force=force, max_samples=max_samples, seed=seed, progress=progress,
                              accuracy_samples=accuracy_samples)
-    snn = run_batches(net, ds.x_test, snn_forward)
-    snn0 = run_batches(net0, ds.x_test, snn_forward)
+    snn = Engine(net).run(ds.x_test)  # the reference simulation, bit-exact and batched (engine.py)
+    snn0 = Engine(net0).run(ds.x_test)
     record = {"rule": "force" if force else rule, "epochs_per_layer": epochs, "lr": lr, "batch_size": batch_size,
               "samples_per_epoch": min(len(ds.x_train) - max(1, round(0.1 * len(ds.x_train))),
                                        max_samples or len(ds.x_train)),

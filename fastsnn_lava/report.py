@@ -115,9 +115,10 @@ def build_report(net, x, y=None, source: str = "", hw: str = "loihi2", targets=T
                      "Spike alphabet: " + ("signed ternary {-1,0,+1}" if isinstance(net, Network) else "binary {0,1}")
                      + f" at T = {T}; the first layer receives graded input values."]}
     if y is not None:
-        from .reference import qann_forward, run_batches, snn_forward
+        from .engine import Engine
+        from .reference import qann_forward, run_batches
         from .lif import run_lif_batches
-        out = run_batches(net, x, snn_forward) if isinstance(net, Network) else run_lif_batches(net, x)
+        out = Engine(net).run(x) if isinstance(net, Network) else run_lif_batches(net, x)
         rec["accuracy"] = {"snn": float((out.argmax(1) == y).mean())}
         if isinstance(net, Network):
             rec["accuracy"]["qann"] = float((run_batches(net, x, qann_forward).argmax(1) == y).mean())

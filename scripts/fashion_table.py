@@ -44,7 +44,10 @@ def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: in
     ft = {}
     for rule in ("mismatch", "accuracy"):
         dst = models / f"fashion_cnn5_b{bits}_ft_{rule}.pt"
-        _, rec = finetune(str(src), str(dst), epochs=epochs, rule=rule, max_samples=max_samples, progress=True)
+        if dst.exists() and _ft_record(dst, epochs, max_samples):  # an interrupted run's fine-tuning: reuse it
+            rec = _ft_record(dst, epochs, max_samples)
+        else:
+            _, rec = finetune(str(src), str(dst), epochs=epochs, rule=rule, max_samples=max_samples, progress=True)
         ft[rule] = (dst, rec)
         out[f"finetune_{rule}"] = rec
     diag = diagnose(str(ft["mismatch"][0]), "fashion-mnist")
@@ -73,6 +76,16 @@ def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: in
                        "agreement": float((lava == ref).all(1).mean()), "seconds": round(time.time() - t0, 1)}
     cache.write_text(json.dumps(out))
     return out
+
+
+def _ft_record(path: Path, epochs: int, max_samples: int | None) -> dict | None:
+    """The fine-tuning record stored in ``path``'s meta, if it was made with these settings."""
+    from fastsnn_lava.checkpoint import load
+    rec = load(str(path))[2].get("finetune")
+    if not rec or rec.get("epochs_per_layer") != epochs:
+        return None
+    fit = 60000 - 6000  # Fashion-MNIST's training set less the 10 % held out
+    return rec if rec.get("samples_per_epoch") == min(fit, max_samples or fit) else None
 
 
 def pct(v: float) -> str:

@@ -43,8 +43,12 @@ def rows():
         machine = machine or r["machine"]
         for n in r["nets"]:
             s = n["smallest_t_within_0.5pp"]
-            out.append(("Smallest T within 0.5 pp of the float ANN: Fast-SNN signed / unsigned IF / rate-coded",
-                        n["arch"], f"**{fmt(s['fastsnn_signed'])}** / {fmt(s['unsigned_if'])} / "
+            more = sorted(k for k in s if k.startswith("fastsnn_signed_b"))
+            out.append(("Smallest T within 0.5 pp of the float ANN: Fast-SNN signed b = "
+                        + ", ".join([str(n["bits"])] + [k.rsplit("_b", 1)[1] for k in more])
+                        + " / unsigned IF / rate-coded",
+                        n["arch"], "**" + " / ".join(fmt(s[k]) for k in ["fastsnn_signed"] + more)
+                        + f"** / {fmt(s['unsigned_if'])} / "
                         f"{fmt(s['rate_maxnorm'], 4) if s['rate_maxnorm'] else '> ' + max(n['curves']['rate_maxnorm'], key=int)} "
                         f"(ANN {100 * n['ann_accuracy']:.2f} %, {n['samples']} samples)", "few steps"))
     r = load("lava_cost")
@@ -86,12 +90,14 @@ def curves():
         return ""
     lines = []
     for n in r["nets"]:
-        ts = [t for t in ("1", "2", "3", "4", "8", "16", "32", "64", "128", "256") if
+        ts = [t for t in ("1", "2", "3", "4", "7", "8", "15", "16", "32", "64", "128", "256") if
               any(t in c for c in n["curves"].values())]
         lines += [f"\nAccuracy (%) vs T, {n['arch']} (b = {n['bits']}; float ANN {100 * n['ann_accuracy']:.2f} %, "
                   f"{n['samples']} test samples):\n", "| method | " + " | ".join(f"T={t}" for t in ts) + " |",
                   "|---" * (len(ts) + 1) + "|"]
-        names = {"fastsnn_signed": "Fast-SNN (signed IF)", "unsigned_if": "unsigned IF",
+        names = {"fastsnn_signed": f"Fast-SNN (signed IF), b = {n['bits']}", "unsigned_if": f"unsigned IF, b = {n['bits']}",
+                 **{k: f"Fast-SNN (signed IF), b = {k.rsplit('_b', 1)[1]}" for k in sorted(n["curves"])
+                    if k.startswith("fastsnn_signed_b")},
                  "rate_maxnorm": "rate-coded max-norm IF (peer)"}
         for k, label in names.items():
             c = n["curves"][k]
