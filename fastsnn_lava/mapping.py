@@ -16,6 +16,17 @@ A layer with N neurons is split into ``cores = ⌈N / n_c⌉`` cores of at most
   after a conv layer (``min(cores', 1 + ⌈(dilation·(kH−1)+1) / (stride·r')⌉)``);
   the output layer sends one per neuron. ``n_c · dest ≤ fan_out_per_core``.
 
+Residual shortcuts (:class:`~fastsnn_lava.ir.Skip`) are synapses of the layer they feed:
+its cores hold them next to the main ones. For layer l with skips ``S^{l,j}``:
+
+* synapses:  ``synapses_l = synapses(W^l) + Σ_j synapses(S^{l,j})`` (``skip_synapses`` the second term);
+* fan-in:    per neuron n, ``f_n = f_n(W^l) + Σ_j f_n(S^{l,j})`` and ``f = max_n f_n``;
+* axons in:  ``inputs(n_c) = inputs_W(n_c) + Σ_j inputs_{S^{l,j}}(n_c)``, each term by the
+  dense/conv rule above on that synapse's own input (a source also feeding the main path is
+  counted twice: an upper bound);
+* axons out: a skip source j sends, besides its axons to layer j+1, ``dest(S^{l,j})`` more per
+  neuron to layer l's cores (the conv/dense rule above with the skip's geometry).
+
 Layers are mapped from the last to the first, since the fan-out of a layer depends
 on how the next one is split. ``chips = ⌈Σ cores / cores_per_chip⌉``. A limit that
 no ``n_c ≥ 1`` can meet (a fan-in beyond the axon limit, one neuron's synapses beyond
@@ -35,58 +46,80 @@ MAPPING_LIMITS = ("neurons_per_core", "synaptic_memory_bits_per_core", "bits_per
                   "fan_out_per_core", "cores_per_chip")
 
 
-def synapse_count(layer) -> tuple[int, int]:
-    """(synapses, largest fan-in of one neuron) of a dense or conv layer (zero weights included)."""
-    if layer.kind == "identity":  # a slayer input neuron: one input each
-        return layer.num_neurons, 1
-    if layer.kind == "dense":
-        n_in = int(np.prod(layer.in_shape))
-        return layer.num_neurons * n_in, n_in
+def _fan_in(syn, out_shape: tuple) -> np.ndarray:
+    """Synapses into each neuron of ``out_shape`` from one synapse (a layer's or a skip's), zero weights included."""
+    if syn.kind == "identity":  # a slayer input neuron: one input each
+        return np.ones(out_shape)
+    if syn.kind == "dense":
+        return np.full(out_shape, float(np.prod(syn.in_shape)))
     import torch
     import torch.nn.functional as F
-    c_out, c_in_g, kh, kw = layer.weight.shape
-    ones = torch.ones(1, *layer.in_shape, dtype=torch.float64)
-    fan = F.conv2d(ones, torch.ones(c_out, c_in_g, kh, kw, dtype=torch.float64), None, layer.stride,
-                   layer.padding, layer.dilation, layer.groups)
-    return int(fan.sum().item()), int(fan.max().item())
+    ones = torch.ones(1, *syn.in_shape, dtype=torch.float64)
+    fan = F.conv2d(ones, torch.ones(syn.weight.shape, dtype=torch.float64), None, syn.stride, syn.padding,
+                   syn.dilation, syn.groups)
+    return fan[0].numpy()
 
 
-def _core_inputs(layer, n_c: int) -> int:
-    n_in = int(np.prod(layer.in_shape))
-    if layer.kind == "identity":
+def synapse_count(layer) -> tuple[int, int, int]:
+    """(synapses, largest fan-in of one neuron, skip synapses) of a layer, its shortcuts included."""
+    main = _fan_in(layer, layer.out_shape)
+    skips = [_fan_in(skip, layer.out_shape) for skip in getattr(layer, "skips", [])]
+    total = main + sum(skips) if skips else main
+    return int(total.sum()), int(total.max()), int(sum(f.sum() for f in skips))
+
+
+def _syn_inputs(syn, out_shape: tuple, n_c: int) -> int:
+    """Distinct inputs of one synapse into a core of ``n_c`` neurons of ``out_shape``."""
+    n_in = int(np.prod(syn.in_shape))
+    if syn.kind == "identity":
         return n_c
-    if layer.kind == "dense":
+    if syn.kind == "dense":
         return n_in
-    c_in, h_in, w_in = layer.in_shape
-    c_out, _, w_out = layer.out_shape[0], layer.out_shape[1], layer.out_shape[2]
+    c_in, h_in, w_in = syn.in_shape
+    c_out, w_out = out_shape[0], out_shape[2]
     rows = math.ceil(n_c / (c_out * w_out))
-    kh = layer.weight.shape[2]
-    rows_in = min(h_in, (rows - 1) * layer.stride[0] + layer.dilation[0] * (kh - 1) + 1)
+    kh = syn.weight.shape[2]
+    rows_in = min(h_in, (rows - 1) * syn.stride[0] + syn.dilation[0] * (kh - 1) + 1)
     return min(n_in, rows_in * w_in * c_in)
 
 
-def _destinations(next_layer, next_map) -> int:
-    """Cores of the next layer that one neuron of this layer sends to."""
-    if next_layer is None:
+def _core_inputs(layer, n_c: int) -> int:
+    return _syn_inputs(layer, layer.out_shape, n_c) + sum(
+        _syn_inputs(skip, layer.out_shape, n_c) for skip in getattr(layer, "skips", []))
+
+
+def _destinations(syn, out_shape: tuple, dest_map) -> int:
+    """Cores of a receiving layer (``out_shape``, partition ``dest_map``) that one neuron sends to through ``syn``."""
+    if syn.kind == "dense":
+        return dest_map["cores"]
+    c_out, _, w_out = out_shape
+    rows = max(1, dest_map["neurons_per_core"] // (c_out * w_out))
+    span = syn.dilation[0] * (syn.weight.shape[2] - 1) + 1
+    return min(dest_map["cores"], 1 + math.ceil(span / (syn.stride[0] * rows)))
+
+
+def _fan_out(i: int, layers: list, maps: list) -> int:
+    """Cores that one neuron of layer ``i`` (0-based) sends to: the next layer's, and those of every skip it feeds."""
+    if i + 1 == len(layers):
         return 1
-    if next_layer.kind == "dense":
-        return next_map["cores"]
-    c_out, _, w_out = next_layer.out_shape
-    rows = max(1, next_map["neurons_per_core"] // (c_out * w_out))
-    span = next_layer.dilation[0] * (next_layer.weight.shape[2] - 1) + 1
-    return min(next_map["cores"], 1 + math.ceil(span / (next_layer.stride[0] * rows)))
+    dest = _destinations(layers[i + 1], layers[i + 1].out_shape, maps[i + 1])
+    for k in range(i + 1, len(layers)):
+        dest += sum(_destinations(skip, layers[k].out_shape, maps[k])
+                    for skip in getattr(layers[k], "skips", []) if skip.source == i + 1)
+    return dest
 
 
 def map_layer(i: int, layer, lim: dict, name: str, dest: int) -> dict:
     n = layer.num_neurons
-    synapses, fan_in = synapse_count(layer)
+    synapses, fan_in, skip_synapses = synapse_count(layer)
     where = f"layer {i} ({layer.kind}, {n} neurons)"
     caps = {"neurons_per_core": lim["neurons_per_core"]}
     mem_per_neuron = fan_in * lim["bits_per_synapse"]
     if mem_per_neuron > lim["synaptic_memory_bits_per_core"]:
         raise FastSNNError(f"{where}: one neuron's {fan_in} synapses need {mem_per_neuron} bits, beyond {name}'s "
                            f"synaptic_memory_bits_per_core = {lim['synaptic_memory_bits_per_core']}: reduce the fan-in "
-                           "(fewer input channels, a smaller kernel or a narrower previous layer)")
+                           "(fewer input channels, a smaller kernel or a narrower previous layer"
+                           + (", or fewer shortcuts)" if skip_synapses else ")"))
     caps["synaptic_memory_bits_per_core"] = lim["synaptic_memory_bits_per_core"] // mem_per_neuron
     if dest > lim["fan_out_per_core"]:
         raise FastSNNError(f"{where}: one neuron sends to {dest} cores, beyond {name}'s fan_out_per_core = "
@@ -105,7 +138,8 @@ def map_layer(i: int, layer, lim: dict, name: str, dest: int) -> dict:
     caps["fan_in_per_core"] = lo
     n_c = max(1, min(n, *caps.values()))
     limiting = "none (whole layer in one core)" if n_c == n else min(caps, key=caps.get)
-    return {"layer": i, "kind": layer.kind, "neurons": n, "synapses": synapses, "fan_in": fan_in,
+    return {"layer": i, "kind": layer.kind, "neurons": n, "synapses": synapses, "skip_synapses": skip_synapses,
+            "fan_in": fan_in,
             "core_inputs": _core_inputs(layer, n_c), "core_outputs": n_c * dest, "neurons_per_core": n_c,
             "cores": math.ceil(n / n_c), "limited_by": limiting}
 
@@ -119,8 +153,6 @@ def map_network(net, target: dict) -> dict:
     layers = list(net.layers)
     maps: list = [None] * len(layers)
     for i in range(len(layers) - 1, -1, -1):
-        nxt = layers[i + 1] if i + 1 < len(layers) else None
-        dest = _destinations(nxt, maps[i + 1] if nxt is not None else None)
-        maps[i] = map_layer(i + 1, layers[i], lim, name, dest)
+        maps[i] = map_layer(i + 1, layers[i], lim, name, _fan_out(i, layers, maps))
     cores = sum(m["cores"] for m in maps)
     return {"target": name, "layers": maps, "cores": cores, "chips": math.ceil(cores / lim["cores_per_chip"])}
