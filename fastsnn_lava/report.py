@@ -12,6 +12,11 @@ JSON alone (``export/REPORT.md``). Per inference, per target:
     throughput = 1 / (R · t_step)                  (a new sample every reset interval R)
     E_static = P_static · R · t_step               (static power over one sample's share of time)
 
+A residual shortcut (:class:`~fastsnn_lava.ir.Skip`) is a synapse of the layer it feeds: its
+events, synops, synapses and MACs are in that layer's figures (and shown apart as ``skip_*``),
+its synapses on that layer's cores; it adds no neuron and no step, so L stays the number of
+synaptic layers.
+
 The quantized ANN on a conventional accelerator: ``E_qann = qann_macs · E_mac + qann_adds · E_add``
 (every MAC; the zero-skipping variant uses ``qann_macs_nonzero``). The compute-only SNN proxy of
 SNN papers, ``synops_1 · E_mac + Σ_{l>1} synops_l · E_add``, is reported beside them, labelled:
@@ -22,7 +27,6 @@ from __future__ import annotations
 import numpy as np
 
 from .activity import KEYS, measure
-from .errors import FastSNNError
 from .hardware import load_target, need
 from .ir import Network
 from .mapping import map_network
@@ -77,8 +81,6 @@ def qann_estimate(layers: list, target: dict) -> dict:
 
 def build_report(net, x, y=None, source: str = "", hw: str = "loihi2", targets=TARGETS) -> dict:
     """The report record (see ``export/REPORT.md``) of ``net`` on raw inputs ``x`` (labels ``y`` optional)."""
-    if getattr(net, "has_skips", False):
-        raise FastSNNError("fastsnn-report does not count residual shortcuts yet: report on a network without skips")
     T, L = net.timesteps, len(net.layers)
     R = net.reset_interval if hasattr(net, "reset_interval") else 2 ** net.bits
     acts = measure(net, x)
@@ -92,7 +94,9 @@ def build_report(net, x, y=None, source: str = "", hw: str = "loihi2", targets=T
         m = maps[hw]["layers"][i]
         layers.append({"layer": i + 1, "kind": layer.kind, "neuron": _neuron(net, layer),
                        "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape),
-                       "neurons": m["neurons"], "synapses": m["synapses"], "fan_in": m["fan_in"],
+                       "skips_from": [skip.source for skip in getattr(layer, "skips", [])],
+                       "neurons": m["neurons"], "synapses": m["synapses"], "skip_synapses": m["skip_synapses"],
+                       "fan_in": m["fan_in"],
                        "cores": {n: maps[n]["layers"][i]["cores"] for n in tgts},
                        "neurons_per_core": {n: maps[n]["layers"][i]["neurons_per_core"] for n in tgts},
                        "limited_by": {n: maps[n]["layers"][i]["limited_by"] for n in tgts},
@@ -100,7 +104,7 @@ def build_report(net, x, y=None, source: str = "", hw: str = "loihi2", targets=T
                        "energy_pj": {**{n: est[n]["energy_per_layer_pj"][i] for n in tgts},
                                      "qann": qann["energy_per_layer_pj"][i]}})
     totals = {k: sum(a[k] for a in acts) for k in KEYS if k != "qann_zero_fraction"}
-    totals.update(neurons=sum(layer["neurons"] for layer in layers), synapses=sum(layer["synapses"] for layer in layers))
+    totals.update({k: sum(layer[k] for layer in layers) for k in ("neurons", "synapses", "skip_synapses")})
     rec = {"network": source, "neuron": sorted({_neuron(net, layer) for layer in net.layers}),
            "bits": getattr(net, "bits", None), "timesteps": T, "reset_interval": R, "synaptic_layers": L,
            "samples": int(len(x)), "hw": hw, "layers": layers, "totals": totals,

@@ -14,7 +14,8 @@ def summary(rec: dict) -> str:
              "|---|---|---|---|---|---|---|---|"]
     for layer in rec["layers"]:
         a = layer["activity"]
-        lines.append(f"| {layer['layer']} {layer['kind']} | {layer['neurons']} | {layer['synapses']} | "
+        skip = f" ({layer['skip_synapses']} shortcut)" if layer.get("skip_synapses") else ""
+        lines.append(f"| {layer['layer']} {layer['kind']} | {layer['neurons']} | {layer['synapses']}{skip} | "
                      f"{layer['cores'].get('loihi2', '-')} | {a['spikes_pos']:.1f} | {a['spikes_neg']:.1f} | "
                      f"{a['synops']:.0f} | {layer['energy_pj']['loihi2']['total'] * 1e-3:.3g} |")
     for n in ("loihi2", "loihi1"):
