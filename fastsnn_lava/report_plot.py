@@ -13,7 +13,8 @@ def plot_report(rec: dict, path) -> None:
 
     from .atomic import atomic_path
     layers = rec["layers"]
-    names = [f"{layer['layer']}\n{layer['kind']}" for layer in layers]
+    names = [f"{layer['layer']}\n{layer['kind']}" + "".join(f"\n+skip {j}" for j in layer.get("skips_from", []))
+             for layer in layers]
     x = np.arange(len(layers))
     loihi2 = rec["estimates"]["loihi2"]
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
