@@ -45,7 +45,11 @@ def test_report_json_png_and_summary(cnn_report):
 
 
 def test_energy_and_latency_recomputed_from_json(cnn_report):
-    rec = cnn_report[0]
+    check_recomputable(cnn_report[0])
+
+
+def check_recomputable(rec: dict) -> None:
+    """Dynamic energy, latency, throughput, QANN energy and their ratio recomputed from the JSON alone."""
     est = rec["estimates"]["loihi2"]
     c = {k: v["value"] for k, v in est["constants"].items()}
     dyn = sum(l["activity"]["synops"] * c["energy_per_synop_pj"]
@@ -58,11 +62,16 @@ def test_energy_and_latency_recomputed_from_json(cnn_report):
     step += c["barrier_ns"]
     assert est["latency_us"] == pytest.approx((T + rec["synaptic_layers"]) * step * 1e-3, rel=1e-12)
     assert est["throughput_per_s"] == pytest.approx(1e9 / (rec["reset_interval"] * step), rel=1e-12)
+    assert est["static_energy_uj"] == pytest.approx(c["static_power_w"] * rec["reset_interval"] * step * 1e-3, rel=1e-12)
+    assert est["cores"] == sum(l["cores"]["loihi2"] for l in rec["layers"])
     q = rec["estimates"]["qann_baseline"]
     qc = {k: v["value"] for k, v in q["constants"].items()}
     e_q = sum(l["activity"]["qann_macs"] * qc["energy_per_mac_pj"] + l["activity"]["qann_adds"] * qc["energy_per_add_pj"]
               for l in rec["layers"])
     assert q["energy_uj"] == pytest.approx(e_q * 1e-6, rel=1e-12)
+    proxy = (rec["layers"][0]["activity"]["synops"] * qc["energy_per_mac_pj"]
+             + sum(l["activity"]["synops"] for l in rec["layers"][1:]) * qc["energy_per_add_pj"])
+    assert q["snn_compute_only_proxy_uj"] == pytest.approx(proxy * 1e-6, rel=1e-12)
     assert rec["ratio_qann_over_loihi2"]["dynamic"] == pytest.approx(q["energy_uj"] / est["dynamic_energy_uj"])
 
 
