@@ -6,6 +6,8 @@ the same integers faster. Per layer ``l`` (``T`` steps, spikes ``s ∈ {-1, 0, +
     first layer   I^1 = W^1·x + b^1                  once: the input is the same every step
     hidden layer  I^l(t) = W^l·s^{l-1}(t) + b^l      all T steps as one (T·B)-batch GEMM / conv
     last layer    Σ_t I^L(t) = W^L·N^{L-1} + T·b^L   once, on the spike counts N = Σ_t s(t) (linear)
+    skip j → l    I^l(t) += S^{l,j}·s^j(t)           kept spike trains of the sources, same step
+                                                     (on the counts N^j for the last layer)
 
 and the IF step of :mod:`fastsnn_lava.neuron` runs in place on whole tensors.
 
@@ -20,7 +22,7 @@ switched off and convolutions run as unfold + matmul, so that no Winograd/FFT
 algorithm (inexact) can be picked.
 
 Memory stays bounded: inputs stream through in batches; only one layer's
-``(T, B, …)`` tensor lives at a time.
+``(T, B, …)`` tensor lives at a time, plus those of skip sources until their last reader.
 """
 from __future__ import annotations
 
@@ -46,10 +48,12 @@ def current_bound(layer: Layer, in_abs: int) -> int:
 
 
 def value_bound(net: Network, timesteps: int, input_abs: int) -> int:
-    """M: a bound on |every integer| the engine computes (see the module docstring)."""
+    """M: a bound on |every integer| the engine computes (see the module docstring);
+    a layer's skip synapses add ``Σ_i |S_oi|`` (spikes are ±1) to its ``C``."""
     m = 0
     for i, layer in enumerate(net.layers):
         c = current_bound(layer, input_abs if i == 0 else 1)
+        c += sum(int(np.abs(sk.weight).reshape(sk.weight.shape[0], -1).sum(1).max()) for sk in layer.skips)
         m = max(m, (layer.threshold or 0) + timesteps * c)
     return m
 
@@ -64,13 +68,15 @@ def exact_dtype(net: Network, timesteps: int, input_abs: int) -> torch.dtype:
 
 
 class _Synapse:
-    """A layer's weights on the engine's device/dtype; ``x`` is ``(B, *in_shape)``."""
+    """A layer's (or a skip's) weights on the engine's device/dtype; ``x`` is ``(B, *in_shape)``."""
 
-    def __init__(self, layer: Layer, device: torch.device, dtype: torch.dtype, unfold: bool):
+    def __init__(self, layer, device: torch.device, dtype: torch.dtype, unfold: bool):
         self.layer = layer
         self.weight = torch.as_tensor(layer.weight, dtype=dtype, device=device)
-        shape = (1, -1, 1, 1) if layer.kind == "conv" else (1, -1)
-        self.bias = torch.as_tensor(layer.bias, dtype=dtype, device=device).view(shape)
+        if isinstance(layer, Layer):
+            shape = (1, -1, 1, 1) if layer.kind == "conv" else (1, -1)
+            self.bias = torch.as_tensor(layer.bias, dtype=dtype, device=device).view(shape)
+            self.skips = [_Synapse(sk, device, dtype, unfold) for sk in layer.skips]
         self.unfold = unfold
         if layer.kind == "dense":
             self.weight_t = self.weight.T.contiguous()
@@ -84,8 +90,18 @@ class _Synapse:
             return F.conv2d(x, self.weight, None, layer.stride, layer.padding, layer.dilation, layer.groups)
         return _conv_unfold(x, self.weight, layer)
 
+    def skip_current(self, kept: list, leading: tuple) -> torch.Tensor | int:
+        """``Σ_j S^{l,j}·y^j`` over the skips; ``kept[j-1]`` is layer j's spikes ``(*leading, …)``
+        (``(T, B, …)``, or counts ``(B, …)`` for the accumulating last layer: the sum is linear)."""
+        total = 0
+        for sk in self.skips:
+            y = kept[sk.layer.source - 1]
+            cur = sk(y.reshape(-1, *y.shape[len(leading):]))
+            total = total + cur.view(*leading, *cur.shape[1:])
+        return total
 
-def _conv_unfold(x: torch.Tensor, w: torch.Tensor, layer: Layer) -> torch.Tensor:
+
+def _conv_unfold(x: torch.Tensor, w: torch.Tensor, layer) -> torch.Tensor:
     """conv2d as im2col + matmul: a plain GEMM, exact for integers below 2^p."""
     b = len(x)
     c_out, c_in_g, kh, kw = w.shape
@@ -93,7 +109,8 @@ def _conv_unfold(x: torch.Tensor, w: torch.Tensor, layer: Layer) -> torch.Tensor
     g = layer.groups
     cols = cols.view(b, g, c_in_g * kh * kw, -1)
     out = torch.matmul(w.view(g, c_out // g, -1), cols)  # (B, g, C_out/g, L)
-    return out.reshape(b, c_out, *layer.out_shape[1:])
+    h = (layer.in_shape[1] + 2 * layer.padding[0] - layer.dilation[0] * (kh - 1) - 1) // layer.stride[0] + 1
+    return out.reshape(b, c_out, h, -1)
 
 
 def if_run(currents: torch.Tensor, theta: int, signed: bool, constant: bool, steps: int) -> torch.Tensor:
@@ -159,26 +176,30 @@ class Engine:
     def forward(self, x) -> torch.Tensor:
         """Integer outputs ``Σ_t I^L(t)`` ``(B, n_out)`` (a float tensor holding integers)."""
         x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
-        if self.net.has_skips:  # residual networks: the reference simulation (exact, not yet fused here)
-            from .reference import snn_forward
-            return snn_forward(self.net, x, timesteps=self.steps).out
         input_abs = int(x.abs().max()) if x.numel() else 0
         dtype, syns = self._synapses(input_abs)
         a = x.to(self.device, dtype).reshape(-1, *self.net.input_shape)
         T, B = self.steps, len(a)
+        last_reader = {sk.source: i for i, layer in enumerate(self.net.layers) for sk in layer.skips}
+        kept = []  # spikes (T, B, …) of hidden layer j while a later skip reads them, else None
         spikes = None
         for i, (layer, syn) in enumerate(zip(self.net.layers, syns)):
             if layer.neuron == "accumulate":
                 if i == 0:
                     return T * (syn(a) + syn.bias)
-                counts = spikes.sum(0)
-                return syn(counts) + T * syn.bias
+                counts = [k.sum(0) if k is not None else None for k in kept]
+                return syn(spikes.sum(0)) + T * syn.bias + syn.skip_current(counts, (B,))
             if i == 0:
                 spikes = if_run(syn(a) + syn.bias, layer.threshold, layer.neuron == "signed_if", True, T)
             else:
                 cur = syn(spikes.reshape(T * B, *spikes.shape[2:]))
                 cur = cur.view(T, B, *cur.shape[1:]) + syn.bias
+                if syn.skips:
+                    cur = cur + syn.skip_current(kept, (T, B))
                 spikes = if_run(cur, layer.threshold, layer.neuron == "signed_if", False, T)
+            kept.append(spikes if i + 1 in last_reader else None)
+            for j in [j for j, r in last_reader.items() if r == i]:
+                kept[j - 1] = None  # read for the last time
         raise AssertionError("unreachable: the last layer accumulates")
 
     def batch_size(self, budget_bytes: int = 8 * 2 ** 20) -> int:

@@ -150,3 +150,68 @@ def test_engine_equals_lava(trained, tmp_path, arch, neuron, n):
     x = load_dataset("digits").x_test[-n:]
     out, _ = run_lava(h5, x, progress=False)
     assert np.array_equal(engine.run(net, x), out)
+
+
+@st.composite
+def skip_networks(draw):
+    """Random residual networks: 2-4 conv layers (3×3, stride 1 or 2), 0-2 dense, a dense read-out, and random
+    shortcuts into later layers — 1×1 conv skips (stride 1 or 2) between conv layers of matching size, dense
+    skips between flat layers."""
+    from fastsnn_lava.ir import Skip
+    rng = np.random.default_rng(draw(st.integers(0, 2 ** 31)))
+    neuron = draw(st.sampled_from(["signed_if", "unsigned_if"]))
+    shape = (draw(st.integers(1, 3)), draw(st.integers(4, 8)), draw(st.integers(4, 8)))
+    input_shape, layers = shape, []
+    for _ in range(draw(st.integers(2, 4))):
+        s = draw(st.sampled_from([1, 1, 2]))
+        out = (draw(st.integers(1, 4)), *conv_out_hw(shape[1], shape[2], (3, 3), (s, s), (1, 1), (1, 1)))
+        layers.append(Layer("conv", rng.integers(-20, 21, (out[0], shape[0], 3, 3)), rng.integers(-30, 31, out[0]),
+                            neuron, 2 * int(rng.integers(5, 60)), shape, out, stride=s, padding=1))
+        shape = out
+    for _ in range(draw(st.integers(0, 2))):
+        out = (draw(st.integers(2, 10)),)
+        layers.append(Layer("dense", rng.integers(-20, 21, (out[0], int(np.prod(shape)))),
+                            rng.integers(-30, 31, out[0]), neuron, 2 * int(rng.integers(5, 60)), shape, out))
+        shape = out
+    layers.append(Layer("dense", rng.integers(-20, 21, (4, int(np.prod(shape)))), rng.integers(-9, 10, 4),
+                        "accumulate", None, shape, (4,)))
+    for li in range(2, len(layers)):
+        tgt = layers[li]
+        for j in range(1, li):  # source: 1-based hidden layer j, not the previous layer's own path
+            src = layers[j - 1].out_shape
+            if not draw(st.booleans()):
+                continue
+            if tgt.kind == "dense" and len(src) == 1:
+                tgt.skips.append(Skip(j, "dense", rng.integers(-20, 21, (tgt.out_shape[0], src[0])), src))
+            elif tgt.kind == "conv":
+                s = next((s for s in (1, 2) if conv_out_hw(src[1], src[2], (1, 1), (s, s), (0, 0), (1, 1))
+                          == tuple(tgt.out_shape[1:])), None)
+                if s is not None:
+                    tgt.skips.append(Skip(j, "conv", rng.integers(-20, 21, (tgt.out_shape[0], src[0], 1, 1)),
+                                          src, stride=s))
+    net = Network(input_shape, layers, bits=draw(st.integers(1, 3)), input_max=255)
+    return net, rng.integers(0, 256, (draw(st.integers(1, 9)), *input_shape))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(skip_networks(), st.booleans(), st.integers(1, 9))
+def test_engine_equals_reference_on_random_residual_networks(case, unfold, steps):
+    net, x = case
+    ref = snn_forward(net, torch.as_tensor(x), timesteps=steps).out.numpy().astype(np.int64)
+    out = engine.Engine(net, timesteps=steps, device="cpu", unfold=unfold).run(x, batch_size=4)
+    assert np.array_equal(out, ref)
+
+
+def test_engine_runs_residual_networks_itself(monkeypatch):
+    """A residual network no longer falls back to the reference simulation."""
+    from fastsnn_lava.ir import Skip
+    rng = np.random.default_rng(0)
+    conv = [Layer("conv", rng.integers(-9, 10, (3, 1 if i == 0 else 3, 3, 3)), rng.integers(-3, 4, 3), "signed_if",
+                  40, (1 if i == 0 else 3, 4, 4), (3, 4, 4), padding=(1, 1)) for i in range(3)]
+    conv[2].skips = [Skip(1, "conv", 20 * np.eye(3, dtype=int)[:, :, None, None], (3, 4, 4))]
+    out = Layer("dense", rng.integers(-9, 10, (5, 48)), np.zeros(5, int), "accumulate", None, (3, 4, 4), (5,))
+    net = Network((1, 4, 4), conv + [out], bits=2, input_max=16)
+    x = np.random.default_rng(1).integers(0, 256, (6, *net.input_shape))
+    ref = run_batches(net, x, snn_forward)
+    monkeypatch.setattr("fastsnn_lava.reference.snn_forward", lambda *a, **k: pytest.fail("fell back"))
+    assert np.array_equal(engine.Engine(net, device="cpu").run(x), ref)
