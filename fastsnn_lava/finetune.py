@@ -10,7 +10,10 @@ with the already-tuned layers before it fixed. One iteration on a batch:
 2. run the SNN up to layer ``l−1``; its spike counts ``N^{l−1}`` are the input;
 3. the QANN layer on that input, summed over T (integer code units)::
 
-       A = W_q · N^{l−1} + T·c,      k̃ = A / θ^l
+       A = W_q · N^{l−1} + T·c (+ Σ_j S^{l,j}·N^j),      k̃ = A / θ^l
+
+   (a residual layer's shortcuts ``S^{l,j}`` from earlier layers ``j`` add their
+   current, frozen: only W and b are tuned)
 
    and the SNN layer's true count ``N^l`` on the same spike trains;
 4. forward value ``N^l``, gradient of ``k̃`` (straight-through, zero outside
@@ -47,7 +50,7 @@ from tqdm import tqdm
 from .errors import FastSNNError
 from .ir import Layer, Network
 from .models import BIAS_MAX, WEIGHT_QMAX, QuantNet
-from .engine import if_run
+from .engine import exact_dtype, if_run
 from .quant import round_half_up
 
 RULES = ("mismatch", "accuracy")
@@ -62,17 +65,27 @@ def _syn(layer: Layer, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
 
 
 def _exact_dtype(net: Network) -> torch.dtype:
-    """float32 when every partial sum of every layer stays below 2^24 (then exact), else float64."""
-    bound = 0
-    for i, layer in enumerate(net.layers):
-        amax = net.input_max if i == 0 else 1  # spikes are ±1; QANN levels ≤ T, hence the factor T below
-        fan = np.abs(layer.weight).reshape(layer.weight.shape[0], -1).sum(1).max()
-        bound = max(bound, net.timesteps * (int(fan) * amax + int(np.abs(layer.bias).max(initial=0))))
-    return torch.float32 if bound < 2 ** 24 else torch.float64
+    """float32 when every partial sum stays below 2^24 (then exact), else float64 (:func:`engine.exact_dtype`;
+    QANN levels ≤ T bound the same sums as T steps of ±1 spikes)."""
+    return exact_dtype(net, net.timesteps, net.input_max)
 
 
 def _t(a, dtype) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=dtype)
+
+
+def skip_input(layer: Layer, outputs: list, dtype, steps: int | None = None) -> torch.Tensor | int:
+    """``Σ_j S^{l,j}·y^j`` over ``layer``'s skips (frozen: fine-tuning tunes W and b only);
+    ``outputs[j-1]`` is y^j: QANN levels (B, …), or spike trains (T, B, …) when ``steps`` is given."""
+    total = 0
+    for sk in layer.skips:
+        y = outputs[sk.source - 1]
+        if steps is None:
+            total = total + _syn(sk, y, _t(sk.weight, dtype))
+        else:
+            cur = _syn(sk, y.reshape(-1, *y.shape[2:]), _t(sk.weight, dtype))
+            total = total + cur.view(steps, -1, *cur.shape[1:])
+    return total
 
 
 def snn_prefix(net: Network, x: torch.Tensor, upto: int, dtype=torch.float64) -> list[torch.Tensor]:
@@ -88,7 +101,7 @@ def snn_prefix(net: Network, x: torch.Tensor, upto: int, dtype=torch.float64) ->
             currents = cur.unsqueeze(0).expand(T, *cur.shape)
         else:
             cur = _syn(layer, spikes.reshape(-1, *spikes.shape[2:]), w)
-            currents = cur.view(T, -1, *cur.shape[1:]) + b.view(bshape)
+            currents = cur.view(T, -1, *cur.shape[1:]) + b.view(bshape) + skip_input(layer, out, dtype, T)
         spikes = _if_layer(currents, layer)
         out.append(spikes)
     return out
@@ -107,7 +120,8 @@ def qann_levels(net: Network, x: torch.Tensor, upto: int, dtype=torch.float64) -
     for i, layer in enumerate(net.layers[:upto]):
         w, b = _t(layer.weight, dtype), _t(layer.bias, dtype)
         bshape = (-1, 1, 1) if layer.kind == "conv" else (-1,)
-        acc = T * (_syn(layer, a, w) + b.view(bshape)) if i == 0 else _syn(layer, a, w) + T * b.view(bshape)
+        acc = (T * (_syn(layer, a, w) + b.view(bshape)) if i == 0
+               else _syn(layer, a, w) + T * b.view(bshape) + skip_input(layer, out, dtype))
         a = torch.div(acc + layer.threshold // 2, layer.threshold, rounding_mode="floor").clamp(0, T)
         out.append(a)
     return out
@@ -167,8 +181,6 @@ def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs:
     """
     if rule not in RULES:
         raise FastSNNError(f"--accept must be one of {RULES}, got {rule!r}")
-    if net.has_skips:
-        raise FastSNNError("fine-tuning residual networks is not supported yet: export the network as trained")
     if any(layer.neuron == "unsigned_if" for layer in net.layers):
         raise FastSNNError("fine-tuning runs on the signed IF network: convert with --neuron signed")
     if epochs < 1 or lr <= 0 or not 0 < heldout < 1:
@@ -190,7 +202,7 @@ def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs:
     for li in range(1, len(net.layers) - 1):
         t0 = time.time()
         layer = net.layers[li]
-        theta, delta, unit = qann.layers[li].grid(units[li])
+        theta, delta, unit = qann.layers[li].grid(units[li], qann.skip_alphas(li))
         if theta != layer.threshold:
             raise FastSNNError(f"layer {li + 1}: the network's threshold {layer.threshold} is not the checkpoint's "
                                f"{theta}: fine-tune the network converted from this checkpoint")
@@ -213,15 +225,18 @@ def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs:
                 idx = order[s:s + batch_size]
                 xb = x_fit[idx]
                 with torch.no_grad():
-                    spikes = snn_prefix(net, xb, li, dtype)[-1].double()
+                    prefix = [p.double() for p in snn_prefix(net, xb, li, dtype)]
+                    spikes = prefix[-1]
                     target = qann_levels(ref, xb, li + 1, dtype)[-1].double()
+                    skip_t = skip_input(layer, prefix, torch.float64, T)  # frozen shortcut currents
+                    skip_sum = skip_t.sum(0) if layer.skips else 0
                 q, c = _codes(w, delta, b, unit)
                 n_in = spikes.sum(0)
-                acc = _syn(layer, n_in, q) + T * c.view(bshape)
+                acc = _syn(layer, n_in, q) + T * c.view(bshape) + skip_sum
                 k_soft = acc / theta
                 with torch.no_grad():
                     cur = _syn(layer, spikes.reshape(-1, *spikes.shape[2:]), q.detach()).view(T, len(xb), *acc.shape[1:])
-                    n_out = _if_layer(cur + c.detach().view(bshape), layer).sum(0)
+                    n_out = _if_layer(cur + c.detach().view(bshape) + skip_t, layer).sum(0)
                 inside = ((k_soft > 0) & (k_soft <= T)).double()
                 k_ste = k_soft * inside + (n_out - k_soft * inside).detach()
                 loss = ((alpha / T) * (k_ste - target)).pow(2).mean()

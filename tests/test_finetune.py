@@ -131,3 +131,28 @@ def test_damaged_finetuned_snn_is_refused(tuned, tmp_path):
     torch.save(blob, tmp_path / "bad.pt")
     with pytest.raises(FastSNNError, match="damaged fine-tuned SNN"):
         checkpoint.load(tmp_path / "bad.pt")
+
+
+def test_finetune_residual_network_keeps_shortcuts_and_exports_losslessly(tmp_path):
+    """ResNet-8 (3 shortcuts): forced large steps move the codes of W and b; thresholds and the frozen
+    shortcut codes stay; the tuned network exports losslessly and the engine equals the reference."""
+    from fastsnn_lava.engine import Engine
+    from fastsnn_lava.pipeline import train
+    src, dst = tmp_path / "r8.pt", tmp_path / "r8_ft.pt"
+    train("digits", "resnet8", 2, str(src), epochs=1, qat_epochs=1, progress=False)
+    net, rec = finetune(str(src), str(dst), epochs=1, force=True, lr=0.5, max_samples=300, progress=False)
+    before = convert(str(src))
+    assert [r["layer"] for r in rec["layers"]] == list(range(2, len(before.layers)))
+    changed = [i for i, (a, b) in enumerate(zip(before.layers, net.layers)) if not a.equals(b)]
+    assert changed and all(i in range(1, len(before.layers) - 1) for i in changed)
+    for a, b in zip(before.layers, net.layers):
+        assert a.threshold == b.threshold and len(a.skips) == len(b.skips)
+        assert all(sa.equals(sb) for sa, sb in zip(a.skips, b.skips))
+    assert sum(len(layer.skips) for layer in net.layers) == 3
+    exported = export(str(dst), str(tmp_path / "r8_ft.h5"))
+    assert read_network(tmp_path / "r8_ft.h5").equals(net) and exported.equals(net)
+    x = load_dataset("digits").x_test
+    assert np.array_equal(Engine(net).run(x), run_batches(net, x, snn_forward))
+    # the default rule never keeps an update that raises a layer's held-out mismatch
+    _, rec2 = finetune(str(src), str(tmp_path / "r8_ft2.pt"), epochs=1, lr=0.5, max_samples=300, progress=False)
+    assert all(r["mismatch_after"] <= r["mismatch_before"] for r in rec2["layers"])
