@@ -32,10 +32,10 @@ def run_one(arch: str) -> dict:
     t_float, t_qat = [], []
     for r in range(REPEATS):
         t0 = time.perf_counter()
-        _fit(float_net, lambda a: float_net(a / ds.input_max), x, y, 1, 2e-3, 64, "float", r, rt, False)
+        _fit(float_net, lambda a: a / ds.input_max, x, y, 1, 2e-3, 64, "float", r, rt, False)
         t_float.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
-        _fit(qann, qann, x, y, 1, 5e-4, 64, "qat", r, rt, False)
+        _fit(qann, lambda a: a, x, y, 1, 5e-4, 64, "qat", r, rt, False)
         t_qat.append(time.perf_counter() - t0)
     mf, mq = sorted(t_float)[len(t_float) // 2], sorted(t_qat)[len(t_qat) // 2]
     return {"arch": arch, "bits": BITS, "train_samples": n, "float_epoch_s": t_float, "qat_epoch_s": t_qat,

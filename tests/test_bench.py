@@ -74,3 +74,24 @@ def test_bench_table_renders_the_result_files(tmp_path):
     assert "**988×**" in text and "**0.62**" in text and "100.0 % of 16 samples" in text and "TestCPU" in text
     ubt.RESULTS = tmp_path / "none"
     assert "make bench" in ubt.render()
+
+
+def test_smallest_t_is_the_first_crossing_and_table_lists_every_bit_width(tmp_path):
+    from benchmarks.accuracy_vs_t import smallest_t
+    assert smallest_t({1: 0.5, 3: 0.931, 7: 0.92, 15: 0.94}, 0.935) == 3
+    assert smallest_t({1: 0.5, 3: 0.929}, 0.935) is None
+    spec = importlib.util.spec_from_file_location("ubt", ROOT / "scripts" / "update_bench_table.py")
+    ubt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ubt)
+    curves = {"fastsnn_signed": {"3": 0.9}, "unsigned_if": {"3": 0.8}, "fastsnn_signed_b4": {"15": 0.93},
+              "rate_maxnorm": {"3": 0.1, "128": 0.93}}
+    rec = {"nets": [{"arch": "cnn5", "bits": 2, "samples": 10, "ann_accuracy": 0.935, "curves": curves,
+                     "smallest_t_within_0.5pp": {"fastsnn_signed": None, "unsigned_if": None,
+                                                 "fastsnn_signed_b4": 15, "rate_maxnorm": 128}}],
+           "machine": {"cpu": "c", "cores": 2, "gpu": None, "versions": {"torch": "t", "numpy": "n"},
+                       "date": "d", "full": False}}
+    (tmp_path / "accuracy_vs_t.json").write_text(json.dumps(rec))
+    ubt.RESULTS = tmp_path
+    text = ubt.render()
+    assert "Fast-SNN signed b = 2, 4" in text and "**— / 15**" in text and "| Fast-SNN (signed IF), b = 4 |" in text
+    assert "| 93.0 |" in text
