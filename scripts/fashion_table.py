@@ -93,14 +93,15 @@ def pct(v: float) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| b | T | QANN | SNN unsigned IF | SNN signed IF | signed + fine-tuned | fine-tuned, paper's rule "
-             "| Lava: samples, accuracy, = reference | fine-tune: samples per layer, time |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| b | T | QANN | SNN unsigned IF | SNN signed IF | signed + fine-tuned | fine-tuned − QANN (pp) "
+             "| fine-tuned, paper's rule | Lava: samples, accuracy, = reference | fine-tune: samples per layer, time |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lava = r.get("lava")
         lv = f"{lava['samples']}, {pct(lava['accuracy'])}, {pct(lava['agreement'])} %" if lava else "not run"
         lines.append(f"| {r['bits']} | {r['timesteps']} | {pct(r['qann'])} | {pct(r['snn_unsigned'])} | "
-                     f"{pct(r['snn_signed'])} | {pct(r['snn_signed_ft'])} | {pct(r['snn_signed_ft_paper_rule'])} | "
+                     f"{pct(r['snn_signed'])} | {pct(r['snn_signed_ft'])} | {100 * (r['snn_signed_ft'] - r['qann']):+.2f} | "
+                     f"{pct(r['snn_signed_ft_paper_rule'])} | "
                      f"{lv} | {r['finetune_mismatch']['samples_per_epoch']:,}, {r['finetune_mismatch']['seconds']:.0f} s |")
     return "\n".join(lines)
 
