@@ -1,14 +1,15 @@
-"""Issue 3's results table: Fashion-MNIST, 5-spiking-layer CNN, b = 2, 3, 4.
+"""Issue 3's results table: Fashion-MNIST, 5-spiking-layer CNN, b = 2, 3, 4 (``--arch`` for others, e.g. resnet8).
 
-For each b, from ``build/models/fashion_cnn5_b{b}.pt`` (``scripts/train_fashion.py``):
+For each b, from ``build/models/fashion_<arch>_b{b}.pt`` (``scripts/train_fashion.py``):
 QANN, SNN unsigned IF, SNN signed IF, and signed IF fine-tuned under both
 acceptance rules (held-out mismatch, the default; training accuracy, the
 paper's) — all on the full 10k test set with the reference simulation — plus
 the per-layer errors of ``fastsnn-diagnose`` and Lava's simulator running the
 fine-tuned network on the first ``--lava-samples`` test samples.
-Writes ``benchmarks/results/fashion_cnn5.json``, the diagnosis plots
-``benchmarks/results/fashion_cnn5_b{b}_diagnose.png``, and the README table
-between ``<!-- fashion-table:start -->`` and ``<!-- fashion-table:end -->``.
+Writes ``benchmarks/results/fashion_<arch>.json``, the diagnosis plots
+``benchmarks/results/fashion_<arch>_b{b}_diagnose.png``, and the README table
+between ``<!-- fashion-table:start -->`` and ``<!-- fashion-table:end -->`` (other archs:
+``<!-- fashion-table-<arch>:start -->``).
 
     .venv/bin/python scripts/fashion_table.py [--bits 2,3,4] [--lava-samples 500] [--epochs 1]
 """
@@ -34,16 +35,17 @@ from fastsnn_lava.reference import run_batches, snn_forward  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 
 
-def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: int | None, lr: float) -> dict:
-    """One row; cached in ``<models>/fashion_row_b{bits}.json`` so an interrupted run resumes."""
-    cache = models / f"fashion_row_b{bits}.json"
+def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: int | None, lr: float,
+        arch: str = "cnn5") -> dict:
+    """One row; cached in ``<models>/fashion_row[_<arch>]_b{bits}.json`` so an interrupted run resumes."""
+    cache = models / (f"fashion_row_b{bits}.json" if arch == "cnn5" else f"fashion_row_{arch}_b{bits}.json")
     if cache.exists():
         return json.loads(cache.read_text())
-    src = models / f"fashion_cnn5_b{bits}.pt"
+    src = models / f"fashion_{arch}_b{bits}.pt"
     out = {"bits": bits, "timesteps": 2 ** bits - 1, "model": str(src)}
     ft = {}
     for rule in ("mismatch", "accuracy"):
-        dst = models / f"fashion_cnn5_b{bits}_ft_{rule}.pt"
+        dst = models / f"fashion_{arch}_b{bits}_ft_{rule}.pt"
         if dst.exists() and _ft_record(dst, epochs, max_samples, lr):  # an interrupted run's fine-tuning: reuse it
             rec = _ft_record(dst, epochs, max_samples, lr)
         else:
@@ -52,7 +54,7 @@ def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: in
         ft[rule] = (dst, rec)
         out[f"finetune_{rule}"] = rec
     diag = diagnose(str(ft["mismatch"][0]), "fashion-mnist")
-    plot(diag, RESULTS / f"fashion_cnn5_b{bits}_diagnose.png")
+    plot(diag, RESULTS / f"fashion_{arch}_b{bits}_diagnose.png")
     ds = load_dataset("fashion-mnist")
     paper_acc = float((run(convert(str(ft["accuracy"][0])), ds.x_test).argmax(1) == ds.y_test).mean())
     out["diagnose"] = diag
@@ -66,7 +68,7 @@ def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: in
         for s, u in zip(diag["variants"]["signed"]["layers"], diag["variants"]["unsigned"]["layers"]))
     if lava_samples:
         from fastsnn_lava.lava.runner import run_lava
-        h5 = models / f"fashion_cnn5_b{bits}_ft.h5"
+        h5 = models / f"fashion_{arch}_b{bits}_ft.h5"
         net = export(str(ft["mismatch"][0]), str(h5))
         x, y = ds.x_test[:lava_samples], ds.y_test[:lava_samples]
         t0 = time.time()
@@ -111,6 +113,7 @@ def table(rows: list[dict]) -> str:
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bits", default="2,3,4")
+    ap.add_argument("--arch", default="cnn5", help="the models' architecture: fashion_<arch>_b<bits>.pt")
     ap.add_argument("--models", default=str(ROOT / "build" / "models"))
     ap.add_argument("--lava-samples", type=int, default=500)
     ap.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per layer")
@@ -119,20 +122,21 @@ def main():
     ap.add_argument("--readme-only", action="store_true", help="re-render the README table from the JSON")
     a = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / "fashion_cnn5.json"
+    path = RESULTS / f"fashion_{a.arch}.json"
     if a.readme_only:
         doc = json.loads(path.read_text())
     else:
-        rows = [row(b, Path(a.models), a.lava_samples, a.epochs, a.max_samples, a.lr) for b in map(int, a.bits.split(","))]
+        rows = [row(b, Path(a.models), a.lava_samples, a.epochs, a.max_samples, a.lr, a.arch) for b in map(int, a.bits.split(","))]
         doc = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}",
                "date": time.strftime("%Y-%m-%d"), "dataset": "fashion-mnist (10,000 test samples)", "rows": rows}
         path.write_text(json.dumps(doc, indent=2) + "\n")
     body = (table(doc["rows"]) + f"\n\nAccuracies in % on all 10,000 Fashion-MNIST test samples (reference "
             f"simulation, bit-exact with Lava); generated by `python scripts/fashion_table.py` on {doc['date']} "
-            f"({doc['machine']}) from `benchmarks/results/fashion_cnn5.json`.")
+            f"({doc['machine']}) from `benchmarks/results/fashion_{a.arch}.json`.")
     readme = ROOT / "README.md"
     text = readme.read_text()
-    readme.write_text(re.sub(r"(<!-- fashion-table:start -->\n).*?(\n<!-- fashion-table:end -->)",
+    tag = "fashion-table" if a.arch == "cnn5" else f"fashion-table-{a.arch}"
+    readme.write_text(re.sub(rf"(<!-- {tag}:start -->\n).*?(\n<!-- {tag}:end -->)",
                              lambda m: m.group(1) + body + m.group(2), text, flags=re.S))
     print(body)
 
