@@ -40,7 +40,8 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .errors import FastSNNError
-from .models import QuantNet, ResidualNet, build_float, layer_shapes
+from .models import QuantNet, ResidualNet, build_float
+from .spec import layer_shapes
 from .quant import QReLU
 
 ALLOWED = "Conv2d, Linear, BatchNorm, QReLU/ReLU, Flatten, global AvgPool and residual additions"

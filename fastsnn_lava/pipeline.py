@@ -28,7 +28,7 @@ from .errors import FastSNNError
 from .hardware import check_network, load_target
 from .engine import Engine
 from .ir import Network
-from .models import resolve_arch
+from .spec import resolve_arch
 from .netx import read_network, write_network
 from .reference import qann_forward, run_batches
 from .train import train as _train
