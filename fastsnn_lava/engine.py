@@ -164,10 +164,13 @@ class Engine:
         elif threads:  # torch's default already uses every physical core
             torch.set_num_threads(int(threads))
         self.unfold = self.device.type == "cuda" if unfold is None else bool(unfold)
-        self._compiled = {}
+        self._compiled, self._dtypes = {}, {}
 
     def _synapses(self, input_abs: int):
-        dtype = exact_dtype(self.net, self.steps, max(int(input_abs), self.net.input_max))
+        a = max(int(input_abs), self.net.input_max)
+        if a not in self._dtypes:  # the bound sums every weight: once per input range, not per batch
+            self._dtypes[a] = exact_dtype(self.net, self.steps, a)
+        dtype = self._dtypes[a]
         if dtype not in self._compiled:
             self._compiled[dtype] = (dtype, [_Synapse(l, self.device, dtype, self.unfold) for l in self.net.layers])
         return self._compiled[dtype]
