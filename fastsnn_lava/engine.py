@@ -176,8 +176,10 @@ class Engine:
         return self._compiled[dtype]
 
     @torch.no_grad()
-    def forward(self, x) -> torch.Tensor:
-        """Integer outputs ``Σ_t I^L(t)`` ``(B, n_out)`` (a float tensor holding integers)."""
+    def forward(self, x, counts: list | None = None) -> torch.Tensor:
+        """Integer outputs ``Σ_t I^L(t)`` ``(B, n_out)`` (a float tensor holding integers).
+
+        ``counts``: a list that receives each hidden layer's spike count ``N^l = Σ_t s^l(t)``."""
         x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
         input_abs = int(x.abs().max()) if x.numel() else 0
         dtype, syns = self._synapses(input_abs)
@@ -200,6 +202,8 @@ class Engine:
                 if syn.skips:
                     cur = cur + syn.skip_current(kept, (T, B))
                 spikes = if_run(cur, layer.threshold, layer.neuron == "signed_if", False, T)
+            if counts is not None:
+                counts.append(spikes.sum(0))
             kept.append(spikes if i + 1 in last_reader else None)
             for j in [j for j, r in last_reader.items() if r == i]:
                 kept[j - 1] = None  # read for the last time

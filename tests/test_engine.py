@@ -197,9 +197,13 @@ def skip_networks(draw):
 @given(skip_networks(), st.booleans(), st.integers(1, 9))
 def test_engine_equals_reference_on_random_residual_networks(case, unfold, steps):
     net, x = case
-    ref = snn_forward(net, torch.as_tensor(x), timesteps=steps).out.numpy().astype(np.int64)
+    tr = snn_forward(net, torch.as_tensor(x), timesteps=steps)
     out = engine.Engine(net, timesteps=steps, device="cpu", unfold=unfold).run(x, batch_size=4)
-    assert np.array_equal(out, ref)
+    assert np.array_equal(out, tr.out.numpy().astype(np.int64))
+    counts = []  # the per-layer spike counts the diagnosis reads
+    engine.Engine(net, timesteps=steps, device="cpu", unfold=unfold).forward(x, counts)
+    assert len(counts) == len(tr.counts)
+    assert all(np.array_equal(a.numpy(), b.numpy()) for a, b in zip(counts, tr.counts))
 
 
 def test_engine_runs_residual_networks_itself(monkeypatch):
