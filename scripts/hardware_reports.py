@@ -4,8 +4,8 @@ For each model.pt: ``<out>/<stem>.h5`` (signed IF, the default export) and ``<st
 (``--neuron cuba``), each with ``fastsnn-report``'s ``.json`` and ``.png`` beside it. The
 committed Fashion-MNIST reports (``benchmarks/results/hardware/``; the ``.h5`` files are not kept)::
 
-    .venv/bin/python scripts/hardware_reports.py build/models/fashion_cnn5_b2.pt \
-        build/models/fashion_resnet8_b2.pt --dataset fashion-mnist --out benchmarks/results/hardware
+    .venv/bin/python scripts/hardware_reports.py build/models/fashion_cnn5_b2_ft_mismatch.pt \
+        build/models/fashion_resnet8_b2_ft_mismatch.pt --dataset fashion-mnist --out benchmarks/results/hardware
 
 Usage: .venv/bin/python scripts/hardware_reports.py model.pt [...] [--dataset digits] [--out build/reports]
 """
