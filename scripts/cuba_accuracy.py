@@ -6,7 +6,7 @@ with the QANN. Prints a Markdown table; ``--json`` writes the rows and ``--readm
 table in README.md between ``<!-- modes-table:start -->`` and ``<!-- modes-table:end -->``.
 
 Usage: .venv/bin/python scripts/cuba_accuracy.py model.pt [model2.pt ...] [--dataset digits] [--json out.json]
-    README: .venv/bin/python scripts/cuba_accuracy.py build/models/fashion_cnn5_b{2,3,4}.pt \
+    README: .venv/bin/python scripts/cuba_accuracy.py build/models/fashion_cnn5_b2.pt \
             --dataset fashion-mnist --json benchmarks/results/export_modes.json --readme
 """
 from __future__ import annotations
@@ -30,11 +30,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+")
     ap.add_argument("--dataset", default="digits")
+    ap.add_argument("--samples", type=int, default=None, help="the first N test samples (default: all)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--readme", action="store_true", help="write the table into README.md")
     a = ap.parse_args()
     ds = load_dataset(a.dataset)
-    x, y = ds.x_test, ds.y_test
+    x, y = ds.x_test[:a.samples], ds.y_test[:a.samples]
     rows = []
     for path in a.models:
         net = convert(path)
