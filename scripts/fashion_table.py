@@ -136,8 +136,8 @@ def main():
     readme = ROOT / "README.md"
     text = readme.read_text()
     tag = "fashion-table" if a.arch == "cnn5" else f"fashion-table-{a.arch}"
-    readme.write_text(re.sub(rf"(<!-- {tag}:start -->\n).*?(\n<!-- {tag}:end -->)",
-                             lambda m: m.group(1) + body + m.group(2), text, flags=re.S))
+    readme.write_text(re.sub(rf"(<!-- {tag}:start -->\n).*?(<!-- {tag}:end -->)",  # empty or filled
+                             lambda m: m.group(1) + body + "\n" + m.group(2), text, flags=re.S))
     print(body)
 
 
