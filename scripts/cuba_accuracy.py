@@ -59,8 +59,8 @@ def main():
         Path(a.json).write_text(json.dumps(rows, indent=2) + "\n")
     if a.readme:
         readme = Path(__file__).resolve().parent.parent / "README.md"
-        readme.write_text(re.sub(r"(<!-- modes-table:start -->\n).*?(\n<!-- modes-table:end -->)",
-                                 lambda m: m.group(1) + text + m.group(2), readme.read_text(), flags=re.S))
+        readme.write_text(re.sub(r"(<!-- modes-table:start -->\n).*?(<!-- modes-table:end -->)",  # empty or filled
+                                 lambda m: m.group(1) + text + "\n" + m.group(2), readme.read_text(), flags=re.S))
 
 
 if __name__ == "__main__":
