@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from .errors import FastSNNError
 from .normalize import InputNorm, fold
-from .quant import act_quant, activation_level, round_half_up, weight_codes
+from .quant import act_quant, activation_level, fake_quant, fake_quant_weight, round_half_up, weight_codes
 from .spec import (PRESETS, has_residuals, json_copy, layer_shapes, resnet_spec, resolve_arch,  # noqa: F401
                    skip_out_shape, vgg_spec)
 
@@ -253,16 +253,19 @@ class QuantLayer(nn.Module):
         unit = alpha / theta
         return theta, unit / u_in, unit
 
-    def codes(self, u_in: float, skip_alphas: tuple = ()) -> tuple[torch.Tensor, torch.Tensor, int | None]:
-        """Integer weight codes q, bias codes c and threshold θ: exactly what is exported."""
-        theta, delta, unit = self.grid(u_in, skip_alphas)
+    def codes(self, u_in: float, skip_alphas: tuple = (), grid: tuple | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+        """Integer weight codes q, bias codes c and threshold θ: exactly what is exported
+        (``grid``: this layer's :meth:`grid`, if already computed)."""
+        theta, delta, unit = grid or self.grid(u_in, skip_alphas)
         q = weight_codes(self.weight.float(), delta, WEIGHT_QMAX)
         c = round_half_up(self.bias.detach().float() / unit).clamp(-BIAS_MAX - 1, BIAS_MAX)
         return q, c, theta
 
-    def skip_codes(self, u_in: float, skip_alphas: tuple) -> list[tuple[torch.Tensor, float]]:
+    def skip_codes(self, u_in: float, skip_alphas: tuple, grid: tuple | None = None
+                   ) -> list[tuple[torch.Tensor, float]]:
         """Per shortcut (integer codes q_s, step Δ_s = u/α^j); an identity's codes are one scalar."""
-        _, _, unit = self.grid(u_in, skip_alphas)
+        _, _, unit = grid or self.grid(u_in, skip_alphas)
         out = []
         for w, a_src in zip(self.skip_weight if self.skips else [], skip_alphas):
             step = unit / a_src
@@ -270,19 +273,19 @@ class QuantLayer(nn.Module):
         return out
 
     def pre_activation(self, x: torch.Tensor, u_in: float, skips: tuple = ()) -> torch.Tensor:
-        """``z = W_q·x + b_q + Σ_j S_q^j·y^j``; ``skips`` holds (y^j, α^j) per shortcut."""
+        """``z = W_q·x + b_q + Σ_j S_q^j·y^j``; ``skips`` holds (y^j, α^j) per shortcut.
+
+        ``W_q = Δ·q`` and ``b_q = u·c`` exactly (straight-through gradients to W and b)."""
         alphas = tuple(a for _, a in skips)
         theta, delta, unit = self.grid(u_in, alphas)
-        q, c, _ = self.codes(u_in, alphas)
-        w = self.weight + (q.to(self.weight.dtype) * delta - self.weight).detach()
-        b = self.bias + (c.to(self.bias.dtype) * unit - self.bias).detach()
+        w = fake_quant_weight(self.weight, delta, WEIGHT_QMAX)
+        b = fake_quant(self.bias, unit, -BIAS_MAX - 1, BIAS_MAX)
         if self.spec["kind"] == "conv":
             z = F.conv2d(x, w, b, self.spec.get("stride", 1), self.spec.get("padding", 0))
         else:
             z = F.linear(x.mean((2, 3)) if self.spec.get("pool") else x.flatten(1), w, b)
-        for sk, w_s, (q_s, step), (y, _) in zip(self.skips, self.skip_weight if self.skips else [],
-                                                self.skip_codes(u_in, alphas), skips):
-            ws = w_s + (q_s.to(w_s.dtype) * step - w_s).detach()
+        for sk, w_s, a_src, (y, _) in zip(self.skips, self.skip_weight if self.skips else [], alphas, skips):
+            ws = fake_quant_weight(w_s, unit / a_src, WEIGHT_QMAX)
             kind = sk.get("kind", "identity")
             if kind == "identity":
                 z = z + ws * y

@@ -25,20 +25,29 @@ def round_half_up(x: torch.Tensor) -> torch.Tensor:
 
 
 class _ActQuant(torch.autograd.Function):
+    """The quantizer in one buffer (in-place passes, same operations and order as the formula).
+
+    Backward uses ``y = α·q̂``: with ``m = [0 < x̂ ≤ 1]``, ``∂L/∂x = g·m`` and
+    ``∂L/∂α = Σ g·(1[x̂>1] + (q̂ − x̂)·m) = (Σ g·y − Σ g·m·x) / α`` (for ``x̂ > 1``, ``y = α``;
+    below zero both terms vanish), i.e. two dot products and no extra activation-sized tensor
+    besides the mask and ``∂L/∂x``.
+    """
+
     @staticmethod
     def forward(ctx, x, alpha, levels: int):
-        xhat = torch.relu(x) / alpha
-        q = round_half_up(levels * xhat.clamp(max=1.0)) / levels
-        ctx.save_for_backward(xhat, q)
-        return q * alpha
+        y = torch.relu(x) / alpha  # promotes as the formula does (a half x under autocast gives float32)
+        y.clamp_(max=1.0).mul_(levels).add_(0.5).floor_().div_(levels).mul_(alpha)
+        ctx.save_for_backward(x, y, alpha)
+        return y
 
     @staticmethod
     def backward(ctx, grad):
-        xhat, q = ctx.saved_tensors
-        inside = (xhat > 0) & (xhat <= 1)
-        grad_x = grad * inside
-        grad_alpha = grad * torch.where(xhat > 1, torch.ones_like(xhat), (q - xhat) * inside)
-        return grad_x, grad_alpha.sum().reshape(1), None
+        x, y, alpha = ctx.saved_tensors
+        inside = (x > 0).logical_and_(x <= alpha)
+        grad_x = torch.where(inside, grad, torch.zeros((), dtype=grad.dtype))
+        g = grad.reshape(-1)
+        grad_alpha = (torch.dot(g, y.reshape(-1)) - torch.dot(grad_x.reshape(-1), x.reshape(-1).to(g.dtype))) / alpha
+        return grad_x.to(x.dtype), grad_alpha.reshape(1), None
 
 
 def act_quant(x: torch.Tensor, alpha: torch.Tensor, bits: int) -> torch.Tensor:
@@ -62,9 +71,27 @@ def weight_codes(w: torch.Tensor, delta: float, qmax: int) -> torch.Tensor:
     return round_half_up(w.detach() / delta).clamp(-qmax, qmax)
 
 
+class _FakeQuant(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, w, step: float, lo: int, hi: int):
+        codes = torch.div(w.float(), step).add_(0.5).floor_().clamp_(lo, hi)  # as weight_codes: in float32
+        return codes.to(w.dtype).mul_(step)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad, None, None, None
+
+
+def fake_quant(w: torch.Tensor, step: float, lo: int, hi: int) -> torch.Tensor:
+    """``step·clip(round(w/step), lo, hi)`` (half-up rounding, the codes computed in float32 as the
+    exporter does, whatever ``w``'s dtype) with a straight-through gradient;
+    one allocation, so a training step pays little for the weight grid."""
+    return _FakeQuant.apply(w, step, lo, hi)
+
+
 def fake_quant_weight(w: torch.Tensor, delta: float, qmax: int) -> torch.Tensor:
-    """``Δ·clip(round(w/Δ), ±q_max)`` with a straight-through gradient."""
-    return w + (weight_codes(w, delta, qmax) * delta - w).detach()
+    """``Δ·clip(round(w/Δ), ±q_max)`` (exactly ``Δ·weight_codes``) with a straight-through gradient."""
+    return fake_quant(w, delta, -qmax, qmax)
 
 
 class QReLU(torch.nn.Module):
