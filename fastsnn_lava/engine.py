@@ -210,10 +210,11 @@ class Engine:
         return self._compiled[dtype]
 
     @torch.no_grad()
-    def forward(self, x, counts: list | None = None) -> torch.Tensor:
+    def forward(self, x, counts: list | None = None, upto: int | None = None) -> torch.Tensor | None:
         """Integer outputs ``Σ_t I^L(t)`` ``(B, n_out)`` (a float tensor holding integers).
 
-        ``counts``: a list that receives each hidden layer's spike count ``N^l = Σ_t s^l(t)``."""
+        ``counts``: a list that receives each hidden layer's spike count ``N^l = Σ_t s^l(t)``;
+        ``upto``: stop after the first ``upto`` hidden layers and return None (their counts are in ``counts``)."""
         x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
         input_abs = int(x.abs().max()) if x.numel() else 0
         dtype, syns = self._synapses(input_abs)
@@ -241,6 +242,8 @@ class Engine:
                 spikes = if_run(cur, layer.threshold, layer.neuron == "signed_if", False, T)
             if counts is not None:
                 counts.append(spikes.sum(0))
+            if upto is not None and i + 1 >= upto:
+                return None
             kept.append(spikes if i + 1 in last_reader else None)
             for j in [j for j, r in last_reader.items() if r == i]:
                 kept[j - 1] = None  # read for the last time

@@ -70,6 +70,16 @@ def _exact_dtype(net: Network) -> torch.dtype:
     return exact_dtype(net, net.timesteps, net.input_max)
 
 
+def _tuning_dtype(layer: Layer, steps: int) -> torch.dtype:
+    """The dtype of a tuning step of ``layer``: exact for *any* codes it may take
+    (|q| ≤ q_max on every synapse, a 13-bit bias), since the codes move during tuning:
+    ``θ + T·(fan_in·q_max + 2^12 + Σ_skips fan_in·|S|)`` below 2^24 → float32, else float64."""
+    fan_in = int(np.prod(layer.weight.shape[1:]))
+    skips = sum(int(np.abs(sk.weight).reshape(sk.weight.shape[0], -1).sum(1).max()) for sk in layer.skips)
+    bound = layer.threshold + steps * (fan_in * WEIGHT_QMAX + BIAS_MAX + 1 + skips)
+    return torch.float32 if bound < 2 ** 24 else torch.float64
+
+
 def _t(a, dtype) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=dtype)
 
@@ -139,15 +149,20 @@ class LayerReport:
     seconds: float
 
 
-def layer_mismatch(net: Network, ref: Network, x: np.ndarray, layer: int, batch_size: int = 256) -> float:
+def layer_mismatch(net: Network, ref: Network, x: np.ndarray, layer: int, batch_size: int | None = None) -> float:
     """mean |N^l − K^l| of hidden layer ``layer`` (0-based) over neurons and samples, N from ``net``'s SNN,
     K from ``ref``'s QANN."""
-    dtype = _exact_dtype(net)
+    from .engine import Engine
+    dtype = _exact_dtype(ref)
+    engine = Engine(net, device="cpu")
+    batch_size = batch_size or engine.batch_size()
     total, count = 0.0, 0
     with torch.no_grad():
         for s in range(0, len(x), batch_size):
             xb = torch.as_tensor(x[s:s + batch_size])
-            n = snn_prefix(net, xb, layer + 1, dtype)[-1].sum(0)
+            counts = []
+            engine.forward(xb, counts, upto=layer + 1)
+            n = counts[-1].to(dtype)
             k = qann_levels(ref, xb, layer + 1, dtype)[-1]
             total += float((n - k).abs().sum())
             count += n.numel()
@@ -211,6 +226,7 @@ def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs:
         b = torch.nn.Parameter(torch.as_tensor(layer.bias, dtype=torch.float64) * unit)
         opt = torch.optim.SGD([w, b], lr=lr, momentum=momentum, weight_decay=weight_decay)
         dtype = _exact_dtype(net)
+        step_dtype = _tuning_dtype(layer, T)
         best = layer_mismatch(net, ref, x_held, li)
         before = best
         acc_best = snn_accuracy(net, x_acc, y_acc) if rule == "accuracy" else None
@@ -225,19 +241,20 @@ def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs:
                 idx = order[s:s + batch_size]
                 xb = x_fit[idx]
                 with torch.no_grad():
-                    prefix = [p.double() for p in snn_prefix(net, xb, li, dtype)]
+                    prefix = [p.to(step_dtype) for p in snn_prefix(net, xb, li, dtype)]
                     spikes = prefix[-1]
-                    target = qann_levels(ref, xb, li + 1, dtype)[-1].double()
-                    skip_t = skip_input(layer, prefix, torch.float64, T)  # frozen shortcut currents
+                    target = qann_levels(ref, xb, li + 1, dtype)[-1].to(step_dtype)
+                    skip_t = skip_input(layer, prefix, step_dtype, T)  # frozen shortcut currents
                     skip_sum = skip_t.sum(0) if layer.skips else 0
                 q, c = _codes(w, delta, b, unit)
+                q, c = q.to(step_dtype), c.to(step_dtype)  # integer values: exact in step_dtype
                 n_in = spikes.sum(0)
                 acc = _syn(layer, n_in, q) + T * c.view(bshape) + skip_sum
                 k_soft = acc / theta
                 with torch.no_grad():
                     cur = _syn(layer, spikes.reshape(-1, *spikes.shape[2:]), q.detach()).view(T, len(xb), *acc.shape[1:])
                     n_out = _if_layer(cur + c.detach().view(bshape) + skip_t, layer).sum(0)
-                inside = ((k_soft > 0) & (k_soft <= T)).double()
+                inside = ((k_soft > 0) & (k_soft <= T)).to(step_dtype)
                 k_ste = k_soft * inside + (n_out - k_soft * inside).detach()
                 loss = ((alpha / T) * (k_ste - target)).pow(2).mean()
                 opt.zero_grad()
