@@ -16,7 +16,7 @@ import time
 
 from benchmarks.common import ARCHS, FULL, RESULTS, ROOT, model_path, write_result
 
-ORDER = ["throughput", "accuracy_vs_t", "lava_cost", "training", "export_cost", "memory"]
+ORDER = ["throughput", "accuracy_vs_t", "lava_cost", "training", "finetune", "export_cost", "memory"]
 
 
 def main(argv=None) -> int:

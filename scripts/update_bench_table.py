@@ -63,6 +63,14 @@ def rows():
             out.append(("Training, QAT epoch / float epoch", n["arch"],
                         f"{n['qat_epoch_median_s']:.1f} s / {n['float_epoch_median_s']:.1f} s = **{n['ratio']:.2f}** "
                         f"({n['train_samples']} images)", "—"))
+    r = load("finetune")
+    if r:
+        for n in r["nets"]:
+            what = (f"**{n['median_wall_s'] / 60:.1f} min** measured" if n["measured_full_epoch"] else
+                    f"**{n['median_full_epoch_estimate_s'] / 60:.1f} min** estimated from {n['samples_per_layer']:,} "
+                    f"images per layer ({n['median_wall_s']:.0f} s)")
+            out.append((f"Fine-tuning, one epoch per layer ({n['tuned_layers']} layers × "
+                        f"{n['full_epoch_samples_per_layer']:,} images, b = {n['bits']})", n["arch"], what, "≤ 30 min"))
     r = load("export_cost")
     if r:
         for n in r["nets"]:

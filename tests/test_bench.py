@@ -95,3 +95,19 @@ def test_smallest_t_is_the_first_crossing_and_table_lists_every_bit_width(tmp_pa
     text = ubt.render()
     assert "Fast-SNN signed b = 2, 4" in text and "**— / 15**" in text and "| Fast-SNN (signed IF), b = 4 |" in text
     assert "| 93.0 |" in text
+
+
+def test_bench_table_reports_fine_tuning_time_estimated_or_measured(tmp_path):
+    spec = importlib.util.spec_from_file_location("ubt", ROOT / "scripts" / "update_bench_table.py")
+    ubt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ubt)
+    net = {"arch": "cnn5", "bits": 2, "samples_per_layer": 2000, "full_epoch_samples_per_layer": 54000,
+           "tuned_layers": 4, "median_wall_s": 95.0, "median_full_epoch_estimate_s": 750.0,
+           "measured_full_epoch": False}
+    (tmp_path / "finetune.json").write_text(json.dumps({"nets": [net]}))
+    ubt.RESULTS = tmp_path
+    text = ubt.render()
+    assert "**12.5 min** estimated from 2,000 images per layer (95 s)" in text and "4 layers × 54,000" in text
+    (tmp_path / "finetune.json").write_text(json.dumps({"nets": [dict(net, measured_full_epoch=True,
+                                                                      median_wall_s=900.0)]}))
+    assert "**15.0 min** measured" in ubt.render()
