@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from fastsnn_lava.atomic import fill_section  # noqa: E402
 from fastsnn_lava.cuba import THRESHOLD_MODES, to_cuba  # noqa: E402
 from fastsnn_lava.engine import Engine  # noqa: E402
 from fastsnn_lava.data import load_dataset  # noqa: E402
@@ -58,9 +58,7 @@ def main():
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2) + "\n")
     if a.readme:
-        readme = Path(__file__).resolve().parent.parent / "README.md"
-        readme.write_text(re.sub(r"(<!-- modes-table:start -->\n).*?(<!-- modes-table:end -->)",  # empty or filled
-                                 lambda m: m.group(1) + text + "\n" + m.group(2), readme.read_text(), flags=re.S))
+        fill_section(Path(__file__).resolve().parent.parent / "README.md", "modes-table", text)
 
 
 if __name__ == "__main__":

@@ -5,11 +5,12 @@ Replaces the text between <!-- bench-table:start --> and <!-- bench-table:end --
 (and prints it). Every number comes from the result files; a missing file leaves its rows out.
 """
 import json
-import re
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from fastsnn_lava.atomic import fill_section  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -135,11 +136,7 @@ def main():
     if len(sys.argv) > 1:
         RESULTS = Path(sys.argv[1])
     body = render()
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    pattern = r"(<!-- bench-table:start -->\n).*?(\n<!-- bench-table:end -->)"
-    if re.search(pattern, text, flags=re.S):
-        readme.write_text(re.sub(pattern, lambda mm: mm.group(1) + body + mm.group(2), text, flags=re.S))
+    fill_section(ROOT / "README.md", "bench-table", body)
     print(body)
 
 

@@ -5,11 +5,11 @@ Replaces the text between the markers <!-- demo-table:start --> and <!-- demo-ta
 """
 import json
 import platform
-import re
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from fastsnn_lava.atomic import fill_section  # noqa: E402
 from fastsnn_lava.cli.demo import table  # noqa: E402
 
 src = Path(sys.argv[1] if len(sys.argv) > 1 else "build/demo/demo.json")
@@ -18,8 +18,5 @@ readme = Path(__file__).resolve().parent.parent / "README.md"
 body = (f"{table(rows)}\n\nMeasured by `make demo` ({rows[0]['test_samples']} digits test samples; "
         f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}); "
         "regenerate with `python scripts/update_readme.py`.")
-text = readme.read_text()
-new = re.sub(r"(<!-- demo-table:start -->\n).*?(\n<!-- demo-table:end -->)", lambda m: m.group(1) + body + m.group(2),
-             text, flags=re.S)
-readme.write_text(new)
+fill_section(readme, "demo-table", body)
 print(body)

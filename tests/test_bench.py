@@ -111,3 +111,15 @@ def test_bench_table_reports_fine_tuning_time_estimated_or_measured(tmp_path):
     (tmp_path / "finetune.json").write_text(json.dumps({"nets": [dict(net, measured_full_epoch=True,
                                                                       median_wall_s=900.0)]}))
     assert "**15.0 min** measured" in ubt.render()
+
+
+def test_fill_section_replaces_empty_and_filled_sections_only_between_markers(tmp_path):
+    from fastsnn_lava.atomic import fill_section
+    p = tmp_path / "README.md"
+    p.write_text("a\n<!-- t:start -->\n<!-- t:end -->\nb\n<!-- u:start -->\nold\n<!-- u:end -->\n")
+    assert fill_section(p, "t", "one\ntwo\n")
+    assert fill_section(p, "u", "new")
+    assert p.read_text() == "a\n<!-- t:start -->\none\ntwo\n<!-- t:end -->\nb\n<!-- u:start -->\nnew\n<!-- u:end -->\n"
+    assert fill_section(p, "t", "three")  # a filled section is replaced, not appended to
+    assert "one" not in p.read_text() and "three\n<!-- t:end -->" in p.read_text()
+    assert not fill_section(p, "missing", "x") and "x" not in p.read_text()
