@@ -165,6 +165,11 @@ def if_run(currents: torch.Tensor, theta: int, signed: bool, constant: bool, ste
     Eight cheap whole-tensor passes per step, written straight into the output, which keeps
     the currents' memory layout (channels-last stays channels-last).
     """
+    if constant:
+        # A constant current I never makes a signed neuron fire −1: with I ≥ 0, v ≥ 0 throughout
+        # (v(0) = θ/2, and it only drops by θ from v ≥ θ); with I < 0 it never reaches θ, so N = 0.
+        # The unsigned step is then the same neuron, at half the passes.
+        signed = False
     first = currents if constant else currents[0]
     v = first + theta // 2  # v(0) = θ/2, plus the first step's current: one pass
     if not constant:

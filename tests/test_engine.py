@@ -219,3 +219,19 @@ def test_engine_runs_residual_networks_itself(monkeypatch):
     ref = run_batches(net, x, snn_forward)
     monkeypatch.setattr("fastsnn_lava.reference.snn_forward", lambda *a, **k: pytest.fail("fell back"))
     assert np.array_equal(engine.Engine(net, device="cpu").run(x), ref)
+
+
+@settings(max_examples=60, deadline=None)
+@given(theta=st.integers(1, 3000).map(lambda k: 2 * k), steps=st.integers(1, 40), seed=st.integers(0, 2 ** 31),
+       signed=st.booleans(), constant=st.booleans())
+def test_if_run_equals_the_neuron_step_by_step(theta, steps, seed, signed, constant):
+    """The in-place IF kernel (including its unsigned shortcut for constant currents) equals
+    ``neuron.if_step`` for currents below, around and above θ, negative ones included."""
+    rng = np.random.default_rng(seed)
+    shape = (steps, 64) if not constant else (64,)
+    cur = torch.as_tensor(rng.integers(-2 * theta, 2 * theta + 1, shape), dtype=torch.float32)
+    out = engine.if_run(cur, theta, signed, constant, steps)
+    v, n = torch.full((64,), float(theta // 2)), torch.zeros(64)
+    for t in range(steps):
+        v, n, s = if_step(v, n, cur if constant else cur[t], theta, signed)
+        assert torch.equal(out[t], s.float()), f"step {t}"
