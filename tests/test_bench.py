@@ -123,3 +123,14 @@ def test_fill_section_replaces_empty_and_filled_sections_only_between_markers(tm
     assert fill_section(p, "t", "three")  # a filled section is replaced, not appended to
     assert "one" not in p.read_text() and "three\n<!-- t:end -->" in p.read_text()
     assert not fill_section(p, "missing", "x") and "x" not in p.read_text()
+
+
+def test_bench_table_gives_qat_training_throughput_as_a_ratio_to_float(tmp_path):
+    spec = importlib.util.spec_from_file_location("ubt", ROOT / "scripts" / "update_bench_table.py")
+    ubt = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ubt)
+    rec = {"nets": [{"arch": "cnn5", "float_epoch_median_s": 2.0, "qat_epoch_median_s": 2.5, "ratio": 1.25,
+                     "train_samples": 4000}]}
+    (tmp_path / "training.json").write_text(json.dumps(rec))
+    ubt.RESULTS = tmp_path
+    assert "2.00 s / 2.50 s = **0.80**" in ubt.render()
