@@ -241,7 +241,7 @@ class Engine:
         ``counts``: a list that receives each hidden layer's spike count ``N^l = Σ_t s^l(t)``;
         ``upto``: stop after the first ``upto`` hidden layers and return None (their counts are in ``counts``)."""
         x = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x)
-        input_abs = int(x.abs().max()) if x.numel() else 0
+        input_abs = max(abs(int(v)) for v in torch.aminmax(x)) if x.numel() else 0  # one pass, no copy
         dtype, syns = self._synapses(input_abs)
         a = x.to(self.device, dtype).reshape(-1, *self.net.input_shape)
         T, B = self.steps, len(a)
