@@ -10,6 +10,7 @@ Fashion-MNIST), else a short training cached in build/bench/models/.
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 import sys
 import time
@@ -30,7 +31,7 @@ def main(argv=None) -> int:
         model_path(arch)
     failed = []
     for name in names:
-        t0 = time.time()
+        t0, load0 = time.time(), round(os.getloadavg()[0], 2)  # before: what else was running, not our own Lava processes
         print(f"[bench] {name} ({'full' if FULL else 'reduced'}) …", flush=True)
         try:
             data = importlib.import_module(f"benchmarks.{name}").run()
@@ -38,7 +39,7 @@ def main(argv=None) -> int:
             print(f"[bench] {name} FAILED: {type(e).__name__}: {e}", flush=True)
             failed.append(name)
             continue
-        path = write_result(name, dict(data, wall_seconds=round(time.time() - t0, 1)))
+        path = write_result(name, dict(data, wall_seconds=round(time.time() - t0, 1), load_average_before=load0))
         print(f"[bench] {name}: {time.time() - t0:.0f} s → {path}", flush=True)
     if RESULTS == ROOT / "benchmarks" / "results":  # $BENCH_RESULTS elsewhere: a trial run, README untouched
         subprocess.run([sys.executable, str(ROOT / "scripts" / "update_bench_table.py")], check=False)

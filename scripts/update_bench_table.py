@@ -27,7 +27,7 @@ def rows():
     out, machine = [], None
     r = load("throughput")
     if r:
-        machine = r["machine"]
+        machine = dict(r["machine"], load_before=r.get("load_average_before"))
         for n in r["nets"]:
             a = n["arch"]
             if "lava_images_per_s" in n:
@@ -126,8 +126,8 @@ def render():
         text += (f"\n\nMeasured by `make bench{' FULL=1' if m['full'] else ''}` on {m['cpu']} ({m['cores']} cores"
                  f"{', GPU ' + m['gpu'] if m['gpu'] else ''}), torch {v['torch']}, numpy {v['numpy']}, "
                  f"lava-nc {v.get('lava-nc', '—')}, {m['date']}"
-                 + (f", load average {m['load_average_1min']} (a shared machine: timings not representative)"
-                    if m.get("load_average_1min", 0) > m["cores"] else "") + "; regenerate with `python scripts/update_bench_table.py`.")
+                 + (f", load average {load} before the run (a shared machine: timings not representative)"
+                    if (load := m.get("load_before") or m.get("load_average_1min") or 0) > m["cores"] else "") + "; regenerate with `python scripts/update_bench_table.py`.")
     return text
 
 
