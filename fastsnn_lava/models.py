@@ -237,7 +237,7 @@ class QuantLayer(nn.Module):
         if len(skip_alphas) != len(self.skips):
             raise FastSNNError(f"a layer with {len(self.skips)} shortcuts needs as many source clips α")
         u_in = u_in / self.pool
-        maxabs = float(self.weight.detach().abs().max()) or 1e-12
+        maxabs = max(abs(float(v)) for v in torch.aminmax(self.weight.detach())) or 1e-12  # one pass, no copy
         if not self.hidden:
             if self.skips:
                 raise FastSNNError("the classifier cannot receive shortcuts: end with a hidden layer")

@@ -35,8 +35,9 @@ class _ActQuant(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, alpha, levels: int):
-        y = torch.relu(x) / alpha  # promotes as the formula does (a half x under autocast gives float32)
-        y.clamp_(max=1.0).mul_(levels).add_(0.5).floor_().div_(levels).mul_(alpha)
+        y = torch.div(x, alpha)  # promotes as the formula does (a half x under autocast gives float32)
+        # clamp(x/α, 0, 1) = min(ReLU(x)/α, 1) exactly: ReLU(x)/α is 0 where x/α < 0
+        y.clamp_(0.0, 1.0).mul_(levels).add_(0.5).floor_().div_(levels).mul_(alpha)
         ctx.save_for_backward(x, y, alpha)
         return y
 
@@ -44,7 +45,7 @@ class _ActQuant(torch.autograd.Function):
     def backward(ctx, grad):
         x, y, alpha = ctx.saved_tensors
         inside = (x > 0).logical_and_(x <= alpha)
-        grad_x = torch.where(inside, grad, torch.zeros((), dtype=grad.dtype))
+        grad_x = torch.where(inside, grad, grad.new_zeros(()))
         g = grad.reshape(-1)
         grad_alpha = (torch.dot(g, y.reshape(-1)) - torch.dot(grad_x.reshape(-1), x.reshape(-1).to(g.dtype))) / alpha
         return grad_x.to(x.dtype), grad_alpha.reshape(1), None
