@@ -26,8 +26,8 @@ threshold α^l), and the codes ``q = clip(round(W/Δ), ±127)``,
 ``c = clip(round(b/u), 13-bit)`` are what the fine-tuned network exports, so the
 result is still lossless to export.
 
-Acceptance, after every epoch of a layer (otherwise the layer reverts to its
-last accepted state):
+Acceptance, after every epoch of a layer, or ``checks`` times per epoch (otherwise
+the layer reverts to its last accepted state):
 
 * ``"mismatch"`` (default): keep the update only if the layer's mismatch to the
   QANN, ``mean |N^l − K^l|`` (in units of θ) on a held-out part of the
@@ -141,13 +141,14 @@ def qann_levels(net: Network, x: torch.Tensor, upto: int, dtype=torch.float64) -
 class LayerReport:
     layer: int            # 1-based index of the tuned layer
     epochs_run: int
-    epochs_kept: int
+    epochs_kept: int      # accepted checks (one check per epoch unless checks_per_epoch > 1)
     mismatch_before: float  # mean |N − K| on the held-out data, θ units
     mismatch_after: float
     accuracy_before: float | None  # SNN accuracy on the training subset (rule "accuracy" only)
     accuracy_after: float | None
     seconds: float        # the whole layer: training passes and acceptance checks
     train_seconds: float = 0.0  # the training passes alone (scale with the samples per epoch)
+    checks_per_epoch: int = 1
 
 
 def layer_mismatch(net: Network, ref: Network, x: np.ndarray, layer: int, batch_size: int | None = None) -> float:
@@ -187,20 +188,22 @@ def _codes(w: torch.Tensor, delta: float, b: torch.Tensor, unit: float) -> tuple
 def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs: int = 1, lr: float = 1e-3,
              momentum: float = 0.9, weight_decay: float = 0.0, batch_size: int = 128, rule: str = "mismatch",
              force: bool = False, heldout: float = 0.1, accuracy_samples: int = 10000, max_samples: int | None = None,
-             seed: int = 0, progress: bool = True) -> tuple[Network, list[LayerReport]]:
+             seed: int = 0, progress: bool = True, checks: int = 1) -> tuple[Network, list[LayerReport]]:
     """Fine-tune the hidden layers 2..L−1 of ``net`` (the signed-IF conversion of ``qann``).
 
     ``x, y``: the training data (raw integers). A seeded ``heldout`` share of it
     decides the "mismatch" rule; the rest (at most ``max_samples``) trains. The
     "accuracy" rule measures the SNN on at most ``accuracy_samples`` training
-    samples. Returns the tuned network and one report per tuned layer.
+    samples. ``checks``: acceptance checks per epoch, evenly spaced (1: at the end of
+    each epoch, as the paper); more keep the best point within an epoch, at the cost of
+    one held-out evaluation each. Returns the tuned network and one report per tuned layer.
     """
     if rule not in RULES:
         raise FastSNNError(f"--accept must be one of {RULES}, got {rule!r}")
     if any(layer.neuron == "unsigned_if" for layer in net.layers):
         raise FastSNNError("fine-tuning runs on the signed IF network: convert with --neuron signed")
-    if epochs < 1 or lr <= 0 or not 0 < heldout < 1:
-        raise FastSNNError("--epochs must be ≥ 1, --lr > 0 and the held-out share in (0, 1)")
+    if epochs < 1 or lr <= 0 or not 0 < heldout < 1 or checks < 1:
+        raise FastSNNError("--epochs and --checks must be ≥ 1, --lr > 0 and the held-out share in (0, 1)")
     ref = net
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(x), generator=gen).numpy()
@@ -235,12 +238,31 @@ def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs:
         best_state = (w.detach().clone(), b.detach().clone())
         bshape = (-1, 1, 1) if layer.kind == "conv" else (-1,)
         t_train = 0.0
+
+        def check():
+            """Keep the current codes if they pass the rule, else go back to the last kept ones."""
+            nonlocal net, best, acc_best, kept, best_state
+            q, c = _codes(w.detach(), delta, b.detach(), unit)
+            cand = _replace(net, li, q, c)
+            m = layer_mismatch(cand, ref, x_held, li)
+            a = snn_accuracy(cand, x_acc, y_acc) if rule == "accuracy" else None
+            better = m < best if rule == "mismatch" else a > acc_best
+            if force or better:
+                net, best, acc_best, kept = cand, m, a, kept + 1
+                best_state = (w.detach().clone(), b.detach().clone())
+            else:
+                with torch.no_grad():
+                    w.copy_(best_state[0])
+                    b.copy_(best_state[1])
+
+        n_batches = -(-len(x_fit) // batch_size)
+        every = -(-n_batches // checks)
         for epoch in range(epochs):
             t1 = time.time()
             order = torch.randperm(len(x_fit), generator=gen)
             bar = tqdm(range(0, len(order), batch_size), desc=f"fine-tune layer {li + 1} epoch {epoch + 1}",
                        unit="batch", disable=not progress, leave=False)
-            for s in bar:
+            for j, s in enumerate(bar):
                 idx = order[s:s + batch_size]
                 xb = x_fit[idx]
                 with torch.no_grad():
@@ -264,21 +286,12 @@ def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs:
                 loss.backward()
                 opt.step()
                 bar.set_postfix(loss=f"{loss.item():.2e}")
-            t_train += time.time() - t1
-            q, c = _codes(w.detach(), delta, b.detach(), unit)
-            cand = _replace(net, li, q, c)
-            m = layer_mismatch(cand, ref, x_held, li)
-            a = snn_accuracy(cand, x_acc, y_acc) if rule == "accuracy" else None
-            better = m < best if rule == "mismatch" else a > acc_best
-            if force or better:
-                net, best, acc_best, kept = cand, m, a, kept + 1
-                best_state = (w.detach().clone(), b.detach().clone())
-            else:
-                with torch.no_grad():
-                    w.copy_(best_state[0])
-                    b.copy_(best_state[1])
+                if (j + 1) % every == 0 or j == n_batches - 1:
+                    t_train += time.time() - t1
+                    check()
+                    t1 = time.time()
         reports.append(LayerReport(li + 1, epochs, kept, before, best, acc_before, acc_best,
-                                   round(time.time() - t0, 2), round(t_train, 2)))
+                                   round(time.time() - t0, 2), round(t_train, 2), checks))
     return net, reports
 
 

@@ -119,7 +119,8 @@ def convert(model_path: str, neuron: str = "signed", trust_pickle: bool = False,
 
 def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int = 1, rule: str = "mismatch",
              force: bool = False, lr: float = 1e-3, batch_size: int = 128, max_samples: int | None = None,
-             seed: int = 0, progress: bool = True, accuracy_samples: int = 5000) -> tuple[Network, dict]:
+             seed: int = 0, progress: bool = True, accuracy_samples: int = 5000, checks: int = 1
+             ) -> tuple[Network, dict]:
     """Layer-wise fine-tuning of a checkpoint's signed-IF SNN (see :mod:`fastsnn_lava.finetune`).
 
     Writes ``out``: the same checkpoint plus the tuned integer SNN, so it still exports
@@ -140,10 +141,11 @@ def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int 
     t0 = time.time()
     net, reports = _finetune(qann, net0, ds.x_train, ds.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
                              rule=rule, force=force, max_samples=max_samples, seed=seed, progress=progress,
-                             accuracy_samples=accuracy_samples)
+                             accuracy_samples=accuracy_samples, checks=checks)
     snn = Engine(net).run(ds.x_test)  # the reference simulation, bit-exact and batched (engine.py)
     snn0 = Engine(net0).run(ds.x_test)
-    record = {"rule": "force" if force else rule, "epochs_per_layer": epochs, "lr": lr, "batch_size": batch_size,
+    record = {"rule": "force" if force else rule, "epochs_per_layer": epochs, "checks_per_epoch": checks, "lr": lr,
+              "batch_size": batch_size,
               "samples_per_epoch": min(len(ds.x_train) - max(1, round(0.1 * len(ds.x_train))),
                                        max_samples or len(ds.x_train)),
               "seconds": round(time.time() - t0, 1), "layers": [r.__dict__ for r in reports],

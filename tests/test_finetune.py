@@ -156,3 +156,17 @@ def test_finetune_residual_network_keeps_shortcuts_and_exports_losslessly(tmp_pa
     # the default rule never keeps an update that raises a layer's held-out mismatch
     _, rec2 = finetune(str(src), str(tmp_path / "r8_ft2.pt"), epochs=1, lr=0.5, max_samples=300, progress=False)
     assert all(r["mismatch_after"] <= r["mismatch_before"] for r in rec2["layers"])
+
+
+def test_checks_per_epoch_accept_within_an_epoch(trained, tmp_path):
+    """--checks N runs N acceptance checks per epoch: with force all of them are kept; with the
+    mismatch rule the kept state never has a higher held-out mismatch than the start."""
+    _, _, _, path = trained("mlp", 2)
+    _, rec = finetune(str(path), str(tmp_path / "f.pt"), epochs=1, force=True, lr=0.5, checks=3, progress=False)
+    assert rec["checks_per_epoch"] == 3 and all(r["epochs_kept"] == 3 for r in rec["layers"])
+    _, rec = finetune(str(path), str(tmp_path / "m.pt"), epochs=2, lr=0.5, checks=4, progress=False)
+    for r in rec["layers"]:
+        assert 0 <= r["epochs_kept"] <= 8 and r["mismatch_after"] <= r["mismatch_before"]
+        assert (r["epochs_kept"] > 0) == (r["mismatch_after"] < r["mismatch_before"])
+    with pytest.raises(FastSNNError, match="--checks"):
+        finetune(str(path), str(tmp_path / "x.pt"), checks=0, progress=False)
