@@ -36,7 +36,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: int | None, lr: float,
-        arch: str = "cnn5") -> dict:
+        arch: str = "cnn5", checks: int = 1) -> dict:
     """One row; cached in ``<models>/fashion_row[_<arch>]_b{bits}.json`` so an interrupted run resumes."""
     cache = models / (f"fashion_row_b{bits}.json" if arch == "cnn5" else f"fashion_row_{arch}_b{bits}.json")
     if cache.exists():
@@ -46,11 +46,11 @@ def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: in
     ft = {}
     for rule in ("mismatch", "accuracy"):
         dst = models / f"fashion_{arch}_b{bits}_ft_{rule}.pt"
-        if dst.exists() and _ft_record(dst, epochs, max_samples, lr):  # an interrupted run's fine-tuning: reuse it
-            rec = _ft_record(dst, epochs, max_samples, lr)
+        if dst.exists() and _ft_record(dst, epochs, max_samples, lr, checks):  # an interrupted run's: reuse it
+            rec = _ft_record(dst, epochs, max_samples, lr, checks)
         else:
             _, rec = finetune(str(src), str(dst), epochs=epochs, rule=rule, max_samples=max_samples, lr=lr,
-                              progress=True)
+                              progress=True, checks=checks)
         ft[rule] = (dst, rec)
         out[f"finetune_{rule}"] = rec
     diag = diagnose(str(ft["mismatch"][0]), "fashion-mnist")
@@ -81,11 +81,12 @@ def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: in
     return out
 
 
-def _ft_record(path: Path, epochs: int, max_samples: int | None, lr: float) -> dict | None:
+def _ft_record(path: Path, epochs: int, max_samples: int | None, lr: float, checks: int = 1) -> dict | None:
     """The fine-tuning record stored in ``path``'s meta, if it was made with these settings."""
     from fastsnn_lava.checkpoint import load
     rec = load(str(path))[2].get("finetune")
-    if not rec or rec.get("epochs_per_layer") != epochs or rec.get("lr") != lr:
+    if not rec or rec.get("epochs_per_layer") != epochs or rec.get("lr") != lr \
+            or rec.get("checks_per_epoch", 1) != checks:
         return None
     fit = 60000 - 6000  # Fashion-MNIST's training set less the 10 % held out
     return rec if rec.get("samples_per_epoch") == min(fit, max_samples or fit) else None
@@ -97,16 +98,17 @@ def pct(v: float) -> str:
 
 def table(rows: list[dict]) -> str:
     lines = ["| b | T | QANN | SNN unsigned IF | SNN signed IF | signed + fine-tuned | fine-tuned − QANN (pp) "
-             "| fine-tuned, paper's rule | Lava: samples, accuracy, = reference | fine-tune: samples per layer, lr, time |",
+             "| fine-tuned, paper's rule | Lava: samples, accuracy, = reference "
+             "| fine-tune: samples per layer × epochs, lr, checks per epoch, time |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lava = r.get("lava")
+        lava, ft = r.get("lava"), r["finetune_mismatch"]
         lv = f"{lava['samples']}, {pct(lava['accuracy'])}, {pct(lava['agreement'])} %" if lava else "not run"
         lines.append(f"| {r['bits']} | {r['timesteps']} | {pct(r['qann'])} | {pct(r['snn_unsigned'])} | "
                      f"{pct(r['snn_signed'])} | {pct(r['snn_signed_ft'])} | {100 * (r['snn_signed_ft'] - r['qann']):+.2f} | "
                      f"{pct(r['snn_signed_ft_paper_rule'])} | "
-                     f"{lv} | {r['finetune_mismatch']['samples_per_epoch']:,}, {r['finetune_mismatch']['lr']:g}, "
-                     f"{r['finetune_mismatch']['seconds']:.0f} s |")
+                     f"{lv} | {ft['samples_per_epoch']:,} × {ft['epochs_per_layer']}, {ft['lr']:g}, "
+                     f"{ft.get('checks_per_epoch', 1)}, {ft['seconds']:.0f} s |")
     return "\n".join(lines)
 
 
@@ -119,6 +121,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per layer")
     ap.add_argument("--max-samples", type=int, default=None, help="fine-tuning samples per epoch (default: all)")
     ap.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (default: the paper's 1e-3)")
+    ap.add_argument("--checks", type=int, default=1, help="fine-tuning acceptance checks per epoch (default 1)")
     ap.add_argument("--readme-only", action="store_true", help="re-render the README table from the JSON")
     a = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -126,7 +129,7 @@ def main():
     if a.readme_only:
         doc = json.loads(path.read_text())
     else:
-        rows = [row(b, Path(a.models), a.lava_samples, a.epochs, a.max_samples, a.lr, a.arch) for b in map(int, a.bits.split(","))]
+        rows = [row(b, Path(a.models), a.lava_samples, a.epochs, a.max_samples, a.lr, a.arch, a.checks) for b in map(int, a.bits.split(","))]
         doc = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}",
                "date": time.strftime("%Y-%m-%d"), "dataset": "fashion-mnist (10,000 test samples)", "rows": rows}
         path.write_text(json.dumps(doc, indent=2) + "\n")
