@@ -253,19 +253,16 @@ class QuantLayer(nn.Module):
         unit = alpha / theta
         return theta, unit / u_in, unit
 
-    def codes(self, u_in: float, skip_alphas: tuple = (), grid: tuple | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor, int | None]:
-        """Integer weight codes q, bias codes c and threshold θ: exactly what is exported
-        (``grid``: this layer's :meth:`grid`, if already computed)."""
-        theta, delta, unit = grid or self.grid(u_in, skip_alphas)
+    def codes(self, u_in: float, skip_alphas: tuple = ()) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+        """Integer weight codes q, bias codes c and threshold θ: exactly what is exported."""
+        theta, delta, unit = self.grid(u_in, skip_alphas)
         q = weight_codes(self.weight.float(), delta, WEIGHT_QMAX)
         c = round_half_up(self.bias.detach().float() / unit).clamp(-BIAS_MAX - 1, BIAS_MAX)
         return q, c, theta
 
-    def skip_codes(self, u_in: float, skip_alphas: tuple, grid: tuple | None = None
-                   ) -> list[tuple[torch.Tensor, float]]:
+    def skip_codes(self, u_in: float, skip_alphas: tuple) -> list[tuple[torch.Tensor, float]]:
         """Per shortcut (integer codes q_s, step Δ_s = u/α^j); an identity's codes are one scalar."""
-        _, _, unit = grid or self.grid(u_in, skip_alphas)
+        _, _, unit = self.grid(u_in, skip_alphas)
         out = []
         for w, a_src in zip(self.skip_weight if self.skips else [], skip_alphas):
             step = unit / a_src
