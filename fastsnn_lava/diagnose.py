@@ -106,7 +106,7 @@ def diagnose(model_path: str, dataset: str | None = None, samples: int | None = 
     sweep = accuracy_vs_t(nets, x[:m], y[:m], 2 * ref.timesteps)
     record["accuracy_vs_T"] = dict(sweep, samples=m, qann=float((qout[:m].argmax(1) == y[:m]).mean()))
     if "finetune" in meta:
-        record["finetune"] = {k: meta["finetune"][k] for k in ("rule", "epochs_per_layer", "checks_per_epoch",
+        record["finetune"] = {k: meta["finetune"][k] for k in ("method", "rule", "epochs_per_layer", "epochs", "checks_per_epoch",
                                                                "seconds") if k in meta["finetune"]}
     return record
 

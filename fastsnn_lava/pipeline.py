@@ -33,6 +33,8 @@ from .netx import read_network, write_network
 from .reference import qann_forward, run_batches
 from .train import train as _train
 
+METHODS = ("layerwise", "tandem")  # fine-tuning methods (pipeline.finetune)
+
 BACKENDS = ("reference", "lava-sim", "loihi2")
 NEURONS = ("signed", "unsigned", "cuba")
 
@@ -118,14 +120,20 @@ def convert(model_path: str, neuron: str = "signed", trust_pickle: bool = False,
 
 
 def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int = 1, rule: str = "mismatch",
-             force: bool = False, lr: float = 1e-3, batch_size: int = 128, max_samples: int | None = None,
-             seed: int = 0, progress: bool = True, accuracy_samples: int = 5000, checks: int = 1
-             ) -> tuple[Network, dict]:
-    """Layer-wise fine-tuning of a checkpoint's signed-IF SNN (see :mod:`fastsnn_lava.finetune`).
+             force: bool = False, lr: float | None = None, batch_size: int = 128,
+             max_samples: int | None = None, seed: int = 0, progress: bool = True, accuracy_samples: int = 5000,
+             checks: int = 1, method: str = "layerwise") -> tuple[Network, dict]:
+    """Fine-tuning of a checkpoint's signed-IF SNN: ``method="layerwise"`` (the paper's,
+    :mod:`fastsnn_lava.finetune`; ``rule`` and ``force`` apply) or ``"tandem"`` (all hidden layers
+    at once, distilled from the QANN, :mod:`fastsnn_lava.tandem`; ``epochs`` are whole-network epochs).
 
     Writes ``out``: the same checkpoint plus the tuned integer SNN, so it still exports
     losslessly. Returns the tuned network and the record stored in its meta under ``finetune``.
     """
+    if method not in METHODS:
+        raise FastSNNError(f"--method must be one of {METHODS}, got {method!r}")
+    from .tandem import LR as TANDEM_LR
+    lr = lr if lr is not None else (TANDEM_LR if method == "tandem" else 1e-3)  # layerwise: the paper's 1e-3
     from .finetune import finetune as _finetune
     qann, float_net, meta = checkpoint.load(model_path)
     dataset = dataset or meta.get("dataset")
@@ -139,12 +147,19 @@ def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int 
                            f"{ds.input_shape}: use the dataset the model was trained on")
     net0 = to_network(qann)
     t0 = time.time()
-    net, reports = _finetune(qann, net0, ds.x_train, ds.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
-                             rule=rule, force=force, max_samples=max_samples, seed=seed, progress=progress,
-                             accuracy_samples=accuracy_samples, checks=checks)
+    if method == "tandem":
+        from .tandem import tandem
+        net, summary = tandem(qann, net0, ds.x_train, epochs=epochs, lr=lr, batch_size=batch_size,
+                              max_samples=max_samples, seed=seed, progress=progress, checks=checks)
+        reports, extra = [], {"rule": "heldout_kl", "epochs": epochs, "tandem": summary.__dict__}
+    else:
+        net, reports = _finetune(qann, net0, ds.x_train, ds.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
+                                 rule=rule, force=force, max_samples=max_samples, seed=seed, progress=progress,
+                                 accuracy_samples=accuracy_samples, checks=checks)
+        extra = {"rule": "force" if force else rule, "epochs_per_layer": epochs}
     snn = Engine(net).run(ds.x_test)  # the reference simulation, bit-exact and batched (engine.py)
     snn0 = Engine(net0).run(ds.x_test)
-    record = {"rule": "force" if force else rule, "epochs_per_layer": epochs, "checks_per_epoch": checks, "lr": lr,
+    record = {"method": method, **extra, "checks_per_epoch": checks, "lr": lr,
               "batch_size": batch_size,
               "samples_per_epoch": min(len(ds.x_train) - max(1, round(0.1 * len(ds.x_train))),
                                        max_samples or len(ds.x_train)),

@@ -8,14 +8,18 @@ from . import parser, run
 
 def main(argv=None) -> int:
     p = parser("fastsnn-finetune",
-               "Tune hidden layers 2..L-1 one at a time so the SNN's spike counts match the quantized ANN.\n"
-               "Forward = the SNN layer's count, backward = the QANN layer's gradient (straight-through),\n"
-               "MSE to the QANN activation, thresholds frozen, SGD. The output still exports losslessly.",
-               "fastsnn-finetune model.pt --dataset digits -o model_ft.pt")
+               "Tune hidden layers 2..L-1 so the SNN matches the quantized ANN. Forward = the SNN's spike counts,\n"
+               "backward = the QANN's gradient (straight-through), thresholds frozen, SGD; the output still\n"
+               "exports losslessly. --method layerwise (the paper's): one layer at a time, MSE to the QANN's\n"
+               "activation. --method tandem: all layers at once, distilled from the QANN's logits (deep nets).",
+               "fastsnn-finetune model.pt --dataset digits -o model_ft.pt\n"
+               "  fastsnn-finetune resnet.pt --method tandem --checks 8 --max-samples 8000 -o resnet_ft.pt")
     p.add_argument("model", help="checkpoint written by fastsnn-train")
     p.add_argument("-o", "--output", required=True, help="fine-tuned checkpoint to write")
     p.add_argument("--dataset", default=None, help="training data (default: the checkpoint's dataset)")
-    p.add_argument("--epochs", type=int, default=1, help="epochs per layer (default 1)")
+    p.add_argument("--method", default="layerwise", choices=("layerwise", "tandem"),
+                   help="layerwise (default, the paper's) or tandem (whole network at once, distilled from the QANN)")
+    p.add_argument("--epochs", type=int, default=1, help="epochs per layer, or whole-network epochs for tandem (default 1)")
     p.add_argument("--accept", default="mismatch", choices=("mismatch", "accuracy"),
                    help="keep an epoch's update only if the layer's held-out mismatch to the QANN falls "
                         "(default) or the SNN's training accuracy rises (the paper's rule)")
@@ -23,8 +27,9 @@ def main(argv=None) -> int:
     p.add_argument("--checks", type=int, default=1,
                    help="acceptance checks per epoch, evenly spaced (default 1: at its end); more keep the best "
                         "point within an epoch, one held-out evaluation each")
-    p.add_argument("--lr", type=float, default=1e-3, help="SGD learning rate (momentum 0.9); default the paper's 1e-3, which on the "
-                   "8-bit integer grid moves few codes: the README's Fashion-MNIST table uses 0.1")
+    p.add_argument("--lr", type=float, default=None, help="SGD learning rate (momentum 0.9). layerwise: default the paper's "
+                   "1e-3, which on the 8-bit integer grid moves few codes (the README's Fashion-MNIST table uses 0.1); "
+                   "tandem: the step in integer codes of a typical code per batch, default 0.005")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-samples", type=int, default=None, help="train on at most N training samples per epoch")
     p.add_argument("--seed", type=int, default=0)
@@ -34,7 +39,12 @@ def main(argv=None) -> int:
     def go(a):
         from ..pipeline import finetune
         _, rec = finetune(a.model, a.output, a.dataset, a.epochs, a.accept, a.force, a.lr, a.batch_size,
-                          a.max_samples, a.seed, progress=not a.no_progress, checks=a.checks)
+                          a.max_samples, a.seed, progress=not a.no_progress, checks=a.checks, method=a.method)
+        if a.method == "tandem":
+            t = rec["tandem"]
+            print(f"held-out KL(QANN || SNN) {t['heldout_kl_before']:.4f} -> {t['heldout_kl_after']:.4f}, agreement "
+                  f"{t['heldout_agreement_before']:.4f} -> {t['heldout_agreement_after']:.4f} ({t['checks_kept']}/"
+                  f"{t['epochs'] * t['checks_per_epoch']} checks kept, {t['codes_changed']} codes changed)")
         for r in rec["layers"]:
             print(f"layer {r['layer']}: mismatch {r['mismatch_before']:.4f} -> {r['mismatch_after']:.4f} θ "
                   f"({r['epochs_kept']}/{r['epochs_run'] * r.get('checks_per_epoch', 1)} checks kept, {r['seconds']} s)")

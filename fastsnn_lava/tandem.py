@@ -1,0 +1,222 @@
+"""Whole-network ("tandem") fine-tuning: all hidden layers at once, distilled from the QANN.
+
+An extension beyond the paper, for deep networks whose accumulated sequential
+error the layer-wise rule (:mod:`fastsnn_lava.finetune`) cannot absorb one layer
+at a time: there layer ``l`` learns to hit the QANN's levels from noisy inputs,
+but never learns which of its errors matter downstream. Here every hidden layer
+2..L−1 is tuned together against the network's output.
+
+**Forward: the true SNN.** Every hidden layer's spike trains ``s^l(t)`` come
+from the integer IF simulation (exact, as :mod:`fastsnn_lava.engine`), so the
+loss sees exactly what Lava will compute.
+
+**Backward: the QANN's graph at the SNN's counts** (straight-through, the
+layer-wise rule's step 4 chained through the network)::
+
+    k̃^l = (W_q^l·Ñ^{l−1} + T·c^l + Σ_j S^{l,j}·Ñ^j) / θ^l,     m^l = [0 < k̃^l ≤ T]
+    Ñ^l = k̃^l·m^l + (N^l − k̃^l·m^l).detach()                   (value N^l, gradient of k̃^l)
+    z   = s·(W_q^L·Ñ^{L−1} + T·c^L),     s = u^L / T            (the real logits)
+
+**Loss: distillation to the QANN**, ``KL(softmax(z_QANN/τ) ‖ softmax(z_SNN/τ))``,
+with ``z_QANN`` the QANN's logits on the same batch. The SNN is pulled towards its
+QANN, not trained further on the labels, so "within x pp of the QANN" stays a
+statement about conversion.
+
+As in the layer-wise rule, the grid is frozen (θ, Δ, u as exported; the first
+layer and the classifier are not tuned) and the masters are the integer codes
+themselves, ``q = round(q̂)``, ``c = round(ĉ)``, so the result exports losslessly.
+
+**Steps: SGD with momentum 0.9 on a fixed scale.** Each tensor's gradient is
+divided by its RMS on the first batch, so ``lr`` is the step, in integer codes,
+of a typical code on a typical batch, whatever the logits' scale: the default
+0.005 moves a code by one after some hundred agreeing batches (with momentum ×10,
+after about ten). A per-step normalisation (Adam) instead moved every code at
+once and broke the network in three steps.
+
+**Acceptance:** ``checks`` times per epoch, if any code has moved, the whole
+SNN's mean KL on a held-out share of the training data is measured; the codes are
+kept only if it falls, otherwise the masters go back to the last kept codes.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from .errors import FastSNNError
+from .finetune import _codes, _exact_dtype, _if_layer, _syn, _t, _tuning_dtype, qann_levels, skip_input, snn_prefix
+from .ir import Network
+from .models import QuantNet
+
+
+LR = 0.005  # SGD step in codes per typical batch (see the module)
+
+
+@dataclasses.dataclass
+class TandemReport:
+    epochs: int
+    checks_per_epoch: int
+    checks_kept: int
+    heldout_kl_before: float   # mean KL(QANN ‖ SNN) on the held-out share, nats
+    heldout_kl_after: float
+    heldout_agreement_before: float  # share of held-out samples where SNN and QANN predict the same class
+    heldout_agreement_after: float
+    codes_changed: int         # weight and bias codes that differ from the conversion's
+    seconds: float
+    train_seconds: float
+
+
+class _Tuner:
+    """The network's integer layers with real-valued code masters for the hidden layers 2..L−1."""
+
+    def __init__(self, qann: QuantNet, net: Network):
+        self.net, self.T = net, net.timesteps
+        units = qann.units_in()
+        for li in range(1, len(net.layers) - 1):
+            theta = qann.layers[li].grid(units[li], qann.skip_alphas(li))[0]
+            if theta != net.layers[li].threshold:
+                raise FastSNNError(f"layer {li + 1}: the network's threshold {net.layers[li].threshold} is not the "
+                                   f"checkpoint's {theta}: fine-tune the network converted from this checkpoint")
+        self.scale = qann.layers[-1].grid(units[-1])[2] / self.T
+        self.in_dtype = _exact_dtype(net)
+        hidden = net.layers[1:-1]
+        exact32 = all(_tuning_dtype(layer, self.T) == torch.float32 for layer in hidden)
+        self.dtype = torch.float32 if exact32 and self.in_dtype == torch.float32 else torch.float64
+        self.w = [torch.nn.Parameter(_t(layer.weight, self.dtype)) for layer in hidden]
+        self.b = [torch.nn.Parameter(_t(layer.bias, self.dtype)) for layer in hidden]
+        last = net.layers[-1]
+        self.w_out, self.b_out = _t(last.weight, self.dtype), _t(last.bias, self.dtype)
+        if last.skips:
+            raise FastSNNError("the classifier cannot receive shortcuts: end with a hidden layer")
+
+    def params(self) -> list:
+        return self.w + self.b
+
+    def codes(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Straight-through integer codes (q, c) of every tuned layer."""
+        return [_codes(w, 1.0, b, 1.0) for w, b in zip(self.w, self.b)]
+
+    def logits(self, counts: torch.Tensor) -> torch.Tensor:
+        last = self.net.layers[-1]
+        return self.scale * (_syn(last, counts, self.w_out) + self.T * self.b_out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Real logits whose value is the SNN's and whose gradient is the QANN graph's at the SNN's counts."""
+        T, dt = self.T, self.dtype
+        first = snn_prefix(self.net, x, 1, self.in_dtype)[0].to(dt)
+        spikes, counts = [first], [first.sum(0)]
+        for layer, (q, c) in zip(self.net.layers[1:-1], self.codes()):
+            bshape = (-1, 1, 1) if layer.kind == "conv" else (-1,)
+            with torch.no_grad():
+                cur = _syn(layer, spikes[-1].reshape(-1, *spikes[-1].shape[2:]), q.detach())
+                cur = cur.view(T, len(x), *cur.shape[1:]) + c.detach().view(bshape) + skip_input(layer, spikes, dt, T)
+                s = _if_layer(cur, layer)
+            acc = _syn(layer, counts[-1], q) + T * c.view(bshape) + skip_input(layer, counts, dt)
+            k = acc / layer.threshold
+            k = k * ((k > 0) & (k <= T)).to(dt)
+            counts.append(k + (s.sum(0) - k).detach())
+            spikes.append(s)
+        return self.logits(counts[-1])
+
+    def network(self) -> Network:
+        layers = list(self.net.layers)
+        for i, (q, c) in enumerate(self.codes(), start=1):
+            layers[i] = dataclasses.replace(layers[i], weight=q.detach().round().long().numpy(),
+                                            bias=c.detach().round().long().numpy())
+        return dataclasses.replace(self.net, layers=layers)
+
+
+def qann_logits(net: Network, x: torch.Tensor, scale: float, dtype) -> torch.Tensor:
+    """The QANN's real logits ``s·A^L`` (integer arithmetic, :func:`reference.qann_forward`)."""
+    levels = qann_levels(net, x, len(net.layers) - 1, _exact_dtype(net))
+    last = net.layers[-1]
+    a = _syn(last, levels[-1], _t(last.weight, levels[-1].dtype)) + net.timesteps * _t(last.bias, levels[-1].dtype)
+    return (scale * a).to(dtype)
+
+
+def _kl(z_snn: torch.Tensor, z_ref: torch.Tensor, tau: float) -> torch.Tensor:
+    return F.kl_div(F.log_softmax(z_snn / tau, 1), F.log_softmax(z_ref / tau, 1), log_target=True,
+                    reduction="batchmean")
+
+
+def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: float = LR,
+           batch_size: int = 128, heldout: float = 0.1, max_samples: int | None = None, seed: int = 0,
+           progress: bool = True, checks: int = 1, tau: float = 1.0) -> tuple[Network, TandemReport]:
+    """Tune hidden layers 2..L−1 of ``net`` (the signed-IF conversion of ``qann``) together; see the module.
+
+    ``x``: raw training inputs (no labels needed: the QANN is the teacher). A seeded ``heldout`` share
+    decides acceptance; the rest (at most ``max_samples``) trains. ``lr``: SGD's learning rate, masters in integer code units.
+    """
+    if any(layer.neuron == "unsigned_if" for layer in net.layers):
+        raise FastSNNError("fine-tuning runs on the signed IF network: convert with --neuron signed")
+    if epochs < 1 or lr <= 0 or not 0 < heldout < 1 or checks < 1 or tau <= 0:
+        raise FastSNNError("--epochs and --checks must be ≥ 1, --lr > 0 and the held-out share in (0, 1)")
+    if len(net.layers) < 3:
+        raise FastSNNError("the network has no hidden layer after the first: nothing to fine-tune")
+    t0 = time.time()
+    tuner = _Tuner(qann, net)
+    dt = tuner.dtype
+    gen = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(len(x), generator=gen).numpy()
+    n_held = max(1, int(round(heldout * len(x))))
+    x_held = torch.as_tensor(x[perm[:n_held]])
+    fit = perm[n_held:][:max_samples] if max_samples is not None else perm[n_held:]
+    x_fit = torch.as_tensor(x[fit])
+    with torch.no_grad():
+        z_held = torch.cat([qann_logits(net, x_held[s:s + 512], tuner.scale, dt) for s in range(0, n_held, 512)])
+
+    def evaluate(candidate: Network) -> tuple[float, float]:
+        from .engine import Engine
+        out = torch.as_tensor(Engine(candidate, device="cpu").run(x_held.numpy()), dtype=dt)
+        z = tuner.scale * out
+        return float(_kl(z, z_held, tau)), float((z.argmax(1) == z_held.argmax(1)).double().mean())
+
+    kl_before, agree_before = evaluate(net)
+    best, best_agree, kept, best_net = kl_before, agree_before, 0, net
+    best_state = [p.detach().clone() for p in tuner.params()]
+    opt = torch.optim.SGD(tuner.params(), lr=lr, momentum=0.9)
+    n_batches = -(-len(x_fit) // batch_size)
+    every = -(-n_batches // checks)
+    t_train, rms = 0.0, None
+    for epoch in range(epochs):
+        t1 = time.time()
+        order = torch.randperm(len(x_fit), generator=gen)
+        bar = tqdm(range(0, len(order), batch_size), desc=f"tandem fine-tune epoch {epoch + 1}", unit="batch",
+                   disable=not progress, leave=False)
+        for j, s in enumerate(bar):
+            xb = x_fit[order[s:s + batch_size]]
+            with torch.no_grad():
+                z_ref = qann_logits(net, xb, tuner.scale, dt)
+            loss = _kl(tuner.forward(xb), z_ref, tau)
+            opt.zero_grad()
+            loss.backward()
+            if rms is None:  # the first batch's gradient RMS of each tensor fixes its scale for the whole run
+                rms = [float(p.grad.pow(2).mean().sqrt()) or 1.0 for p in tuner.params()]
+            for p, r in zip(tuner.params(), rms):
+                p.grad.div_(r)
+            opt.step()
+            bar.set_postfix(kl=f"{loss.item():.3f}")
+            if (j + 1) % every == 0 or j == n_batches - 1:
+                t_train += time.time() - t1
+                cand = tuner.network()
+                if all(a.equals(b) for a, b in zip(cand.layers, best_net.layers)):
+                    t1 = time.time()  # no code has moved yet: keep accumulating, nothing to judge
+                    continue
+                kl, agree = evaluate(cand)
+                if kl < best:
+                    best, best_agree, kept, best_net = kl, agree, kept + 1, cand
+                    best_state = [p.detach().clone() for p in tuner.params()]
+                else:
+                    with torch.no_grad():
+                        for p, v in zip(tuner.params(), best_state):
+                            p.copy_(v)
+                    opt = torch.optim.SGD(tuner.params(), lr=lr, momentum=0.9)  # no momentum carried past a rejected check
+                t1 = time.time()
+    changed = sum(int((a.weight != b.weight).sum() + (a.bias != b.bias).sum())
+                  for a, b in zip(net.layers, best_net.layers))
+    return best_net, TandemReport(epochs, checks, kept, kl_before, best, agree_before, best_agree, changed,
+                                  round(time.time() - t0, 2), round(t_train, 2))

@@ -1,0 +1,87 @@
+"""Whole-network ("tandem") fine-tuning (issue 4: deep networks)."""
+import numpy as np
+import pytest
+import torch
+
+from fastsnn_lava import checkpoint
+from fastsnn_lava.cli.finetune import main as finetune_cli
+from fastsnn_lava.convert import to_network
+from fastsnn_lava.data import load_dataset
+from fastsnn_lava.engine import Engine
+from fastsnn_lava.errors import FastSNNError
+from fastsnn_lava.netx import read_network
+from fastsnn_lava.pipeline import convert, export, finetune, train
+from fastsnn_lava.reference import qann_forward, run_batches, snn_forward
+from fastsnn_lava.tandem import _Tuner, qann_logits, tandem
+
+_R8 = {}
+
+
+@pytest.fixture
+def resnet8(tmp_path_factory):
+    """A digits ResNet-8 at b = 2 (three shortcuts), trained once."""
+    if not _R8:
+        path = tmp_path_factory.mktemp("r8") / "r8.pt"
+        train("digits", "resnet8", 2, str(path), epochs=2, qat_epochs=2, progress=False)
+        _R8["path"] = path
+    return _R8["path"]
+
+
+def test_tandem_forward_value_is_the_snn_and_gradient_reaches_every_tuned_layer(resnet8):
+    """The value of the tuner's logits is the integer SNN's output (exactly, engine = reference), its
+    QANN twin is the reference QANN's, and the loss reaches W and b of every hidden layer 2..L−1."""
+    qann, _, _ = checkpoint.load(str(resnet8))
+    net = to_network(qann)
+    x = torch.as_tensor(load_dataset("digits").x_test[:64])
+    tuner = _Tuner(qann, net)
+    z = tuner.forward(x)
+    out = Engine(net).run(x.numpy())
+    assert np.array_equal(out, run_batches(net, x.numpy(), snn_forward))
+    assert torch.equal(torch.round(z.detach().double() / tuner.scale), torch.as_tensor(out, dtype=torch.float64))
+    ref = qann_logits(net, x, tuner.scale, torch.float64)
+    assert torch.equal(torch.round(ref / tuner.scale), qann_forward(net, x.numpy()).out)
+    z.logsumexp(1).sum().backward()
+    assert len(tuner.w) == len(net.layers) - 2
+    for w, b in zip(tuner.w, tuner.b):
+        assert w.grad is not None and w.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
+
+
+def test_tandem_lowers_heldout_kl_keeps_the_grid_and_exports_losslessly(resnet8, tmp_path):
+    dst = tmp_path / "r8_tandem.pt"
+    net, rec = finetune(str(resnet8), str(dst), method="tandem", epochs=3, checks=4, progress=False)
+    t = rec["tandem"]
+    assert rec["method"] == "tandem" and t["checks_per_epoch"] == 4
+    # acceptance: only codes that lower the held-out KL are kept, and on this network some are
+    assert t["checks_kept"] >= 1 and t["heldout_kl_after"] < t["heldout_kl_before"] and t["codes_changed"] > 0
+    before = convert(str(resnet8))
+    for i, (a, b) in enumerate(zip(before.layers, net.layers)):
+        assert a.threshold == b.threshold and all(sa.equals(sb) for sa, sb in zip(a.skips, b.skips))
+        if i in (0, len(net.layers) - 1):  # first layer and classifier are never tuned
+            assert a.equals(b)
+        assert np.abs(b.weight).max() <= 127 and np.abs(b.bias).max() <= 4095
+    assert sum(int((a.weight != b.weight).sum() + (a.bias != b.bias).sum())
+               for a, b in zip(before.layers, net.layers)) == t["codes_changed"]
+    exported = export(str(dst), str(tmp_path / "r8_tandem.h5"))
+    assert read_network(tmp_path / "r8_tandem.h5").equals(net) and exported.equals(net)
+    ds = load_dataset("digits")
+    assert float((Engine(net).run(ds.x_test).argmax(1) == ds.y_test).mean()) == rec["snn_test_accuracy"]
+
+
+def test_tandem_rejects_every_check_restores_the_conversion(resnet8):
+    """A learning rate so large that every step ruins the network: nothing is kept, the codes are the conversion's."""
+    qann, _, _ = checkpoint.load(str(resnet8))
+    net = to_network(qann)
+    tuned, rep = tandem(qann, net, load_dataset("digits").x_train, lr=1e6, checks=2, max_samples=256,
+                        progress=False)
+    assert rep.checks_kept == 0 and rep.codes_changed == 0 and rep.heldout_kl_after == rep.heldout_kl_before
+    assert all(a.equals(b) for a, b in zip(net.layers, tuned.layers))
+
+
+def test_tandem_refuses_bad_settings(resnet8, tmp_path, capsys):
+    qann, _, _ = checkpoint.load(str(resnet8))
+    with pytest.raises(FastSNNError, match="signed"):
+        tandem(qann, to_network(qann, "unsigned_if"), load_dataset("digits").x_train, progress=False)
+    with pytest.raises(FastSNNError, match="--method"):
+        finetune(str(resnet8), str(tmp_path / "x.pt"), method="global", progress=False)
+    assert finetune_cli([str(resnet8), "--method", "tandem", "--checks", "0", "-o", str(tmp_path / "y.pt")]) == 2
+    assert "--checks" in capsys.readouterr().err and not (tmp_path / "y.pt").exists()
