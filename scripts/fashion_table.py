@@ -5,13 +5,16 @@ QANN, SNN unsigned IF, SNN signed IF, and signed IF fine-tuned under both
 acceptance rules (held-out mismatch, the default; training accuracy, the
 paper's) — all on the full 10k test set with the reference simulation — plus
 the per-layer errors of ``fastsnn-diagnose`` and Lava's simulator running the
-fine-tuned network on the first ``--lava-samples`` test samples.
+fine-tuned network on the first ``--lava-samples`` test samples. ``--tandem`` adds
+whole-network fine-tuning (:mod:`fastsnn_lava.tandem`), which then is the network that
+the diagnosis and Lava run; ``--rules ''`` skips the layer-wise rules (deep networks).
 Writes ``benchmarks/results/fashion_<arch>.json``, the diagnosis plots
 ``benchmarks/results/fashion_<arch>_b{b}_diagnose.png``, and the README table
 between ``<!-- fashion-table:start -->`` and ``<!-- fashion-table:end -->`` (other archs:
 ``<!-- fashion-table-<arch>:start -->``).
 
     .venv/bin/python scripts/fashion_table.py [--bits 2,3,4] [--lava-samples 500] [--epochs 1]
+    .venv/bin/python scripts/fashion_table.py --arch resnet20 --bits 2 --rules '' --tandem --lava-samples 50
 """
 from __future__ import annotations
 
@@ -36,57 +39,79 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: int | None, lr: float,
-        arch: str = "cnn5", checks: int = 1) -> dict:
-    """One row; cached in ``<models>/fashion_row[_<arch>]_b{bits}.json`` so an interrupted run resumes."""
+        arch: str = "cnn5", checks: int = 1, rules: tuple = ("mismatch", "accuracy"), tandem: dict | None = None) -> dict:
+    """One row; cached in ``<models>/fashion_row[_<arch>]_b{bits}.json`` so an interrupted run resumes.
+
+    ``rules``: the layer-wise acceptance rules to run; ``tandem``: settings of whole-network fine-tuning
+    (``epochs``, ``lr``, ``checks``, ``max_samples``) or None. The headline fine-tuned network, which
+    the diagnosis and Lava run, is the tandem one when there is one, else the layer-wise mismatch rule's."""
     cache = models / (f"fashion_row_b{bits}.json" if arch == "cnn5" else f"fashion_row_{arch}_b{bits}.json")
     if cache.exists():
         return json.loads(cache.read_text())
     src = models / f"fashion_{arch}_b{bits}.pt"
     out = {"bits": bits, "timesteps": 2 ** bits - 1, "model": str(src)}
     ft = {}
-    for rule in ("mismatch", "accuracy"):
+    for rule in rules:
         dst = models / f"fashion_{arch}_b{bits}_ft_{rule}.pt"
-        if dst.exists() and _ft_record(dst, epochs, max_samples, lr, checks):  # an interrupted run's: reuse it
-            rec = _ft_record(dst, epochs, max_samples, lr, checks)
-        else:
-            _, rec = finetune(str(src), str(dst), epochs=epochs, rule=rule, max_samples=max_samples, lr=lr,
-                              progress=True, checks=checks)
+        settings = dict(epochs=epochs, max_samples=max_samples, lr=lr, checks=checks)
+        rec = _ft_record(dst, "layerwise", **settings) if dst.exists() else None  # an interrupted run's: reuse it
+        if rec is None:
+            _, rec = finetune(str(src), str(dst), rule=rule, progress=True, **settings)
         ft[rule] = (dst, rec)
         out[f"finetune_{rule}"] = rec
-    diag = diagnose(str(ft["mismatch"][0]), "fashion-mnist")
+    if tandem:
+        dst = models / f"fashion_{arch}_b{bits}_ft_tandem.pt"
+        rec = _ft_record(dst, "tandem", **tandem) if dst.exists() else None
+        if rec is None:
+            _, rec = finetune(str(src), str(dst), method="tandem", progress=True, **tandem)
+        ft["tandem"] = (dst, rec)
+        out["finetune_tandem"] = rec
+    headline = "tandem" if tandem else "mismatch"
+    out["headline"] = headline
+    diag = diagnose(str(ft[headline][0]), "fashion-mnist")
     plot(diag, RESULTS / f"fashion_{arch}_b{bits}_diagnose.png")
     ds = load_dataset("fashion-mnist")
-    paper_acc = float((run(convert(str(ft["accuracy"][0])), ds.x_test).argmax(1) == ds.y_test).mean())
+
+    def test_accuracy(path: Path) -> float:
+        return float((run(convert(str(path)), ds.x_test).argmax(1) == ds.y_test).mean())
+
     out["diagnose"] = diag
     out["qann"] = diag["qann_accuracy"]
     out["snn_unsigned"] = diag["variants"]["unsigned"]["accuracy"]
     out["snn_signed"] = diag["variants"]["signed"]["accuracy"]
-    out["snn_signed_ft"] = diag["variants"]["signed_finetuned"]["accuracy"]
-    out["snn_signed_ft_paper_rule"] = paper_acc
+    out["snn_signed_ft"] = diag["variants"]["signed_finetuned"]["accuracy"]  # the headline network's
+    if "mismatch" in ft:
+        out["snn_signed_ft_layerwise"] = (out["snn_signed_ft"] if headline == "mismatch"
+                                          else test_accuracy(ft["mismatch"][0]))
+    if "accuracy" in ft:
+        out["snn_signed_ft_paper_rule"] = test_accuracy(ft["accuracy"][0])
+    if tandem:
+        out["snn_signed_ft_tandem"] = out["snn_signed_ft"]
     out["signed_error_never_above_unsigned"] = all(
         s["mean_abs_error_theta"] <= u["mean_abs_error_theta"]
         for s, u in zip(diag["variants"]["signed"]["layers"], diag["variants"]["unsigned"]["layers"]))
     if lava_samples:
         from fastsnn_lava.lava.runner import run_lava
         h5 = models / f"fashion_{arch}_b{bits}_ft.h5"
-        net = export(str(ft["mismatch"][0]), str(h5))
+        net = export(str(ft[headline][0]), str(h5))
         x, y = ds.x_test[:lava_samples], ds.y_test[:lava_samples]
         t0 = time.time()
         lava, _ = run_lava(h5, x, progress=True)
         ref = run_batches(net, x, snn_forward)
         out["lava"] = {"samples": lava_samples, "accuracy": float((lava.argmax(1) == y).mean()),
-                       "reference_accuracy": float((ref.argmax(1) == y).mean()),
+                       "reference_accuracy": float((ref.argmax(1) == y).mean()), "network": headline,
                        "agreement": float((lava == ref).all(1).mean()), "seconds": round(time.time() - t0, 1)}
     cache.write_text(json.dumps(out))
     return out
 
 
-def _ft_record(path: Path, epochs: int, max_samples: int | None, lr: float, checks: int = 1) -> dict | None:
+def _ft_record(path: Path, method: str, epochs: int, max_samples: int | None, lr: float, checks: int = 1
+               ) -> dict | None:
     """The fine-tuning record stored in ``path``'s meta, if it was made with these settings."""
     from fastsnn_lava.checkpoint import load
     rec = load(str(path))[2].get("finetune")
-    if not rec or rec.get("epochs_per_layer") != epochs or rec.get("lr") != lr \
-            or rec.get("checks_per_epoch", 1) != checks:
+    if not rec or rec.get("method", "layerwise") != method or rec.get("lr") != lr \
+            or rec.get("epochs_per_layer", rec.get("epochs")) != epochs or rec.get("checks_per_epoch", 1) != checks:
         return None
     fit = 60000 - 6000  # Fashion-MNIST's training set less the 10 % held out
     return rec if rec.get("samples_per_epoch") == min(fit, max_samples or fit) else None
@@ -97,18 +122,26 @@ def pct(v: float) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| b | T | QANN | SNN unsigned IF | SNN signed IF | signed + fine-tuned | fine-tuned − QANN (pp) "
-             "| fine-tuned, paper's rule | Lava: samples, accuracy, = reference "
-             "| fine-tune: samples per layer × epochs, lr, checks per epoch, time |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| b | T | QANN | SNN unsigned IF | SNN signed IF | layer-wise fine-tuned | layer-wise, paper's rule "
+             "| tandem fine-tuned | fine-tuned − QANN (pp) | Lava: network, samples, accuracy, = reference "
+             "| fine-tuning: samples × epochs, lr, checks per epoch, time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        lava, ft = r.get("lava"), r["finetune_mismatch"]
-        lv = f"{lava['samples']}, {pct(lava['accuracy'])}, {pct(lava['agreement'])} %" if lava else "not run"
+        lava, head = r.get("lava"), r.get("headline", "mismatch")
+        lv = (f"{'tandem' if head == 'tandem' else 'layer-wise'}, {lava['samples']}, {pct(lava['accuracy'])}, "
+              f"{pct(lava['agreement'])} %" if lava else "not run")
+        layerwise = r.get("snn_signed_ft_layerwise", r["snn_signed_ft"] if head == "mismatch" else None)
+        cells = [pct(v) if v is not None else "not run"
+                 for v in (layerwise, r.get("snn_signed_ft_paper_rule"), r.get("snn_signed_ft_tandem"))]
+        how = []
+        for key, name in (("finetune_mismatch", "layer-wise"), ("finetune_tandem", "tandem")):
+            if key in r:
+                f = r[key]
+                how.append(f"{name}: {f['samples_per_epoch']:,} × {f.get('epochs_per_layer', f.get('epochs'))}, "
+                           f"{f['lr']:g}, {f.get('checks_per_epoch', 1)}, {f['seconds']:.0f} s")
         lines.append(f"| {r['bits']} | {r['timesteps']} | {pct(r['qann'])} | {pct(r['snn_unsigned'])} | "
-                     f"{pct(r['snn_signed'])} | {pct(r['snn_signed_ft'])} | {100 * (r['snn_signed_ft'] - r['qann']):+.2f} | "
-                     f"{pct(r['snn_signed_ft_paper_rule'])} | "
-                     f"{lv} | {ft['samples_per_epoch']:,} × {ft['epochs_per_layer']}, {ft['lr']:g}, "
-                     f"{ft.get('checks_per_epoch', 1)}, {ft['seconds']:.0f} s |")
+                     f"{pct(r['snn_signed'])} | {' | '.join(cells)} | {100 * (r['snn_signed_ft'] - r['qann']):+.2f} "
+                     f"({'tandem' if head == 'tandem' else 'layer-wise'}) | {lv} | {'; '.join(how)} |")
     return "\n".join(lines)
 
 
@@ -122,6 +155,14 @@ def main():
     ap.add_argument("--max-samples", type=int, default=None, help="fine-tuning samples per epoch (default: all)")
     ap.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (default: the paper's 1e-3)")
     ap.add_argument("--checks", type=int, default=1, help="fine-tuning acceptance checks per epoch (default 1)")
+    ap.add_argument("--rules", default="mismatch,accuracy",
+                    help="layer-wise acceptance rules to run, comma-separated ('' for none)")
+    ap.add_argument("--tandem", action="store_true", help="also fine-tune the whole network at once (tandem); "
+                    "it becomes the headline network that the diagnosis and Lava run")
+    ap.add_argument("--tandem-epochs", type=int, default=1)
+    ap.add_argument("--tandem-lr", type=float, default=0.005)
+    ap.add_argument("--tandem-checks", type=int, default=8)
+    ap.add_argument("--tandem-max-samples", type=int, default=None)
     ap.add_argument("--readme-only", action="store_true", help="re-render the README table from the JSON")
     a = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -129,7 +170,13 @@ def main():
     if a.readme_only:
         doc = json.loads(path.read_text())
     else:
-        rows = [row(b, Path(a.models), a.lava_samples, a.epochs, a.max_samples, a.lr, a.arch, a.checks) for b in map(int, a.bits.split(","))]
+        rules = tuple(r for r in a.rules.split(",") if r)
+        tandem = (dict(epochs=a.tandem_epochs, lr=a.tandem_lr, checks=a.tandem_checks, max_samples=a.tandem_max_samples)
+                  if a.tandem else None)
+        if not rules and not tandem:
+            sys.exit("fashion_table.py: nothing to fine-tune: give --rules or --tandem")
+        rows = [row(b, Path(a.models), a.lava_samples, a.epochs, a.max_samples, a.lr, a.arch, a.checks, rules, tandem)
+                for b in map(int, a.bits.split(","))]
         doc = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}",
                "date": time.strftime("%Y-%m-%d"), "dataset": "fashion-mnist (10,000 test samples)", "rows": rows}
         path.write_text(json.dumps(doc, indent=2) + "\n")
