@@ -35,7 +35,8 @@ once and broke the network in three steps.
 
 **Acceptance:** ``checks`` times per epoch, if any code has moved, the whole
 SNN's mean KL on a held-out share of the training data is measured; the codes are
-kept only if it falls, otherwise the masters go back to the last kept codes.
+kept only if it falls, otherwise the masters go back to the last kept codes and
+the learning rate halves (the step was too large to improve on them).
 """
 from __future__ import annotations
 
@@ -68,6 +69,7 @@ class TandemReport:
     codes_changed: int         # weight and bias codes that differ from the conversion's
     seconds: float
     train_seconds: float
+    final_lr: float            # the learning rate after the rejected checks' halvings
 
 
 class _Tuner:
@@ -178,7 +180,8 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
     kl_before, agree_before = evaluate(net)
     best, best_agree, kept, best_net = kl_before, agree_before, 0, net
     best_state = [p.detach().clone() for p in tuner.params()]
-    opt = torch.optim.SGD(tuner.params(), lr=lr, momentum=0.9)
+    step_lr = lr
+    opt = torch.optim.SGD(tuner.params(), lr=step_lr, momentum=0.9)
     n_batches = -(-len(x_fit) // batch_size)
     every = -(-n_batches // checks)
     t_train, rms = 0.0, None
@@ -199,7 +202,7 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
             for p, r in zip(tuner.params(), rms):
                 p.grad.div_(r)
             opt.step()
-            bar.set_postfix(kl=f"{loss.item():.3f}")
+            bar.set_postfix(kl=f"{loss.item():.3f}", heldout_kl=f"{best:.4f}", lr=f"{step_lr:.2g}")
             if (j + 1) % every == 0 or j == n_batches - 1:
                 t_train += time.time() - t1
                 cand = tuner.network()
@@ -214,9 +217,10 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
                     with torch.no_grad():
                         for p, v in zip(tuner.params(), best_state):
                             p.copy_(v)
-                    opt = torch.optim.SGD(tuner.params(), lr=lr, momentum=0.9)  # no momentum carried past a rejected check
+                    step_lr /= 2  # a rejected check: restart from the kept codes with half the step, no momentum
+                    opt = torch.optim.SGD(tuner.params(), lr=step_lr, momentum=0.9)
                 t1 = time.time()
     changed = sum(int((a.weight != b.weight).sum() + (a.bias != b.bias).sum())
                   for a, b in zip(net.layers, best_net.layers))
     return best_net, TandemReport(epochs, checks, kept, kl_before, best, agree_before, best_agree, changed,
-                                  round(time.time() - t0, 2), round(t_train, 2))
+                                  round(time.time() - t0, 2), round(t_train, 2), step_lr)

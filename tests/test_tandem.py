@@ -74,6 +74,7 @@ def test_tandem_rejects_every_check_restores_the_conversion(resnet8):
     tuned, rep = tandem(qann, net, load_dataset("digits").x_train, lr=1e6, checks=2, max_samples=256,
                         progress=False)
     assert rep.checks_kept == 0 and rep.codes_changed == 0 and rep.heldout_kl_after == rep.heldout_kl_before
+    assert rep.final_lr == 1e6 / 4  # each rejected check halves the step
     assert all(a.equals(b) for a, b in zip(net.layers, tuned.layers))
 
 
