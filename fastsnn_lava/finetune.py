@@ -44,7 +44,6 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from .errors import FastSNNError
@@ -52,16 +51,10 @@ from .ir import Layer, Network
 from .models import BIAS_MAX, WEIGHT_QMAX, QuantNet
 from .engine import exact_dtype, if_run
 from .quant import round_half_up
+from .reference import skip_sum
+from .reference import synapse as _syn
 
 RULES = ("mismatch", "accuracy")
-
-
-def _syn(layer: Layer, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """Synaptic current without bias, for a (B, ...) input."""
-    if layer.kind == "dense":
-        return x.flatten(1) @ weight.T
-    return F.conv2d(x.reshape(-1, *layer.in_shape), weight, None, layer.stride, layer.padding,
-                    layer.dilation, layer.groups)
 
 
 def _exact_dtype(net: Network) -> torch.dtype:
@@ -84,20 +77,6 @@ def _t(a, dtype) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=dtype)
 
 
-def skip_input(layer: Layer, outputs: list, dtype, steps: int | None = None) -> torch.Tensor | int:
-    """``Σ_j S^{l,j}·y^j`` over ``layer``'s skips (frozen: fine-tuning tunes W and b only);
-    ``outputs[j-1]`` is y^j: QANN levels (B, …), or spike trains (T, B, …) when ``steps`` is given."""
-    total = 0
-    for sk in layer.skips:
-        y = outputs[sk.source - 1]
-        if steps is None:
-            total = total + _syn(sk, y, _t(sk.weight, dtype))
-        else:
-            cur = _syn(sk, y.reshape(-1, *y.shape[2:]), _t(sk.weight, dtype))
-            total = total + cur.view(steps, -1, *cur.shape[1:])
-    return total
-
-
 def snn_prefix(net: Network, x: torch.Tensor, upto: int, dtype=torch.float64) -> list[torch.Tensor]:
     """Spike trains ``s^l(t)`` (T, B, *shape) of hidden layers ``0..upto-1`` (integers in ``dtype``)."""
     T = net.timesteps
@@ -111,7 +90,7 @@ def snn_prefix(net: Network, x: torch.Tensor, upto: int, dtype=torch.float64) ->
             currents = cur.unsqueeze(0).expand(T, *cur.shape)
         else:
             cur = _syn(layer, spikes.reshape(-1, *spikes.shape[2:]), w)
-            currents = cur.view(T, -1, *cur.shape[1:]) + b.view(bshape) + skip_input(layer, out, dtype, T)
+            currents = cur.view(T, -1, *cur.shape[1:]) + b.view(bshape) + skip_sum(layer, out, T, dtype)
         spikes = _if_layer(currents, layer)
         out.append(spikes)
     return out
@@ -131,7 +110,7 @@ def qann_levels(net: Network, x: torch.Tensor, upto: int, dtype=torch.float64) -
         w, b = _t(layer.weight, dtype), _t(layer.bias, dtype)
         bshape = (-1, 1, 1) if layer.kind == "conv" else (-1,)
         acc = (T * (_syn(layer, a, w) + b.view(bshape)) if i == 0
-               else _syn(layer, a, w) + T * b.view(bshape) + skip_input(layer, out, dtype))
+               else _syn(layer, a, w) + T * b.view(bshape) + skip_sum(layer, out, dtype=dtype))
         a = torch.div(acc + layer.threshold // 2, layer.threshold, rounding_mode="floor").clamp(0, T)
         out.append(a)
     return out
@@ -269,12 +248,12 @@ def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs:
                     prefix = [p.to(step_dtype) for p in snn_prefix(net, xb, li, dtype)]
                     spikes = prefix[-1]
                     target = qann_levels(ref, xb, li + 1, dtype)[-1].to(step_dtype)
-                    skip_t = skip_input(layer, prefix, step_dtype, T)  # frozen shortcut currents
-                    skip_sum = skip_t.sum(0) if layer.skips else 0
+                    skip_t = skip_sum(layer, prefix, T, step_dtype)  # frozen shortcut currents
+                    skip_total = skip_t.sum(0) if layer.skips else 0
                 q, c = _codes(w, delta, b, unit)
                 q, c = q.to(step_dtype), c.to(step_dtype)  # integer values: exact in step_dtype
                 n_in = spikes.sum(0)
-                acc = _syn(layer, n_in, q) + T * c.view(bshape) + skip_sum
+                acc = _syn(layer, n_in, q) + T * c.view(bshape) + skip_total
                 k_soft = acc / theta
                 with torch.no_grad():
                     cur = _syn(layer, spikes.reshape(-1, *spikes.shape[2:]), q.detach()).view(T, len(xb), *acc.shape[1:])

@@ -35,6 +35,14 @@ def _tensor(a) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=DTYPE)
 
 
+def synapse(layer, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Synaptic current of ``layer`` (or of a skip) without bias, for a (B, ...) input and ``weight`` as a tensor."""
+    if layer.kind == "dense":
+        return x.flatten(1) @ weight.T
+    return F.conv2d(x.reshape(-1, *layer.in_shape), weight, None, layer.stride, layer.padding,
+                    layer.dilation, layer.groups)
+
+
 class _Synapse:
     """A layer's (or a skip's) weights as torch tensors, applied without bias."""
 
@@ -45,11 +53,7 @@ class _Synapse:
         self.bias = _tensor(layer.bias).view(shape) if isinstance(layer, Layer) else None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        layer = self.layer
-        if layer.kind == "dense":
-            return x.flatten(1) @ self.weight.T
-        return F.conv2d(x.view(-1, *layer.in_shape), self.weight, None, layer.stride, layer.padding,
-                        layer.dilation, layer.groups)
+        return synapse(self.layer, x, self.weight)
 
 
 def as_input(net: Network, x) -> torch.Tensor:
@@ -73,15 +77,16 @@ class SnnTrace:
     neg_spikes: list | None = None  # number of −1 spikes per hidden layer, (B,)
 
 
-def _skip_sum(layer: Layer, outputs: list, steps: int | None = None):
-    """Σ_j S^{l,j}·y^j over the layer's skips; ``outputs[j-1]`` is y^j (levels, or spikes (T, B, ...))."""
+def skip_sum(layer: Layer, outputs: list, steps: int | None = None, dtype: torch.dtype = DTYPE):
+    """Σ_j S^{l,j}·y^j over the layer's skips; ``outputs[j-1]`` is y^j: levels or counts (B, ...), or
+    spike trains (T, B, ...) when ``steps`` is given. Shared by the reference and fine-tuning."""
     total = 0
     for skip in layer.skips:
-        y = outputs[skip.source - 1]
+        y, w = outputs[skip.source - 1], torch.as_tensor(np.asarray(skip.weight), dtype=dtype)
         if steps is None:
-            total = total + _Synapse(skip)(y)
+            total = total + synapse(skip, y, w)
         else:
-            cur = _Synapse(skip)(y.reshape(steps * y.shape[1], *y.shape[2:]))
+            cur = synapse(skip, y.reshape(-1, *y.shape[2:]), w)
             total = total + cur.view(steps, -1, *cur.shape[1:])
     return total
 
@@ -95,7 +100,7 @@ def qann_forward(net: Network, x) -> QannTrace:
         syn = _Synapse(layer)
         acc = T * (syn(a) + syn.bias) if i == 0 else syn(a) + T * syn.bias
         if layer.skips:
-            acc = acc + _skip_sum(layer, levels)
+            acc = acc + skip_sum(layer, levels)
         if layer.neuron == "accumulate":
             return QannTrace(levels, acc, accs)
         a = ((acc + layer.threshold // 2) // layer.threshold).clip(0, T)
@@ -129,7 +134,7 @@ def snn_forward(net: Network, x, keep_spikes: bool = False, timesteps: int | Non
             cur = syn(flat)
             currents = cur.view(T, -1, *cur.shape[1:]) + syn.bias
         if layer.skips:
-            currents = currents + _skip_sum(layer, kept, T)
+            currents = currents + skip_sum(layer, kept, T)
         if layer.neuron == "accumulate":
             return SnnTrace(counts, currents.sum(0), spikes_all if keep_spikes else None, negs)
         v = torch.full_like(currents[0], layer.v_init)

@@ -49,7 +49,9 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .errors import FastSNNError
-from .finetune import _codes, _exact_dtype, _if_layer, _syn, _t, _tuning_dtype, qann_levels, skip_input, snn_prefix
+from .finetune import _codes, _exact_dtype, _if_layer, _t, _tuning_dtype, qann_levels, snn_prefix
+from .reference import skip_sum
+from .reference import synapse as _syn
 from .ir import Network
 from .models import QuantNet
 
@@ -115,9 +117,9 @@ class _Tuner:
             bshape = (-1, 1, 1) if layer.kind == "conv" else (-1,)
             with torch.no_grad():
                 cur = _syn(layer, spikes[-1].reshape(-1, *spikes[-1].shape[2:]), q.detach())
-                cur = cur.view(T, len(x), *cur.shape[1:]) + c.detach().view(bshape) + skip_input(layer, spikes, dt, T)
+                cur = cur.view(T, len(x), *cur.shape[1:]) + c.detach().view(bshape) + skip_sum(layer, spikes, T, dt)
                 s = _if_layer(cur, layer)
-            acc = _syn(layer, counts[-1], q) + T * c.view(bshape) + skip_input(layer, counts, dt)
+            acc = _syn(layer, counts[-1], q) + T * c.view(bshape) + skip_sum(layer, counts, dtype=dt)
             k = acc / layer.threshold
             k = k * ((k > 0) & (k <= T)).to(dt)
             counts.append(k + (s.sum(0) - k).detach())
