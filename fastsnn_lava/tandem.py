@@ -153,7 +153,8 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
     """Tune hidden layers 2..L−1 of ``net`` (the signed-IF conversion of ``qann``) together; see the module.
 
     ``x``: raw training inputs (no labels needed: the QANN is the teacher). A seeded ``heldout`` share
-    decides acceptance; the rest (at most ``max_samples``) trains. ``lr``: SGD's learning rate, masters in integer code units.
+    decides acceptance; the rest (at most ``max_samples``) trains. ``lr``: the step of a typical code per
+    batch, in integer codes (gradients scaled by their first-batch RMS); ``tau``: the distillation temperature.
     """
     if any(layer.neuron == "unsigned_if" for layer in net.layers):
         raise FastSNNError("fine-tuning runs on the signed IF network: convert with --neuron signed")
