@@ -73,6 +73,16 @@ def _tuning_dtype(layer: Layer, steps: int) -> torch.dtype:
     return torch.float32 if bound < 2 ** 24 else torch.float64
 
 
+def frozen_grid(qann: QuantNet, net: Network, li: int, units: list) -> tuple[int, float, float]:
+    """(θ, Δ, u) of hidden layer ``li`` (0-based) from the checkpoint; refuses a network whose threshold
+    is not the checkpoint's (it was not converted from it)."""
+    theta, delta, unit = qann.layers[li].grid(units[li], qann.skip_alphas(li))
+    if theta != net.layers[li].threshold:
+        raise FastSNNError(f"layer {li + 1}: the network's threshold {net.layers[li].threshold} is not the "
+                           f"checkpoint's {theta}: fine-tune the network converted from this checkpoint")
+    return theta, delta, unit
+
+
 def _t(a, dtype) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=dtype)
 
@@ -200,10 +210,7 @@ def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs:
     for li in range(1, len(net.layers) - 1):
         t0 = time.time()
         layer = net.layers[li]
-        theta, delta, unit = qann.layers[li].grid(units[li], qann.skip_alphas(li))
-        if theta != layer.threshold:
-            raise FastSNNError(f"layer {li + 1}: the network's threshold {layer.threshold} is not the checkpoint's "
-                               f"{theta}: fine-tune the network converted from this checkpoint")
+        theta, delta, unit = frozen_grid(qann, net, li, units)
         alpha = theta * unit
         w = torch.nn.Parameter(torch.as_tensor(layer.weight, dtype=torch.float64) * delta)
         b = torch.nn.Parameter(torch.as_tensor(layer.bias, dtype=torch.float64) * unit)

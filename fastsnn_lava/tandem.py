@@ -49,7 +49,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .errors import FastSNNError
-from .finetune import _codes, _exact_dtype, _if_layer, _t, _tuning_dtype, qann_levels, snn_prefix
+from .finetune import _codes, _exact_dtype, _if_layer, _t, _tuning_dtype, frozen_grid, qann_levels, snn_prefix
 from .reference import skip_sum
 from .reference import synapse as _syn
 from .ir import Network
@@ -81,10 +81,7 @@ class _Tuner:
         self.net, self.T = net, net.timesteps
         units = qann.units_in()
         for li in range(1, len(net.layers) - 1):
-            theta = qann.layers[li].grid(units[li], qann.skip_alphas(li))[0]
-            if theta != net.layers[li].threshold:
-                raise FastSNNError(f"layer {li + 1}: the network's threshold {net.layers[li].threshold} is not the "
-                                   f"checkpoint's {theta}: fine-tune the network converted from this checkpoint")
+            frozen_grid(qann, net, li, units)
         self.scale = qann.layers[-1].grid(units[-1])[2] / self.T
         self.in_dtype = _exact_dtype(net)
         hidden = net.layers[1:-1]
