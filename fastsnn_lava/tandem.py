@@ -35,12 +35,16 @@ once and broke the network in three steps.
 
 **Acceptance:** ``checks`` times per epoch, if any code has moved, the whole
 SNN's mean KL on a held-out share of the training data is measured; the codes are
-kept only if it falls, otherwise the masters go back to the last kept codes and
-the learning rate halves (the step was too large to improve on them).
+kept only if it falls, otherwise the masters go back to the last kept codes (and
+the momentum restarts). ``schedule="halve"``: each rejection also halves the
+learning rate (the step was too large to improve on them); ``"cosine"``: the step
+follows ``lr·½(1 + cos(π·i/n))`` over the run's ``n`` batches whatever the checks say,
+so a few early rejections cannot shrink it for the rest of the run.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import time
 
 import numpy as np
@@ -57,6 +61,7 @@ from .models import QuantNet
 
 
 LR = 0.005  # SGD step in codes per typical batch (see the module)
+SCHEDULES = ("halve", "cosine")
 
 
 @dataclasses.dataclass
@@ -71,7 +76,7 @@ class TandemReport:
     codes_changed: int         # weight and bias codes that differ from the conversion's
     seconds: float
     train_seconds: float
-    final_lr: float            # the learning rate after the rejected checks' halvings
+    final_lr: float            # the last step's learning rate (after the halvings, or the cosine's end)
 
 
 class _Tuner:
@@ -146,7 +151,8 @@ def _kl(z_snn: torch.Tensor, z_ref: torch.Tensor, tau: float) -> torch.Tensor:
 
 def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: float = LR,
            batch_size: int = 128, heldout: float = 0.1, max_samples: int | None = None, seed: int = 0,
-           progress: bool = True, checks: int = 1, tau: float = 1.0) -> tuple[Network, TandemReport]:
+           progress: bool = True, checks: int = 1, tau: float = 1.0,
+           schedule: str = "halve") -> tuple[Network, TandemReport]:
     """Tune hidden layers 2..L−1 of ``net`` (the signed-IF conversion of ``qann``) together; see the module.
 
     ``x``: raw training inputs (no labels needed: the QANN is the teacher). A seeded ``heldout`` share
@@ -155,6 +161,8 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
     """
     if any(layer.neuron == "unsigned_if" for layer in net.layers):
         raise FastSNNError("fine-tuning runs on the signed IF network: convert with --neuron signed")
+    if schedule not in SCHEDULES:
+        raise FastSNNError(f"--schedule must be one of {SCHEDULES}, got {schedule!r}")
     if epochs < 1 or lr <= 0 or not 0 < heldout < 1 or checks < 1 or tau <= 0:
         raise FastSNNError("--epochs and --checks must be ≥ 1, --lr > 0 and the held-out share in (0, 1)")
     if len(net.layers) < 3:
@@ -191,6 +199,10 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
         bar = tqdm(range(0, len(order), batch_size), desc=f"tandem fine-tune epoch {epoch + 1}", unit="batch",
                    disable=not progress, leave=False)
         for j, s in enumerate(bar):
+            if schedule == "cosine":  # lr·½(1 + cos(π·step/steps)) over the whole run
+                step_lr = lr * 0.5 * (1 + math.cos(math.pi * (epoch * n_batches + j) / (epochs * n_batches)))
+                for g in opt.param_groups:
+                    g["lr"] = step_lr
             xb = x_fit[order[s:s + batch_size]]
             with torch.no_grad():
                 z_ref = qann_logits(net, xb, tuner.scale, dt)
@@ -217,7 +229,8 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
                     with torch.no_grad():
                         for p, v in zip(tuner.params(), best_state):
                             p.copy_(v)
-                    step_lr /= 2  # a rejected check: restart from the kept codes with half the step, no momentum
+                    if schedule == "halve":
+                        step_lr /= 2  # a rejected check: restart from the kept codes with half the step, no momentum
                     opt = torch.optim.SGD(tuner.params(), lr=step_lr, momentum=0.9)
                 t1 = time.time()
     changed = sum(int((a.weight != b.weight).sum() + (a.bias != b.bias).sum())

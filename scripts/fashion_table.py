@@ -105,13 +105,14 @@ def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: in
     return out
 
 
-def _ft_record(path: Path, method: str, epochs: int, max_samples: int | None, lr: float, checks: int = 1
-               ) -> dict | None:
+def _ft_record(path: Path, method: str, epochs: int, max_samples: int | None, lr: float, checks: int = 1,
+               schedule: str = "halve") -> dict | None:
     """The fine-tuning record stored in ``path``'s meta, if it was made with these settings."""
     from fastsnn_lava.checkpoint import load
     rec = load(str(path))[2].get("finetune")
     if not rec or rec.get("method", "layerwise") != method or rec.get("lr") != lr \
-            or rec.get("epochs_per_layer", rec.get("epochs")) != epochs or rec.get("checks_per_epoch", 1) != checks:
+            or rec.get("epochs_per_layer", rec.get("epochs")) != epochs or rec.get("checks_per_epoch", 1) != checks \
+            or (method == "tandem" and rec.get("schedule", "halve") != schedule):
         return None
     fit = 60000 - 6000  # Fashion-MNIST's training set less the 10 % held out
     return rec if rec.get("samples_per_epoch") == min(fit, max_samples or fit) else None
@@ -124,7 +125,7 @@ def pct(v: float) -> str:
 def table(rows: list[dict]) -> str:
     lines = ["| b | T | QANN | SNN unsigned IF | SNN signed IF | layer-wise fine-tuned | layer-wise, paper's rule "
              "| tandem fine-tuned | fine-tuned − QANN (pp) | Lava: network, samples, accuracy, = reference "
-             "| fine-tuning: samples × epochs, lr, checks per epoch, time |",
+             "| fine-tuning: samples × epochs, lr (and schedule), checks per epoch, time |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lava, head = r.get("lava"), r.get("headline", "mismatch")
@@ -138,7 +139,8 @@ def table(rows: list[dict]) -> str:
             if key in r:
                 f = r[key]
                 how.append(f"{name}: {f['samples_per_epoch']:,} × {f.get('epochs_per_layer', f.get('epochs'))}, "
-                           f"{f['lr']:g}, {f.get('checks_per_epoch', 1)}, {f['seconds']:.0f} s")
+                           f"{f['lr']:g}{' ' + f['schedule'] if 'schedule' in f else ''}, {f.get('checks_per_epoch', 1)}, "
+                           f"{f['seconds']:.0f} s")
         lines.append(f"| {r['bits']} | {r['timesteps']} | {pct(r['qann'])} | {pct(r['snn_unsigned'])} | "
                      f"{pct(r['snn_signed'])} | {' | '.join(cells)} | {100 * (r['snn_signed_ft'] - r['qann']):+.2f} "
                      f"({'tandem' if head == 'tandem' else 'layer-wise'}) | {lv} | {'; '.join(how)} |")
@@ -163,6 +165,7 @@ def main():
     ap.add_argument("--tandem-lr", type=float, default=0.005)
     ap.add_argument("--tandem-checks", type=int, default=8)
     ap.add_argument("--tandem-max-samples", type=int, default=None)
+    ap.add_argument("--tandem-schedule", default="halve", choices=("halve", "cosine"))
     ap.add_argument("--readme-only", action="store_true", help="re-render the README table from the JSON")
     a = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -171,7 +174,8 @@ def main():
         doc = json.loads(path.read_text())
     else:
         rules = tuple(r for r in a.rules.split(",") if r)
-        tandem = (dict(epochs=a.tandem_epochs, lr=a.tandem_lr, checks=a.tandem_checks, max_samples=a.tandem_max_samples)
+        tandem = (dict(epochs=a.tandem_epochs, lr=a.tandem_lr, checks=a.tandem_checks, max_samples=a.tandem_max_samples,
+                       schedule=a.tandem_schedule)
                   if a.tandem else None)
         if not rules and not tandem:
             sys.exit("fashion_table.py: nothing to fine-tune: give --rules or --tandem")

@@ -67,14 +67,18 @@ def test_tandem_lowers_heldout_kl_keeps_the_grid_and_exports_losslessly(resnet8,
     assert float((Engine(net).run(ds.x_test).argmax(1) == ds.y_test).mean()) == rec["snn_test_accuracy"]
 
 
-def test_tandem_rejects_every_check_restores_the_conversion(resnet8):
+@pytest.mark.parametrize("schedule", ["halve", "cosine"])
+def test_tandem_rejects_every_check_restores_the_conversion(resnet8, schedule):
     """A learning rate so large that every step ruins the network: nothing is kept, the codes are the conversion's."""
     qann, _, _ = checkpoint.load(str(resnet8))
     net = to_network(qann)
     tuned, rep = tandem(qann, net, load_dataset("digits").x_train, lr=1e6, checks=2, max_samples=256,
-                        progress=False)
+                        progress=False, schedule=schedule)
     assert rep.checks_kept == 0 and rep.codes_changed == 0 and rep.heldout_kl_after == rep.heldout_kl_before
-    assert rep.final_lr == 1e6 / 4  # each rejected check halves the step
+    if schedule == "halve":
+        assert rep.final_lr == 1e6 / 4  # each rejected check halves the step
+    else:  # two batches: the last step's lr is lr·½(1 + cos(π/2)), whatever was rejected
+        assert rep.final_lr == pytest.approx(1e6 / 2)
     assert all(a.equals(b) for a, b in zip(net.layers, tuned.layers))
 
 
@@ -82,6 +86,8 @@ def test_tandem_refuses_bad_settings(resnet8, tmp_path, capsys):
     qann, _, _ = checkpoint.load(str(resnet8))
     with pytest.raises(FastSNNError, match="signed"):
         tandem(qann, to_network(qann, "unsigned_if"), load_dataset("digits").x_train, progress=False)
+    with pytest.raises(FastSNNError, match="--schedule"):
+        tandem(qann, to_network(qann), load_dataset("digits").x_train, progress=False, schedule="step")
     with pytest.raises(FastSNNError, match="--method"):
         finetune(str(resnet8), str(tmp_path / "x.pt"), method="global", progress=False)
     assert finetune_cli([str(resnet8), "--method", "tandem", "--checks", "0", "-o", str(tmp_path / "y.pt")]) == 2

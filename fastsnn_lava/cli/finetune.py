@@ -30,6 +30,9 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=None, help="SGD learning rate (momentum 0.9). layerwise: default the paper's "
                    "1e-3, which on the 8-bit integer grid moves few codes (the README's Fashion-MNIST table uses 0.1); "
                    "tandem: the step in integer codes of a typical code per batch, default 0.005")
+    p.add_argument("--schedule", default="halve", choices=("halve", "cosine"),
+                   help="tandem: halve the step on every rejected check (default), or anneal it as a cosine "
+                        "over the run (a rejected check then only restores the kept codes)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-samples", type=int, default=None, help="train on at most N training samples per epoch")
     p.add_argument("--seed", type=int, default=0)
@@ -39,7 +42,8 @@ def main(argv=None) -> int:
     def go(a):
         from ..pipeline import finetune
         _, rec = finetune(a.model, a.output, a.dataset, a.epochs, a.accept, a.force, a.lr, a.batch_size,
-                          a.max_samples, a.seed, progress=not a.no_progress, checks=a.checks, method=a.method)
+                          a.max_samples, a.seed, progress=not a.no_progress, checks=a.checks, method=a.method,
+                          schedule=a.schedule)
         if a.method == "tandem":
             t = rec["tandem"]
             print(f"held-out KL(QANN || SNN) {t['heldout_kl_before']:.4f} -> {t['heldout_kl_after']:.4f}, agreement "
