@@ -176,8 +176,9 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
     x_held = torch.as_tensor(x[perm[:n_held]])
     fit = perm[n_held:][:max_samples] if max_samples is not None else perm[n_held:]
     x_fit = torch.as_tensor(x[fit])
-    with torch.no_grad():
-        z_held = torch.cat([qann_logits(net, x_held[s:s + 512], tuner.scale, dt) for s in range(0, n_held, 512)])
+    with torch.no_grad():  # the teacher's logits, once (integer arithmetic: the same in any batching)
+        z_held, z_fit = (torch.cat([qann_logits(net, v[s:s + 512], tuner.scale, dt) for s in range(0, len(v), 512)])
+                         for v in (x_held, x_fit))
 
     def evaluate(candidate: Network) -> tuple[float, float]:
         from .engine import Engine
@@ -203,10 +204,8 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
                 step_lr = lr * 0.5 * (1 + math.cos(math.pi * (epoch * n_batches + j) / (epochs * n_batches)))
                 for g in opt.param_groups:
                     g["lr"] = step_lr
-            xb = x_fit[order[s:s + batch_size]]
-            with torch.no_grad():
-                z_ref = qann_logits(net, xb, tuner.scale, dt)
-            loss = _kl(tuner.forward(xb), z_ref, tau)
+            idx = order[s:s + batch_size]
+            loss = _kl(tuner.forward(x_fit[idx]), z_fit[idx], tau)
             opt.zero_grad()
             loss.backward()
             if rms is None:  # the first batch's gradient RMS of each tensor fixes its scale for the whole run
