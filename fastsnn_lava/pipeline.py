@@ -122,7 +122,8 @@ def convert(model_path: str, neuron: str = "signed", trust_pickle: bool = False,
 def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int = 1, rule: str = "mismatch",
              force: bool = False, lr: float | None = None, batch_size: int = 128,
              max_samples: int | None = None, seed: int = 0, progress: bool = True, accuracy_samples: int = 5000,
-             checks: int = 1, method: str = "layerwise", schedule: str = "halve") -> tuple[Network, dict]:
+             checks: int = 1, method: str = "layerwise", schedule: str = "halve",
+             label_weight: float = 0.0) -> tuple[Network, dict]:
     """Fine-tuning of a checkpoint's signed-IF SNN: ``method="layerwise"`` (the paper's,
     :mod:`fastsnn_lava.finetune`; ``rule`` and ``force`` apply) or ``"tandem"`` (all hidden layers
     at once, distilled from the QANN, :mod:`fastsnn_lava.tandem`; ``epochs`` are whole-network epochs).
@@ -150,8 +151,10 @@ def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int 
     if method == "tandem":
         from .tandem import tandem
         net, summary = tandem(qann, net0, ds.x_train, epochs=epochs, lr=lr, batch_size=batch_size,
-                              max_samples=max_samples, seed=seed, progress=progress, checks=checks, schedule=schedule)
-        reports, extra = [], {"rule": "heldout_kl", "epochs": epochs, "schedule": schedule, "tandem": summary.__dict__}
+                              max_samples=max_samples, seed=seed, progress=progress, checks=checks, schedule=schedule,
+                              y=ds.y_train, label_weight=label_weight)
+        reports, extra = [], {"rule": "heldout_kl" + ("+labels" if label_weight else ""), "epochs": epochs,
+                              "schedule": schedule, "label_weight": label_weight, "tandem": summary.__dict__}
     else:
         net, reports = _finetune(qann, net0, ds.x_train, ds.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
                                  rule=rule, force=force, max_samples=max_samples, seed=seed, progress=progress,

@@ -20,7 +20,9 @@ layer-wise rule's step 4 chained through the network)::
 **Loss: distillation to the QANN**, ``KL(softmax(z_QANN/τ) ‖ softmax(z_SNN/τ))``,
 with ``z_QANN`` the QANN's logits on the same batch. The SNN is pulled towards its
 QANN, not trained further on the labels, so "within x pp of the QANN" stays a
-statement about conversion.
+statement about conversion. Optionally (``label_weight`` w > 0) the loss is
+``KL + w·CE(z_SNN, y)``: the paper's own acceptance rule also looks at the labels
+(training accuracy); then the SNN may also learn where its QANN was wrong.
 
 As in the layer-wise rule, the grid is frozen (θ, Δ, u as exported; the first
 layer and the classifier are not tuned) and the masters are the integer codes
@@ -77,6 +79,7 @@ class TandemReport:
     seconds: float
     train_seconds: float
     final_lr: float            # the last step's learning rate (after the halvings, or the cosine's end)
+    label_weight: float = 0.0  # weight of the label cross-entropy beside the KL (0: pure distillation)
 
 
 class _Tuner:
@@ -151,13 +154,15 @@ def _kl(z_snn: torch.Tensor, z_ref: torch.Tensor, tau: float) -> torch.Tensor:
 
 def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: float = LR,
            batch_size: int = 128, heldout: float = 0.1, max_samples: int | None = None, seed: int = 0,
-           progress: bool = True, checks: int = 1, tau: float = 1.0,
-           schedule: str = "halve") -> tuple[Network, TandemReport]:
+           progress: bool = True, checks: int = 1, tau: float = 1.0, schedule: str = "halve",
+           y: np.ndarray | None = None, label_weight: float = 0.0) -> tuple[Network, TandemReport]:
     """Tune hidden layers 2..L−1 of ``net`` (the signed-IF conversion of ``qann``) together; see the module.
 
     ``x``: raw training inputs (no labels needed: the QANN is the teacher). A seeded ``heldout`` share
     decides acceptance; the rest (at most ``max_samples``) trains. ``lr``: the step of a typical code per
     batch, in integer codes (gradients scaled by their first-batch RMS); ``tau``: the distillation temperature.
+    ``label_weight`` > 0 (needs the labels ``y``): the loss, and the held-out criterion, gain
+    ``label_weight·CE(z_SNN, y)`` beside the KL.
     """
     if any(layer.neuron == "unsigned_if" for layer in net.layers):
         raise FastSNNError("fine-tuning runs on the signed IF network: convert with --neuron signed")
@@ -165,6 +170,8 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
         raise FastSNNError(f"--schedule must be one of {SCHEDULES}, got {schedule!r}")
     if epochs < 1 or lr <= 0 or not 0 < heldout < 1 or checks < 1 or tau <= 0:
         raise FastSNNError("--epochs and --checks must be ≥ 1, --lr > 0 and the held-out share in (0, 1)")
+    if label_weight < 0 or (label_weight > 0 and y is None):
+        raise FastSNNError("--labels must be ≥ 0, and a label term needs the training labels")
     if len(net.layers) < 3:
         raise FastSNNError("the network has no hidden layer after the first: nothing to fine-tune")
     t0 = time.time()
@@ -176,18 +183,24 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
     x_held = torch.as_tensor(x[perm[:n_held]])
     fit = perm[n_held:][:max_samples] if max_samples is not None else perm[n_held:]
     x_fit = torch.as_tensor(x[fit])
+    y_held, y_fit = (torch.as_tensor(y[i]).long() if y is not None else None for i in (perm[:n_held], fit))
     with torch.no_grad():  # the teacher's logits, once (integer arithmetic: the same in any batching)
         z_held, z_fit = (torch.cat([qann_logits(net, v[s:s + 512], tuner.scale, dt) for s in range(0, len(v), 512)])
                          for v in (x_held, x_fit))
 
-    def evaluate(candidate: Network) -> tuple[float, float]:
+    def loss_of(z: torch.Tensor, z_ref: torch.Tensor, labels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        kl = _kl(z, z_ref, tau)
+        return (kl + label_weight * F.cross_entropy(z, labels) if label_weight else kl), kl
+
+    def evaluate(candidate: Network) -> tuple[float, float, float]:
         from .engine import Engine
         out = torch.as_tensor(Engine(candidate, device="cpu").run(x_held.numpy()), dtype=dt)
         z = tuner.scale * out
-        return float(_kl(z, z_held, tau)), float((z.argmax(1) == z_held.argmax(1)).double().mean())
+        crit, kl = loss_of(z, z_held, y_held)
+        return float(crit), float(kl), float((z.argmax(1) == z_held.argmax(1)).double().mean())
 
-    kl_before, agree_before = evaluate(net)
-    best, best_agree, kept, best_net = kl_before, agree_before, 0, net
+    best, kl_before, agree_before = evaluate(net)
+    best_kl, best_agree, kept, best_net = kl_before, agree_before, 0, net
     best_state = [p.detach().clone() for p in tuner.params()]
     step_lr = lr
     opt = torch.optim.SGD(tuner.params(), lr=step_lr, momentum=0.9)
@@ -205,7 +218,7 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
                 for g in opt.param_groups:
                     g["lr"] = step_lr
             idx = order[s:s + batch_size]
-            loss = _kl(tuner.forward(x_fit[idx]), z_fit[idx], tau)
+            loss, kl = loss_of(tuner.forward(x_fit[idx]), z_fit[idx], y_fit[idx] if label_weight else None)
             opt.zero_grad()
             loss.backward()
             if rms is None:  # the first batch's gradient RMS of each tensor fixes its scale for the whole run
@@ -213,16 +226,16 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
             for p, r in zip(tuner.params(), rms):
                 p.grad.div_(r)
             opt.step()
-            bar.set_postfix(kl=f"{loss.item():.3f}", heldout_kl=f"{best:.4f}", lr=f"{step_lr:.2g}")
+            bar.set_postfix(kl=f"{kl.item():.3f}", heldout=f"{best:.4f}", lr=f"{step_lr:.2g}")
             if (j + 1) % every == 0 or j == n_batches - 1:
                 t_train += time.time() - t1
                 cand = tuner.network()
                 if all(a.equals(b) for a, b in zip(cand.layers, best_net.layers)):
                     t1 = time.time()  # no code has moved yet: keep accumulating, nothing to judge
                     continue
-                kl, agree = evaluate(cand)
-                if kl < best:
-                    best, best_agree, kept, best_net = kl, agree, kept + 1, cand
+                crit, kl, agree = evaluate(cand)
+                if crit < best:
+                    best, best_kl, best_agree, kept, best_net = crit, kl, agree, kept + 1, cand
                     best_state = [p.detach().clone() for p in tuner.params()]
                 else:
                     with torch.no_grad():
@@ -234,5 +247,5 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
                 t1 = time.time()
     changed = sum(int((a.weight != b.weight).sum() + (a.bias != b.bias).sum())
                   for a, b in zip(net.layers, best_net.layers))
-    return best_net, TandemReport(epochs, checks, kept, kl_before, best, agree_before, best_agree, changed,
-                                  round(time.time() - t0, 2), round(t_train, 2), step_lr)
+    return best_net, TandemReport(epochs, checks, kept, kl_before, best_kl, agree_before, best_agree, changed,
+                                  round(time.time() - t0, 2), round(t_train, 2), step_lr, label_weight)

@@ -106,13 +106,14 @@ def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: in
 
 
 def _ft_record(path: Path, method: str, epochs: int, max_samples: int | None, lr: float, checks: int = 1,
-               schedule: str = "halve") -> dict | None:
+               schedule: str = "halve", label_weight: float = 0.0) -> dict | None:
     """The fine-tuning record stored in ``path``'s meta, if it was made with these settings."""
     from fastsnn_lava.checkpoint import load
     rec = load(str(path))[2].get("finetune")
     if not rec or rec.get("method", "layerwise") != method or rec.get("lr") != lr \
             or rec.get("epochs_per_layer", rec.get("epochs")) != epochs or rec.get("checks_per_epoch", 1) != checks \
-            or (method == "tandem" and rec.get("schedule", "halve") != schedule):
+            or (method == "tandem" and (rec.get("schedule", "halve") != schedule
+                                        or rec.get("label_weight", 0.0) != label_weight)):
         return None
     fit = 60000 - 6000  # Fashion-MNIST's training set less the 10 % held out
     return rec if rec.get("samples_per_epoch") == min(fit, max_samples or fit) else None
@@ -138,9 +139,10 @@ def table(rows: list[dict]) -> str:
         for key, name in (("finetune_mismatch", "layer-wise"), ("finetune_tandem", "tandem")):
             if key in r:
                 f = r[key]
+                labels = f" + labels ×{f['label_weight']:g}" if f.get("label_weight") else ""
                 how.append(f"{name}: {f['samples_per_epoch']:,} × {f.get('epochs_per_layer', f.get('epochs'))}, "
-                           f"{f['lr']:g}{' ' + f['schedule'] if 'schedule' in f else ''}, {f.get('checks_per_epoch', 1)}, "
-                           f"{f['seconds']:.0f} s")
+                           f"{f['lr']:g}{' ' + f['schedule'] if 'schedule' in f else ''}{labels}, "
+                           f"{f.get('checks_per_epoch', 1)}, {f['seconds']:.0f} s")
         lines.append(f"| {r['bits']} | {r['timesteps']} | {pct(r['qann'])} | {pct(r['snn_unsigned'])} | "
                      f"{pct(r['snn_signed'])} | {' | '.join(cells)} | {100 * (r['snn_signed_ft'] - r['qann']):+.2f} "
                      f"({'tandem' if head == 'tandem' else 'layer-wise'}) | {lv} | {'; '.join(how)} |")
@@ -166,6 +168,7 @@ def main():
     ap.add_argument("--tandem-checks", type=int, default=8)
     ap.add_argument("--tandem-max-samples", type=int, default=None)
     ap.add_argument("--tandem-schedule", default="halve", choices=("halve", "cosine"))
+    ap.add_argument("--tandem-labels", type=float, default=0.0, help="weight of a label term beside the KL")
     ap.add_argument("--readme-only", action="store_true", help="re-render the README table from the JSON")
     a = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -175,7 +178,7 @@ def main():
     else:
         rules = tuple(r for r in a.rules.split(",") if r)
         tandem = (dict(epochs=a.tandem_epochs, lr=a.tandem_lr, checks=a.tandem_checks, max_samples=a.tandem_max_samples,
-                       schedule=a.tandem_schedule)
+                       schedule=a.tandem_schedule, label_weight=a.tandem_labels)
                   if a.tandem else None)
         if not rules and not tandem:
             sys.exit("fashion_table.py: nothing to fine-tune: give --rules or --tandem")

@@ -88,7 +88,23 @@ def test_tandem_refuses_bad_settings(resnet8, tmp_path, capsys):
         tandem(qann, to_network(qann, "unsigned_if"), load_dataset("digits").x_train, progress=False)
     with pytest.raises(FastSNNError, match="--schedule"):
         tandem(qann, to_network(qann), load_dataset("digits").x_train, progress=False, schedule="step")
+    with pytest.raises(FastSNNError, match="labels"):
+        tandem(qann, to_network(qann), load_dataset("digits").x_train, progress=False, label_weight=0.5)
     with pytest.raises(FastSNNError, match="--method"):
         finetune(str(resnet8), str(tmp_path / "x.pt"), method="global", progress=False)
     assert finetune_cli([str(resnet8), "--method", "tandem", "--checks", "0", "-o", str(tmp_path / "y.pt")]) == 2
     assert "--checks" in capsys.readouterr().err and not (tmp_path / "y.pt").exists()
+
+
+def test_tandem_label_term_is_recorded_and_still_exports_losslessly(resnet8, tmp_path):
+    """``--labels W``: KL + W·CE(z, y) drives the steps and the acceptance; the grid stays, the export is exact."""
+    dst = tmp_path / "r8_labels.pt"
+    net, rec = finetune(str(resnet8), str(dst), method="tandem", epochs=2, checks=2, progress=False,
+                        schedule="cosine", label_weight=0.5)
+    assert rec["rule"] == "heldout_kl+labels" and rec["label_weight"] == 0.5 and rec["schedule"] == "cosine"
+    assert rec["tandem"]["label_weight"] == 0.5 and rec["tandem"]["checks_kept"] >= 1
+    assert rec["tandem"]["codes_changed"] > 0
+    before = convert(str(resnet8))
+    assert all(a.threshold == b.threshold for a, b in zip(before.layers, net.layers))
+    export(str(dst), str(tmp_path / "r8_labels.h5"))
+    assert read_network(tmp_path / "r8_labels.h5").equals(net)

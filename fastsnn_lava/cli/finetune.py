@@ -33,6 +33,9 @@ def main(argv=None) -> int:
     p.add_argument("--schedule", default="halve", choices=("halve", "cosine"),
                    help="tandem: halve the step on every rejected check (default), or anneal it as a cosine "
                         "over the run (a rejected check then only restores the kept codes)")
+    p.add_argument("--labels", type=float, default=0.0, metavar="W",
+                   help="tandem: add W × the label cross-entropy to the distillation loss and the held-out "
+                        "criterion (default 0: pure distillation from the QANN)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-samples", type=int, default=None, help="train on at most N training samples per epoch")
     p.add_argument("--seed", type=int, default=0)
@@ -43,7 +46,7 @@ def main(argv=None) -> int:
         from ..pipeline import finetune
         _, rec = finetune(a.model, a.output, a.dataset, a.epochs, a.accept, a.force, a.lr, a.batch_size,
                           a.max_samples, a.seed, progress=not a.no_progress, checks=a.checks, method=a.method,
-                          schedule=a.schedule)
+                          schedule=a.schedule, label_weight=a.labels)
         if a.method == "tandem":
             t = rec["tandem"]
             print(f"held-out KL(QANN || SNN) {t['heldout_kl_before']:.4f} -> {t['heldout_kl_after']:.4f}, agreement "
