@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from .errors import FastSNNError
 from .normalize import InputNorm, fold
-from .quant import act_quant, activation_level, fake_quant_layer, fake_quant_weight, round_half_up, weight_codes
+from .quant import act_quant, activation_level, fake_quant, fake_quant_weight, round_half_up, weight_codes
 from .spec import (PRESETS, has_residuals, json_copy, layer_shapes, resnet_spec, resolve_arch,  # noqa: F401
                    skip_out_shape, vgg_spec)
 
@@ -275,7 +275,8 @@ class QuantLayer(nn.Module):
         ``W_q = Δ·q`` and ``b_q = u·c`` exactly (straight-through gradients to W and b)."""
         alphas = tuple(a for _, a in skips)
         theta, delta, unit = self.grid(u_in, alphas)
-        w, b = fake_quant_layer(self.weight, delta, WEIGHT_QMAX, self.bias, unit, -BIAS_MAX - 1, BIAS_MAX)
+        w = fake_quant_weight(self.weight, delta, WEIGHT_QMAX)
+        b = fake_quant(self.bias, unit, -BIAS_MAX - 1, BIAS_MAX)
         if self.spec["kind"] == "conv":
             z = F.conv2d(x, w, b, self.spec.get("stride", 1), self.spec.get("padding", 0))
         else:

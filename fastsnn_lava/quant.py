@@ -72,31 +72,15 @@ def weight_codes(w: torch.Tensor, delta: float, qmax: int) -> torch.Tensor:
     return round_half_up(w.detach() / delta).clamp(-qmax, qmax)
 
 
-def _grid(w: torch.Tensor, step: float, lo: int, hi: int) -> torch.Tensor:
-    codes = torch.div(w.float(), step).add_(0.5).floor_().clamp_(lo, hi)  # as weight_codes: in float32
-    return codes.to(w.dtype).mul_(step)
-
-
 class _FakeQuant(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w, step: float, lo: int, hi: int):
-        return _grid(w, step, lo, hi)
+        codes = torch.div(w.float(), step).add_(0.5).floor_().clamp_(lo, hi)  # as weight_codes: in float32
+        return codes.to(w.dtype).mul_(step)
 
     @staticmethod
     def backward(ctx, grad):
         return grad, None, None, None
-
-
-class _FakeQuantPair(torch.autograd.Function):
-    """A layer's weight and bias grids in one autograd node (the per-node cost matters on small layers)."""
-
-    @staticmethod
-    def forward(ctx, w, b, w_step: float, w_max: int, b_step: float, b_lo: int, b_hi: int):
-        return _grid(w, w_step, -w_max, w_max), _grid(b, b_step, b_lo, b_hi)
-
-    @staticmethod
-    def backward(ctx, grad_w, grad_b):
-        return grad_w, grad_b, None, None, None, None, None
 
 
 def fake_quant(w: torch.Tensor, step: float, lo: int, hi: int) -> torch.Tensor:
@@ -109,13 +93,6 @@ def fake_quant(w: torch.Tensor, step: float, lo: int, hi: int) -> torch.Tensor:
 def fake_quant_weight(w: torch.Tensor, delta: float, qmax: int) -> torch.Tensor:
     """``Δ·clip(round(w/Δ), ±q_max)`` (exactly ``Δ·weight_codes``) with a straight-through gradient."""
     return fake_quant(w, delta, -qmax, qmax)
-
-
-def fake_quant_layer(w: torch.Tensor, delta: float, qmax: int, b: torch.Tensor, unit: float, lo: int, hi: int
-                     ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(fake_quant_weight(w, delta, qmax), fake_quant(b, unit, lo, hi))``, the same values and
-    straight-through gradients, computed in one autograd node."""
-    return _FakeQuantPair.apply(w, b, delta, qmax, unit, lo, hi)
 
 
 class QReLU(torch.nn.Module):

@@ -4,7 +4,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from fastsnn_lava.quant import act_quant, fake_quant, fake_quant_layer, fake_quant_weight, round_half_up, weight_codes
+from fastsnn_lava.quant import act_quant, fake_quant, round_half_up, weight_codes
 
 
 def _formula(x, alpha, levels):
@@ -50,20 +50,6 @@ def test_fake_quant_is_step_times_exported_codes(dtype):
     assert float((wq.detach() / step).abs().max()) <= 127 + 1e-9  # clipped
     wq.sum().backward()
     assert torch.equal(w.grad, torch.ones_like(w))  # straight through
-
-
-def test_fake_quant_layer_equals_weight_and_bias_quantizers():
-    """One autograd node for a layer's two grids: the same values and straight-through gradients."""
-    g = torch.Generator().manual_seed(2)
-    w = (torch.randn(16, 9, generator=g) * 0.3).requires_grad_(True)
-    b = (torch.randn(16, generator=g) * 40).requires_grad_(True)
-    wq, bq = fake_quant_layer(w, 0.002, 127, b, 0.01, -4096, 4095)
-    assert torch.equal(wq, fake_quant_weight(w, 0.002, 127)) and torch.equal(bq, fake_quant(b, 0.01, -4096, 4095))
-    assert float(b.detach().max()) > 41 and torch.equal(bq.detach().max(), torch.tensor(4095.0) * 0.01)  # clipped
-    (wq * torch.arange(9.0)).sum().backward(retain_graph=True)
-    assert w.grad is not None and torch.equal(w.grad, torch.arange(9.0).expand(16, 9)) and not b.grad.any()
-    (bq * 3).sum().backward()
-    assert torch.equal(b.grad, torch.full((16,), 3.0))
 
 
 def test_fake_quant_asymmetric_clip():
