@@ -177,9 +177,12 @@ def _codes(w: torch.Tensor, delta: float, b: torch.Tensor, unit: float) -> tuple
 def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs: int = 1, lr: float = 1e-3,
              momentum: float = 0.9, weight_decay: float = 0.0, batch_size: int = 128, rule: str = "mismatch",
              force: bool = False, heldout: float = 0.1, accuracy_samples: int = 10000, max_samples: int | None = None,
-             seed: int = 0, progress: bool = True, checks: int = 1) -> tuple[Network, list[LayerReport]]:
+             seed: int = 0, progress: bool = True, checks: int = 1,
+             start: Network | None = None) -> tuple[Network, list[LayerReport]]:
     """Fine-tune the hidden layers 2..L−1 of ``net`` (the signed-IF conversion of ``qann``).
 
+    ``net`` gives the QANN targets and the grid; the codes start from ``start`` (default ``net``;
+    e.g. a bias-calibrated copy, :mod:`fastsnn_lava.calibrate`).
     ``x, y``: the training data (raw integers). A seeded ``heldout`` share of it
     decides the "mismatch" rule; the rest (at most ``max_samples``) trains. The
     "accuracy" rule measures the SNN on at most ``accuracy_samples`` training
@@ -193,7 +196,9 @@ def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs:
         raise FastSNNError("fine-tuning runs on the signed IF network: convert with --neuron signed")
     if epochs < 1 or lr <= 0 or not 0 < heldout < 1 or checks < 1:
         raise FastSNNError("--epochs and --checks must be ≥ 1, --lr > 0 and the held-out share in (0, 1)")
-    ref = net
+    ref, net = net, (net if start is None else start)
+    if len(net.layers) != len(ref.layers) or any(a.threshold != b.threshold for a, b in zip(net.layers, ref.layers)):
+        raise FastSNNError("the starting network is not a tuned copy of the conversion (layers or thresholds differ)")
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(x), generator=gen).numpy()
     n_held = max(1, int(round(heldout * len(x))))

@@ -33,7 +33,8 @@ from .netx import read_network, write_network
 from .reference import qann_forward, run_batches
 from .train import train as _train
 
-METHODS = ("layerwise", "tandem")  # fine-tuning methods (pipeline.finetune)
+METHODS = ("layerwise", "tandem", "calibrate")  # fine-tuning methods (pipeline.finetune)
+CALIBRATE_SAMPLES = 256  # images for --method calibrate when --calibrate is not given
 
 BACKENDS = ("reference", "lava-sim", "loihi2")
 NEURONS = ("signed", "unsigned", "cuba")
@@ -123,10 +124,13 @@ def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int 
              force: bool = False, lr: float | None = None, batch_size: int = 128,
              max_samples: int | None = None, seed: int = 0, progress: bool = True, accuracy_samples: int = 5000,
              checks: int = 1, method: str = "layerwise", schedule: str = "halve",
-             label_weight: float = 0.0) -> tuple[Network, dict]:
+             label_weight: float = 0.0, calibrate: int | None = None) -> tuple[Network, dict]:
     """Fine-tuning of a checkpoint's signed-IF SNN: ``method="layerwise"`` (the paper's,
     :mod:`fastsnn_lava.finetune`; ``rule`` and ``force`` apply) or ``"tandem"`` (all hidden layers
-    at once, distilled from the QANN, :mod:`fastsnn_lava.tandem`; ``epochs`` are whole-network epochs).
+    at once, distilled from the QANN, :mod:`fastsnn_lava.tandem`; ``epochs`` are whole-network epochs),
+    or ``"calibrate"`` (bias calibration only, :mod:`fastsnn_lava.calibrate`, no gradients).
+    ``calibrate=N`` calibrates the biases on N seeded training images first (0 or None: not,
+    except for ``method="calibrate"``, which then uses 256).
 
     Writes ``out``: the same checkpoint plus the tuned integer SNN, so it still exports
     losslessly. Returns the tuned network and the record stored in its meta under ``finetune``.
@@ -148,21 +152,32 @@ def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int 
                            f"{ds.input_shape}: use the dataset the model was trained on")
     net0 = to_network(qann)
     t0 = time.time()
-    if method == "tandem":
+    n_cal = calibrate if calibrate is not None else (CALIBRATE_SAMPLES if method == "calibrate" else 0)
+    if n_cal < 0 or (method == "calibrate" and n_cal == 0):
+        raise FastSNNError(f"--calibrate takes a number of training images ≥ 1 (0: off), got {n_cal}")
+    start, calib = net0, {}
+    if n_cal:
+        from .calibrate import calibrate as _calibrate
+        idx = np.random.default_rng(seed).choice(len(ds.x_train), min(n_cal, len(ds.x_train)), replace=False)
+        start, report = _calibrate(net0, ds.x_train[np.sort(idx)])
+        calib = {"calibration": report.__dict__}
+    if method == "calibrate":
+        net, reports, extra = start, [], {"rule": "mean_count"}
+    elif method == "tandem":
         from .tandem import tandem
         net, summary = tandem(qann, net0, ds.x_train, epochs=epochs, lr=lr, batch_size=batch_size,
                               max_samples=max_samples, seed=seed, progress=progress, checks=checks, schedule=schedule,
-                              y=ds.y_train, label_weight=label_weight)
+                              y=ds.y_train, label_weight=label_weight, start=start)
         reports, extra = [], {"rule": "heldout_kl" + ("+labels" if label_weight else ""), "epochs": epochs,
                               "schedule": schedule, "label_weight": label_weight, "tandem": summary.__dict__}
     else:
         net, reports = _finetune(qann, net0, ds.x_train, ds.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
                                  rule=rule, force=force, max_samples=max_samples, seed=seed, progress=progress,
-                                 accuracy_samples=accuracy_samples, checks=checks)
+                                 accuracy_samples=accuracy_samples, checks=checks, start=start)
         extra = {"rule": "force" if force else rule, "epochs_per_layer": epochs}
     snn = Engine(net).run(ds.x_test)  # the reference simulation, bit-exact and batched (engine.py)
     snn0 = Engine(net0).run(ds.x_test)
-    record = {"method": method, **extra, "checks_per_epoch": checks, "lr": lr,
+    record = {"method": method, **extra, **calib, "checks_per_epoch": checks, "lr": lr,
               "batch_size": batch_size,
               "samples_per_epoch": min(len(ds.x_train) - max(1, round(0.1 * len(ds.x_train))),
                                        max_samples or len(ds.x_train)),

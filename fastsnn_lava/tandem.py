@@ -155,9 +155,12 @@ def _kl(z_snn: torch.Tensor, z_ref: torch.Tensor, tau: float) -> torch.Tensor:
 def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: float = LR,
            batch_size: int = 128, heldout: float = 0.1, max_samples: int | None = None, seed: int = 0,
            progress: bool = True, checks: int = 1, tau: float = 1.0, schedule: str = "halve",
-           y: np.ndarray | None = None, label_weight: float = 0.0) -> tuple[Network, TandemReport]:
+           y: np.ndarray | None = None, label_weight: float = 0.0,
+           start: Network | None = None) -> tuple[Network, TandemReport]:
     """Tune hidden layers 2..L−1 of ``net`` (the signed-IF conversion of ``qann``) together; see the module.
 
+    ``net`` is the teacher (its integer QANN) and fixes the grid; the codes start from ``start``
+    (default ``net``; e.g. a bias-calibrated copy, :mod:`fastsnn_lava.calibrate`).
     ``x``: raw training inputs (no labels needed: the QANN is the teacher). A seeded ``heldout`` share
     decides acceptance; the rest (at most ``max_samples``) trains. ``lr``: the step of a typical code per
     batch, in integer codes (gradients scaled by their first-batch RMS); ``tau``: the distillation temperature.
@@ -174,8 +177,12 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
         raise FastSNNError("--labels must be ≥ 0, and a label term needs the training labels")
     if len(net.layers) < 3:
         raise FastSNNError("the network has no hidden layer after the first: nothing to fine-tune")
+    start = net if start is None else start
+    if len(start.layers) != len(net.layers) or any(
+            a.threshold != b.threshold or a.weight.shape != b.weight.shape for a, b in zip(start.layers, net.layers)):
+        raise FastSNNError("the starting network is not a tuned copy of the conversion (layers or thresholds differ)")
     t0 = time.time()
-    tuner = _Tuner(qann, net)
+    tuner = _Tuner(qann, start)
     dt = tuner.dtype
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(x), generator=gen).numpy()
@@ -199,8 +206,8 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
         crit, kl = loss_of(z, z_held, y_held)
         return float(crit), float(kl), float((z.argmax(1) == z_held.argmax(1)).double().mean())
 
-    best, kl_before, agree_before = evaluate(net)
-    best_kl, best_agree, kept, best_net = kl_before, agree_before, 0, net
+    best, kl_before, agree_before = evaluate(start)
+    best_kl, best_agree, kept, best_net = kl_before, agree_before, 0, start
     best_state = [p.detach().clone() for p in tuner.params()]
     step_lr = lr
     opt = torch.optim.SGD(tuner.params(), lr=step_lr, momentum=0.9)

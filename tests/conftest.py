@@ -54,6 +54,15 @@ def trained(tmp_path_factory):
     return get
 
 
+@pytest.fixture(scope="session")
+def resnet8(tmp_path_factory):
+    """Checkpoint path of a digits ResNet-8 at b = 2 (three shortcuts), trained once per session."""
+    from fastsnn_lava.pipeline import train
+    path = tmp_path_factory.mktemp("r8") / "r8.pt"
+    train("digits", "resnet8", 2, str(path), epochs=2, qat_epochs=2, progress=False)
+    return path
+
+
 @pytest.fixture
 def require_fashion():
     from fastsnn_lava.data import fashion_dir

@@ -10,22 +10,9 @@ from fastsnn_lava.data import load_dataset
 from fastsnn_lava.engine import Engine
 from fastsnn_lava.errors import FastSNNError
 from fastsnn_lava.netx import read_network
-from fastsnn_lava.pipeline import convert, export, finetune, train
+from fastsnn_lava.pipeline import convert, export, finetune
 from fastsnn_lava.reference import qann_forward, run_batches, snn_forward
 from fastsnn_lava.tandem import _Tuner, qann_logits, tandem
-
-_R8 = {}
-
-
-@pytest.fixture
-def resnet8(tmp_path_factory):
-    """A digits ResNet-8 at b = 2 (three shortcuts), trained once."""
-    if not _R8:
-        path = tmp_path_factory.mktemp("r8") / "r8.pt"
-        train("digits", "resnet8", 2, str(path), epochs=2, qat_epochs=2, progress=False)
-        _R8["path"] = path
-    return _R8["path"]
-
 
 def test_tandem_forward_value_is_the_snn_and_gradient_reaches_every_tuned_layer(resnet8):
     """The value of the tuner's logits is the integer SNN's output (exactly, engine = reference), its

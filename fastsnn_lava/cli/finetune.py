@@ -11,14 +11,21 @@ def main(argv=None) -> int:
                "Tune hidden layers 2..L-1 so the SNN matches the quantized ANN. Forward = the SNN's spike counts,\n"
                "backward = the QANN's gradient (straight-through), thresholds frozen, SGD; the output still\n"
                "exports losslessly. --method layerwise (the paper's): one layer at a time, MSE to the QANN's\n"
-               "activation. --method tandem: all layers at once, distilled from the QANN's logits (deep nets).",
+               "activation. --method tandem: all layers at once, distilled from the QANN's logits (deep nets).\n"
+               "--method calibrate: no gradients, only shift each channel's bias so its mean spike count matches\n"
+               "the QANN (seconds); --calibrate N does that on N images before layerwise or tandem.",
                "fastsnn-finetune model.pt --dataset digits -o model_ft.pt\n"
-               "  fastsnn-finetune resnet.pt --method tandem --checks 8 --max-samples 8000 -o resnet_ft.pt")
+               "  fastsnn-finetune resnet.pt --method tandem --calibrate 256 --checks 8 -o resnet_ft.pt\n"
+               "  fastsnn-finetune resnet.pt --method calibrate -o resnet_cal.pt")
     p.add_argument("model", help="checkpoint written by fastsnn-train")
     p.add_argument("-o", "--output", required=True, help="fine-tuned checkpoint to write")
     p.add_argument("--dataset", default=None, help="training data (default: the checkpoint's dataset)")
-    p.add_argument("--method", default="layerwise", choices=("layerwise", "tandem"),
-                   help="layerwise (default, the paper's) or tandem (whole network at once, distilled from the QANN)")
+    p.add_argument("--method", default="layerwise", choices=("layerwise", "tandem", "calibrate"),
+                   help="layerwise (default, the paper's), tandem (whole network at once, distilled from the QANN) "
+                        "or calibrate (bias calibration only)")
+    p.add_argument("--calibrate", type=int, default=None, metavar="N",
+                   help="first shift each hidden channel's bias code so that its mean spike count on N seeded "
+                        "training images matches the QANN's (default: off; 256 for --method calibrate)")
     p.add_argument("--epochs", type=int, default=1, help="epochs per layer, or whole-network epochs for tandem (default 1)")
     p.add_argument("--accept", default="mismatch", choices=("mismatch", "accuracy"),
                    help="keep an epoch's update only if the layer's held-out mismatch to the QANN falls "
@@ -46,7 +53,12 @@ def main(argv=None) -> int:
         from ..pipeline import finetune
         _, rec = finetune(a.model, a.output, a.dataset, a.epochs, a.accept, a.force, a.lr, a.batch_size,
                           a.max_samples, a.seed, progress=not a.no_progress, checks=a.checks, method=a.method,
-                          schedule=a.schedule, label_weight=a.labels)
+                          schedule=a.schedule, label_weight=a.labels, calibrate=a.calibrate)
+        if "calibration" in rec:
+            c = rec["calibration"]
+            print(f"bias calibration on {c['samples']} images: mean |count - QANN level| per channel "
+                  f"{sum(c['mismatch_before']) / len(c['mismatch_before']):.4f} -> "
+                  f"{sum(c['mismatch_after']) / len(c['mismatch_after']):.4f} spikes ({c['seconds']} s)")
         if a.method == "tandem":
             t = rec["tandem"]
             print(f"held-out KL(QANN || SNN) {t['heldout_kl_before']:.4f} -> {t['heldout_kl_after']:.4f}, agreement "
