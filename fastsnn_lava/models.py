@@ -243,7 +243,7 @@ class QuantLayer(nn.Module):
                 raise FastSNNError("the classifier cannot receive shortcuts: end with a hidden layer")
             delta = maxabs / WEIGHT_QMAX
             return None, delta, delta * u_in
-        alpha = float(self.alpha.detach())
+        alpha = self.alpha.item()
         if not alpha > 0:
             raise FastSNNError("a clip value α became non-positive during training: lower the learning rate")
         bound = alpha * WEIGHT_QMAX / (u_in * maxabs)
@@ -312,7 +312,7 @@ class QuantNet(nn.Module):
 
     def units_in(self) -> list[float]:
         """u_in per layer: 1/input_max, then α of the layer before."""
-        return [1.0 / self.input_max] + [float(m.alpha.detach()) for m in self.layers[:-1]]
+        return [1.0 / self.input_max] + [m.alpha.item() for m in self.layers[:-1]]
 
     def skip_alphas(self, k: int) -> tuple:
         """α^j of each shortcut source of layer k (0-based)."""

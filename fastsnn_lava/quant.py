@@ -44,11 +44,13 @@ class _ActQuant(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         x, y, alpha = ctx.saved_tensors
+        # every tensor op here costs a dispatch (µs on a small layer), so no no-op casts and a scalar 0
         inside = (x > 0).logical_and_(x <= alpha)
-        grad_x = torch.where(inside, grad, grad.new_zeros(()))
+        grad_x = torch.where(inside, grad, 0.0)
         g = grad.reshape(-1)
-        grad_alpha = (torch.dot(g, y.reshape(-1)) - torch.dot(grad_x.reshape(-1), x.reshape(-1).to(g.dtype))) / alpha
-        return grad_x.to(x.dtype), grad_alpha.reshape(1), None
+        xg = x if x.dtype == g.dtype else x.to(g.dtype)
+        grad_alpha = (torch.dot(g, y.reshape(-1)) - torch.dot(grad_x.reshape(-1), xg.reshape(-1))) / alpha
+        return (grad_x if grad_x.dtype == x.dtype else grad_x.to(x.dtype)), grad_alpha.reshape(1), None
 
 
 def act_quant(x: torch.Tensor, alpha: torch.Tensor, bits: int) -> torch.Tensor:
@@ -75,6 +77,8 @@ def weight_codes(w: torch.Tensor, delta: float, qmax: int) -> torch.Tensor:
 class _FakeQuant(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w, step: float, lo: int, hi: int):
+        if w.dtype == torch.float32:  # the usual case: no cast dispatches
+            return torch.div(w, step).add_(0.5).floor_().clamp_(lo, hi).mul_(step)
         codes = torch.div(w.float(), step).add_(0.5).floor_().clamp_(lo, hi)  # as weight_codes: in float32
         return codes.to(w.dtype).mul_(step)
 
