@@ -56,9 +56,12 @@ def _channel_mean(a: torch.Tensor) -> torch.Tensor:
     return a.mean(0) if a.dim() == 2 else a.transpose(0, 1).reshape(a.shape[1], -1).mean(1)
 
 
-def calibrate(net: Network, x: np.ndarray) -> tuple[Network, CalibrationReport]:
+def calibrate(net: Network, x: np.ndarray, ref: Network | None = None) -> tuple[Network, CalibrationReport]:
     """Bias-calibrated copy of ``net`` (see the module) on raw inputs ``x`` (a few hundred to
-    a few thousand training images; memory grows with len(x) × the largest layer × T)."""
+    a few thousand training images; memory grows with len(x) × the largest layer × T).
+
+    The targets ``K^l`` are the integer QANN of ``ref`` (default ``net``): pass the conversion
+    as ``ref`` to calibrate a network that was already tuned away from it."""
     if len(x) < 1:
         raise FastSNNError("bias calibration needs at least one image")
     if len(net.layers) < 3:
@@ -77,7 +80,9 @@ def calibrate(net: Network, x: np.ndarray) -> tuple[Network, CalibrationReport]:
         for sk in layer.skips:
             last_use[sk.source] = max(last_use[sk.source], i)
     with torch.no_grad():
-        target = [_channel_mean(k) for k in qann_levels(net, xt, len(layers) - 1, dt)]
+        if ref is not None and [layer.threshold for layer in ref.layers] != [layer.threshold for layer in layers]:
+            raise FastSNNError("the reference network is not the one this network was tuned from (thresholds differ)")
+        target = [_channel_mean(k) for k in qann_levels(ref or net, xt, len(layers) - 1, dt)]
         spikes = {}  # 1-based hidden layer → its spike trains, while a later layer needs them
         outs = [None] * (len(layers) - 1)
         shifts, before, after = [], [], []

@@ -5,7 +5,9 @@ QANN, SNN unsigned IF, SNN signed IF, and signed IF fine-tuned under both
 acceptance rules (held-out mismatch, the default; training accuracy, the
 paper's) — all on the full 10k test set with the reference simulation — plus
 the per-layer errors of ``fastsnn-diagnose`` and Lava's simulator running the
-fine-tuned network on the first ``--lava-samples`` test samples. ``--tandem`` adds
+fine-tuned network on the first ``--lava-samples`` test samples. ``--calibrate N`` adds the
+bias calibration alone (:mod:`fastsnn_lava.calibrate`, on N training images; added to a cached
+row without redoing the rest); ``--tandem-calibrate N`` starts tandem from it. ``--tandem`` adds
 whole-network fine-tuning (:mod:`fastsnn_lava.tandem`), which then is the network that
 the diagnosis and Lava run; ``--rules ''`` skips the layer-wise rules (deep networks).
 Writes ``benchmarks/results/fashion_<arch>.json``, the diagnosis plots
@@ -14,7 +16,7 @@ between ``<!-- fashion-table:start -->`` and ``<!-- fashion-table:end -->`` (oth
 ``<!-- fashion-table-<arch>:start -->``).
 
     .venv/bin/python scripts/fashion_table.py [--bits 2,3,4] [--lava-samples 500] [--epochs 1]
-    .venv/bin/python scripts/fashion_table.py --arch resnet20 --bits 2 --rules '' --tandem --lava-samples 50
+    .venv/bin/python scripts/fashion_table.py --arch resnet20 --bits 2 --rules '' --tandem --lava-samples 50 --calibrate 256
 """
 from __future__ import annotations
 
@@ -39,17 +41,24 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: int | None, lr: float,
-        arch: str = "cnn5", checks: int = 1, rules: tuple = ("mismatch", "accuracy"), tandem: dict | None = None) -> dict:
+        arch: str = "cnn5", checks: int = 1, rules: tuple = ("mismatch", "accuracy"), tandem: dict | None = None,
+        calibrate: int = 0) -> dict:
     """One row; cached in ``<models>/fashion_row[_<arch>]_b{bits}.json`` so an interrupted run resumes.
 
     ``rules``: the layer-wise acceptance rules to run; ``tandem``: settings of whole-network fine-tuning
     (``epochs``, ``lr``, ``checks``, ``max_samples``) or None. The headline fine-tuned network, which
     the diagnosis and Lava run, is the tandem one when there is one, else the layer-wise mismatch rule's."""
     cache = models / (f"fashion_row_b{bits}.json" if arch == "cnn5" else f"fashion_row_{arch}_b{bits}.json")
-    if cache.exists():
-        return json.loads(cache.read_text())
     src = models / f"fashion_{arch}_b{bits}.pt"
+    if cache.exists():
+        out = json.loads(cache.read_text())
+        if calibrate and out.get("finetune_calibrate", {}).get("calibration", {}).get("samples") != calibrate:
+            _calibrated(out, src, models / f"fashion_{arch}_b{bits}_ft_calibrate.pt", calibrate)
+            cache.write_text(json.dumps(out))
+        return out
     out = {"bits": bits, "timesteps": 2 ** bits - 1, "model": str(src)}
+    if calibrate:
+        _calibrated(out, src, models / f"fashion_{arch}_b{bits}_ft_calibrate.pt", calibrate)
     ft = {}
     for rule in rules:
         dst = models / f"fashion_{arch}_b{bits}_ft_{rule}.pt"
@@ -105,12 +114,23 @@ def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: in
     return out
 
 
+def _calibrated(out: dict, src: Path, dst: Path, samples: int) -> None:
+    """Bias calibration alone on ``samples`` training images: its record and test accuracy into ``out``."""
+    from fastsnn_lava.checkpoint import load
+    rec = load(str(dst))[2].get("finetune") if dst.exists() else None
+    if not rec or rec.get("method") != "calibrate" or rec["calibration"]["samples"] != samples:
+        _, rec = finetune(str(src), str(dst), method="calibrate", calibrate=samples, progress=False)
+    out["finetune_calibrate"] = rec
+    out["snn_signed_calibrated"] = rec["snn_test_accuracy"]  # the engine on all 10,000 test samples
+
+
 def _ft_record(path: Path, method: str, epochs: int, max_samples: int | None, lr: float, checks: int = 1,
-               schedule: str = "halve", label_weight: float = 0.0) -> dict | None:
+               schedule: str = "halve", label_weight: float = 0.0, calibrate: int = 0) -> dict | None:
     """The fine-tuning record stored in ``path``'s meta, if it was made with these settings."""
     from fastsnn_lava.checkpoint import load
     rec = load(str(path))[2].get("finetune")
     if not rec or rec.get("method", "layerwise") != method or rec.get("lr") != lr \
+            or rec.get("calibration", {}).get("samples", 0) != calibrate \
             or rec.get("epochs_per_layer", rec.get("epochs")) != epochs or rec.get("checks_per_epoch", 1) != checks \
             or (method == "tandem" and (rec.get("schedule", "halve") != schedule
                                         or rec.get("label_weight", 0.0) != label_weight)):
@@ -124,22 +144,28 @@ def pct(v: float) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| b | T | QANN | SNN unsigned IF | SNN signed IF | layer-wise fine-tuned | layer-wise, paper's rule "
-             "| tandem fine-tuned | fine-tuned − QANN (pp) | Lava: network, samples, accuracy, = reference "
-             "| fine-tuning: samples × epochs, lr (and schedule), checks per epoch, time |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| b | T | QANN | SNN unsigned IF | SNN signed IF | bias-calibrated | layer-wise fine-tuned "
+             "| layer-wise, paper's rule | tandem fine-tuned | fine-tuned − QANN (pp) | Lava: network, samples, "
+             "accuracy, = reference | fine-tuning: samples × epochs, lr (and schedule), checks per epoch, time |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lava, head = r.get("lava"), r.get("headline", "mismatch")
         lv = (f"{'tandem' if head == 'tandem' else 'layer-wise'}, {lava['samples']}, {pct(lava['accuracy'])}, "
               f"{pct(lava['agreement'])} %" if lava else "not run")
         layerwise = r.get("snn_signed_ft_layerwise", r["snn_signed_ft"] if head == "mismatch" else None)
         cells = [pct(v) if v is not None else "not run"
-                 for v in (layerwise, r.get("snn_signed_ft_paper_rule"), r.get("snn_signed_ft_tandem"))]
+                 for v in (r.get("snn_signed_calibrated"), layerwise, r.get("snn_signed_ft_paper_rule"),
+                           r.get("snn_signed_ft_tandem"))]
         how = []
+        if "finetune_calibrate" in r:
+            c = r["finetune_calibrate"]
+            how.append(f"calibration: {c['calibration']['samples']:,} images, {c['calibration']['seconds']:.0f} s")
         for key, name in (("finetune_mismatch", "layer-wise"), ("finetune_tandem", "tandem")):
             if key in r:
                 f = r[key]
                 labels = f" + labels ×{f['label_weight']:g}" if f.get("label_weight") else ""
+                if "calibration" in f:
+                    labels += f", from the calibration on {f['calibration']['samples']:,} images"
                 how.append(f"{name}: {f['samples_per_epoch']:,} × {f.get('epochs_per_layer', f.get('epochs'))}, "
                            f"{f['lr']:g}{' ' + f['schedule'] if 'schedule' in f else ''}{labels}, "
                            f"{f.get('checks_per_epoch', 1)}, {f['seconds']:.0f} s")
@@ -169,6 +195,10 @@ def main():
     ap.add_argument("--tandem-max-samples", type=int, default=None)
     ap.add_argument("--tandem-schedule", default="halve", choices=("halve", "cosine"))
     ap.add_argument("--tandem-labels", type=float, default=0.0, help="weight of a label term beside the KL")
+    ap.add_argument("--calibrate", type=int, default=0, metavar="N",
+                    help="also run the bias calibration alone on N training images (0: not)")
+    ap.add_argument("--tandem-calibrate", type=int, default=0, metavar="N",
+                    help="start tandem from a bias calibration on N training images (0: from the conversion)")
     ap.add_argument("--readme-only", action="store_true", help="re-render the README table from the JSON")
     a = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -178,12 +208,12 @@ def main():
     else:
         rules = tuple(r for r in a.rules.split(",") if r)
         tandem = (dict(epochs=a.tandem_epochs, lr=a.tandem_lr, checks=a.tandem_checks, max_samples=a.tandem_max_samples,
-                       schedule=a.tandem_schedule, label_weight=a.tandem_labels)
+                       schedule=a.tandem_schedule, label_weight=a.tandem_labels, calibrate=a.tandem_calibrate)
                   if a.tandem else None)
         if not rules and not tandem:
             sys.exit("fashion_table.py: nothing to fine-tune: give --rules or --tandem")
-        rows = [row(b, Path(a.models), a.lava_samples, a.epochs, a.max_samples, a.lr, a.arch, a.checks, rules, tandem)
-                for b in map(int, a.bits.split(","))]
+        rows = [row(b, Path(a.models), a.lava_samples, a.epochs, a.max_samples, a.lr, a.arch, a.checks, rules, tandem,
+                    a.calibrate) for b in map(int, a.bits.split(","))]
         doc = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}",
                "date": time.strftime("%Y-%m-%d"), "dataset": "fashion-mnist (10,000 test samples)", "rows": rows}
         path.write_text(json.dumps(doc, indent=2) + "\n")
