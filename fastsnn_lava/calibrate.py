@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from .errors import FastSNNError
-from .finetune import _exact_dtype, _if_layer, _t, qann_levels
+from .finetune import _exact_dtype, _if_layer, _t, qann_levels, tuned_start
 from .ir import Network
 from .models import BIAS_MAX
 from .reference import skip_sum
@@ -68,6 +68,7 @@ def calibrate(net: Network, x: np.ndarray, ref: Network | None = None) -> tuple[
         raise FastSNNError("the network has no hidden layer after the first: nothing to calibrate")
     if any(layer.neuron == "unsigned_if" for layer in net.layers):
         raise FastSNNError("calibration runs on the signed IF network: convert with --neuron signed")
+    ref = tuned_start(net, ref)  # the conversion that net was tuned from (net itself by default)
     t0 = time.time()
     T = net.timesteps
     # exact for any shift |δ| ≤ θ: the bound of a network whose biases are |b| + θ
@@ -80,11 +81,8 @@ def calibrate(net: Network, x: np.ndarray, ref: Network | None = None) -> tuple[
         for sk in layer.skips:
             last_use[sk.source] = max(last_use[sk.source], i)
     with torch.no_grad():
-        if ref is not None and [layer.threshold for layer in ref.layers] != [layer.threshold for layer in layers]:
-            raise FastSNNError("the reference network is not the one this network was tuned from (thresholds differ)")
-        target = [_channel_mean(k) for k in qann_levels(ref or net, xt, len(layers) - 1, dt)]
-        spikes = {}  # 1-based hidden layer → its spike trains, while a later layer needs them
-        outs = [None] * (len(layers) - 1)
+        target = [_channel_mean(k) for k in qann_levels(ref, xt, len(layers) - 1, dt)]
+        outs = [None] * (len(layers) - 1)  # spike trains of hidden layer j at j−1, while a later layer reads them
         shifts, before, after = [], [], []
         for i, layer in enumerate(layers[:-1]):
             w, b = _t(layer.weight, dt), _t(layer.bias, dt)
@@ -92,14 +90,14 @@ def calibrate(net: Network, x: np.ndarray, ref: Network | None = None) -> tuple[
             if i == 0:
                 cur = (_syn(layer, xt, w) + b.view(shape)).unsqueeze(0).expand(T, len(xt), *layer.out_shape)
             else:
-                prev = spikes[i]
+                prev = outs[i - 1]
                 cur = _syn(layer, prev.reshape(-1, *prev.shape[2:]), w)
                 cur = cur.view(T, len(xt), *cur.shape[1:]) + b.view(shape)
                 if layer.skips:
                     cur = cur + skip_sum(layer, outs, T, dt)
-                for j in [j for j in spikes if last_use[j] <= i]:  # read for the last time: free
-                    outs[j - 1] = None
-                    del spikes[j]
+                for j in range(1, i + 1):  # read for the last time: free
+                    if last_use[j] <= i:
+                        outs[j - 1] = None
                 delta = _bisect(cur, layer, target[i], shape)
                 mean0 = _channel_mean(_if_layer(cur, layer).sum(0))
                 before.append(float((mean0 - target[i]).abs().mean()))
@@ -111,7 +109,6 @@ def calibrate(net: Network, x: np.ndarray, ref: Network | None = None) -> tuple[
             s = _if_layer(cur.contiguous() if i == 0 else cur, layer)
             if i:
                 after.append(float((_channel_mean(s.sum(0)) - target[i]).abs().mean()))
-            spikes[i + 1] = s
             outs[i] = s
     report = CalibrationReport(len(xt), shifts, before, after, round(time.time() - t0, 1))
     return dataclasses.replace(net, layers=layers), report

@@ -83,6 +83,17 @@ def frozen_grid(qann: QuantNet, net: Network, li: int, units: list) -> tuple[int
     return theta, delta, unit
 
 
+def tuned_start(ref: Network, start: Network | None) -> Network:
+    """``start`` (default ``ref``) after checking that it is a tuned copy of the conversion ``ref``:
+    the same layers, weight shapes and thresholds (only codes may differ)."""
+    if start is None:
+        return ref
+    if len(start.layers) != len(ref.layers) or any(a.threshold != b.threshold or a.weight.shape != b.weight.shape
+                                                   for a, b in zip(start.layers, ref.layers)):
+        raise FastSNNError("the starting network is not a tuned copy of the conversion (layers or thresholds differ)")
+    return start
+
+
 def _t(a, dtype) -> torch.Tensor:
     return torch.as_tensor(np.asarray(a), dtype=dtype)
 
@@ -196,9 +207,7 @@ def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs:
         raise FastSNNError("fine-tuning runs on the signed IF network: convert with --neuron signed")
     if epochs < 1 or lr <= 0 or not 0 < heldout < 1 or checks < 1:
         raise FastSNNError("--epochs and --checks must be ≥ 1, --lr > 0 and the held-out share in (0, 1)")
-    ref, net = net, (net if start is None else start)
-    if len(net.layers) != len(ref.layers) or any(a.threshold != b.threshold for a, b in zip(net.layers, ref.layers)):
-        raise FastSNNError("the starting network is not a tuned copy of the conversion (layers or thresholds differ)")
+    ref, net = net, tuned_start(net, start)
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(x), generator=gen).numpy()
     n_held = max(1, int(round(heldout * len(x))))

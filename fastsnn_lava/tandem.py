@@ -55,7 +55,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .errors import FastSNNError
-from .finetune import _codes, _exact_dtype, _if_layer, _t, _tuning_dtype, frozen_grid, qann_levels, snn_prefix
+from .finetune import (_codes, _exact_dtype, _if_layer, _t, _tuning_dtype, frozen_grid, qann_levels, snn_prefix,
+                       tuned_start)
 from .reference import skip_sum
 from .reference import synapse as _syn
 from .ir import Network
@@ -177,10 +178,7 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
         raise FastSNNError("--labels must be ≥ 0, and a label term needs the training labels")
     if len(net.layers) < 3:
         raise FastSNNError("the network has no hidden layer after the first: nothing to fine-tune")
-    start = net if start is None else start
-    if len(start.layers) != len(net.layers) or any(
-            a.threshold != b.threshold or a.weight.shape != b.weight.shape for a, b in zip(start.layers, net.layers)):
-        raise FastSNNError("the starting network is not a tuned copy of the conversion (layers or thresholds differ)")
+    start = tuned_start(net, start)
     t0 = time.time()
     tuner = _Tuner(qann, start)
     dt = tuner.dtype
