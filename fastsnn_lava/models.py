@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from .errors import FastSNNError
 from .normalize import InputNorm, fold
-from .quant import act_quant, activation_level, fake_quant, fake_quant_weight, round_half_up, weight_codes
+from .quant import act_quant, activation_level, fake_quant_weight, quant_synapse, round_half_up, weight_codes
 from .spec import (PRESETS, has_residuals, json_copy, layer_shapes, resnet_spec, resolve_arch,  # noqa: F401
                    skip_out_shape, vgg_spec)
 
@@ -269,32 +269,36 @@ class QuantLayer(nn.Module):
             out.append((weight_codes(w.float(), step, WEIGHT_QMAX), step))
         return out
 
-    def pre_activation(self, x: torch.Tensor, u_in: float, skips: tuple = ()) -> torch.Tensor:
-        """``z = W_q·x + b_q + Σ_j S_q^j·y^j``; ``skips`` holds (y^j, α^j) per shortcut.
-
-        ``W_q = Δ·q`` and ``b_q = u·c`` exactly (straight-through gradients to W and b)."""
+    def _synapse(self, x: torch.Tensor, u_in: float, skips: tuple, levels: int) -> torch.Tensor:
         alphas = tuple(a for _, a in skips)
         theta, delta, unit = self.grid(u_in, alphas)
-        w = fake_quant_weight(self.weight, delta, WEIGHT_QMAX)
-        b = fake_quant(self.bias, unit, -BIAS_MAX - 1, BIAS_MAX)
-        if self.spec["kind"] == "conv":
-            z = F.conv2d(x, w, b, self.spec.get("stride", 1), self.spec.get("padding", 0))
-        else:
-            z = F.linear(x.mean((2, 3)) if self.spec.get("pool") else x.flatten(1), w, b)
+        extras = []
         for sk, w_s, a_src, (y, _) in zip(self.skips, self.skip_weight if self.skips else [], alphas, skips):
             ws = fake_quant_weight(w_s, unit / a_src, WEIGHT_QMAX)
             kind = sk.get("kind", "identity")
             if kind == "identity":
-                z = z + ws * y
+                extras.append(ws * y)
             elif kind == "conv":
-                z = z + F.conv2d(y, ws, None, sk.get("stride", 1), sk.get("padding", 0))
+                extras.append(F.conv2d(y, ws, None, sk.get("stride", 1), sk.get("padding", 0)))
             else:
-                z = z + F.linear(y.flatten(1), ws)
-        return z
+                extras.append(F.linear(y.flatten(1), ws))
+        if self.spec["kind"] == "conv":
+            conv = (self.spec.get("stride", 1), self.spec.get("padding", 0))
+        else:
+            conv, x = None, x.mean((2, 3)) if self.spec.get("pool") else x.flatten(1)
+        grid = (delta, unit, WEIGHT_QMAX, -BIAS_MAX - 1, BIAS_MAX, levels)
+        return quant_synapse(x, self.weight, self.bias, self.alpha, grid, conv, tuple(extras))
+
+    def pre_activation(self, x: torch.Tensor, u_in: float, skips: tuple = ()) -> torch.Tensor:
+        """``z = W_q·x + b_q + Σ_j S_q^j·y^j``; ``skips`` holds (y^j, α^j) per shortcut.
+
+        ``W_q = Δ·q`` and ``b_q = u·c`` exactly (straight-through gradients to W and b)."""
+        return self._synapse(x, u_in, skips, 0)
 
     def forward(self, x: torch.Tensor, u_in: float, skips: tuple = ()) -> torch.Tensor:
-        z = self.pre_activation(x, u_in, skips)
-        return act_quant(z, self.alpha, self.bits) if self.hidden else z
+        """``act_quant(pre_activation)`` for a hidden layer, ``pre_activation`` for the output layer,
+        as one autograd node (:func:`fastsnn_lava.quant.quant_synapse`)."""
+        return self._synapse(x, u_in, skips, 2 ** self.bits - 1 if self.hidden else 0)
 
 
 class QuantNet(nn.Module):

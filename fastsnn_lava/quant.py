@@ -18,39 +18,47 @@ codes ``|q| ≤ q_max`` and biases ``b = u·c`` with integer codes ``c``, where
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 
 def round_half_up(x: torch.Tensor) -> torch.Tensor:
     return torch.floor(x + 0.5)
 
 
-class _ActQuant(torch.autograd.Function):
-    """The quantizer in one buffer (in-place passes, same operations and order as the formula).
+def _quantize(x: torch.Tensor, alpha: torch.Tensor, levels: int) -> torch.Tensor:
+    """The quantizer's forward value in one new buffer (in-place passes, same order as the formula)."""
+    y = torch.div(x, alpha)  # promotes as the formula does (a half x under autocast gives float32)
+    # clamp(x/α, 0, 1) = min(ReLU(x)/α, 1) exactly: ReLU(x)/α is 0 where x/α < 0
+    return y.clamp_(0.0, 1.0).mul_(levels).add_(0.5).floor_().div_(levels).mul_(alpha)
 
-    Backward uses ``y = α·q̂``: with ``m = [0 < x̂ ≤ 1]``, ``∂L/∂x = g·m`` and
+
+def _quantize_backward(x: torch.Tensor, y: torch.Tensor, alpha: torch.Tensor, grad: torch.Tensor):
+    """(∂L/∂x, ∂L/∂α) of the quantizer from its input x, output y and the incoming gradient.
+
+    With ``y = α·q̂`` and ``m = [0 < x̂ ≤ 1]``: ``∂L/∂x = g·m`` and
     ``∂L/∂α = Σ g·(1[x̂>1] + (q̂ − x̂)·m) = (Σ g·y − Σ g·m·x) / α`` (for ``x̂ > 1``, ``y = α``;
     below zero both terms vanish), i.e. two dot products and no extra activation-sized tensor
     besides the mask and ``∂L/∂x``.
     """
+    # every tensor op here costs a dispatch (µs on a small layer), so no no-op casts and a scalar 0
+    inside = (x > 0).logical_and_(x <= alpha)
+    grad_x = torch.where(inside, grad, 0.0)
+    g = grad.reshape(-1)
+    xg = x if x.dtype == g.dtype else x.to(g.dtype)
+    grad_alpha = (torch.dot(g, y.reshape(-1)) - torch.dot(grad_x.reshape(-1), xg.reshape(-1))) / alpha
+    return (grad_x if grad_x.dtype == x.dtype else grad_x.to(x.dtype)), grad_alpha.reshape(1)
 
+
+class _ActQuant(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, alpha, levels: int):
-        y = torch.div(x, alpha)  # promotes as the formula does (a half x under autocast gives float32)
-        # clamp(x/α, 0, 1) = min(ReLU(x)/α, 1) exactly: ReLU(x)/α is 0 where x/α < 0
-        y.clamp_(0.0, 1.0).mul_(levels).add_(0.5).floor_().div_(levels).mul_(alpha)
+        y = _quantize(x, alpha, levels)
         ctx.save_for_backward(x, y, alpha)
         return y
 
     @staticmethod
     def backward(ctx, grad):
-        x, y, alpha = ctx.saved_tensors
-        # every tensor op here costs a dispatch (µs on a small layer), so no no-op casts and a scalar 0
-        inside = (x > 0).logical_and_(x <= alpha)
-        grad_x = torch.where(inside, grad, 0.0)
-        g = grad.reshape(-1)
-        xg = x if x.dtype == g.dtype else x.to(g.dtype)
-        grad_alpha = (torch.dot(g, y.reshape(-1)) - torch.dot(grad_x.reshape(-1), xg.reshape(-1))) / alpha
-        return (grad_x if grad_x.dtype == x.dtype else grad_x.to(x.dtype)), grad_alpha.reshape(1), None
+        return *_quantize_backward(*ctx.saved_tensors, grad), None
 
 
 def act_quant(x: torch.Tensor, alpha: torch.Tensor, bits: int) -> torch.Tensor:
@@ -74,13 +82,18 @@ def weight_codes(w: torch.Tensor, delta: float, qmax: int) -> torch.Tensor:
     return round_half_up(w.detach() / delta).clamp(-qmax, qmax)
 
 
+def _grid_values(w: torch.Tensor, step: float, lo: int, hi: int) -> torch.Tensor:
+    """``step·clip(floor(w/step + 1/2), lo, hi)`` in one new buffer; the codes in float32 as the exporter."""
+    if w.dtype == torch.float32:  # the usual case: no cast dispatches
+        return torch.div(w, step).add_(0.5).floor_().clamp_(lo, hi).mul_(step)
+    codes = torch.div(w.float(), step).add_(0.5).floor_().clamp_(lo, hi)  # as weight_codes: in float32
+    return codes.to(w.dtype).mul_(step)
+
+
 class _FakeQuant(torch.autograd.Function):
     @staticmethod
     def forward(ctx, w, step: float, lo: int, hi: int):
-        if w.dtype == torch.float32:  # the usual case: no cast dispatches
-            return torch.div(w, step).add_(0.5).floor_().clamp_(lo, hi).mul_(step)
-        codes = torch.div(w.float(), step).add_(0.5).floor_().clamp_(lo, hi)  # as weight_codes: in float32
-        return codes.to(w.dtype).mul_(step)
+        return _grid_values(w, step, lo, hi)
 
     @staticmethod
     def backward(ctx, grad):
@@ -97,6 +110,58 @@ def fake_quant(w: torch.Tensor, step: float, lo: int, hi: int) -> torch.Tensor:
 def fake_quant_weight(w: torch.Tensor, delta: float, qmax: int) -> torch.Tensor:
     """``Δ·clip(round(w/Δ), ±q_max)`` (exactly ``Δ·weight_codes``) with a straight-through gradient."""
     return fake_quant(w, delta, -qmax, qmax)
+
+
+class _QuantSynapse(torch.autograd.Function):
+    """A layer of the quantized ANN as one autograd node (see :func:`quant_synapse`)."""
+
+    @staticmethod
+    def forward(ctx, x, w, b, alpha, grid: tuple, conv: tuple | None, *extras):
+        delta, unit, w_lim, b_lo, b_hi, levels = grid
+        wq, bq = _grid_values(w, delta, -w_lim, w_lim), _grid_values(b, unit, b_lo, b_hi)
+        z = F.conv2d(x, wq, bq, *conv) if conv else F.linear(x, wq, bq)
+        for e in extras:
+            z = z + e
+        ctx.conv, ctx.levels, ctx.n_extras = conv, levels, len(extras)
+        if not levels:
+            ctx.save_for_backward(x, wq)
+            return z
+        y = _quantize(z, alpha, levels)
+        ctx.save_for_backward(x, wq, z, y, alpha)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        if ctx.levels:
+            x, wq, z, y, alpha = ctx.saved_tensors
+            grad, grad_alpha = _quantize_backward(z, y, alpha, grad)
+        else:
+            (x, wq), grad_alpha = ctx.saved_tensors, None
+        want_x = ctx.needs_input_grad[0]
+        if ctx.conv:
+            (stride, padding) = ctx.conv
+            gx, gw, gb = torch.ops.aten.convolution_backward(
+                grad, x, wq, [wq.shape[0]], [stride] * 2, [padding] * 2, [1, 1], False, [0, 0], 1,
+                [want_x, True, True])
+        else:
+            gx, gw, gb = grad.mm(wq) if want_x else None, grad.t().mm(x), grad.sum(0)
+        return (gx, gw, gb, grad_alpha, None, None) + (grad,) * ctx.n_extras
+
+
+def quant_synapse(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, alpha: torch.Tensor | None,
+                  grid: tuple, conv: tuple | None = None, extras: tuple = ()) -> torch.Tensor:
+    """One layer of the quantized ANN in one autograd node::
+
+        z = op(x, Δ·q(W)) + u·c(b) + Σ_j e_j,   y = act_quant(z, α) if levels else z
+
+    with ``grid = (Δ, u, q_max, c_lo, c_hi, levels)``, ``q(W) = clip(round(W/Δ), ±q_max)`` and
+    ``c(b) = clip(round(b/u), c_lo, c_hi)`` (half-up, as :func:`fake_quant`), ``op`` a dense
+    layer or, with ``conv = (stride, padding)``, a convolution; ``e_j`` are shortcut currents
+    added in order. Values and gradients equal the composition of :func:`fake_quant`, the op and
+    :func:`act_quant` (straight-through to W and b) bit for bit; one node instead of four keeps
+    the per-layer dispatch overhead of quantization-aware training small.
+    """
+    return _QuantSynapse.apply(x, w, b, alpha, grid, conv, *extras)
 
 
 class QReLU(torch.nn.Module):

@@ -55,3 +55,41 @@ def test_fake_quant_is_step_times_exported_codes(dtype):
 def test_fake_quant_asymmetric_clip():
     w = torch.tensor([-10.0, 10.0])
     assert fake_quant(w, 1.0, -4, 3).tolist() == [-4.0, 3.0]
+
+
+def _composed(x, w, b, alpha, grid, conv, extras):
+    """The layer as separate nodes: the weight and bias grids, the op, the shortcut sums, the quantizer."""
+    delta, unit, w_lim, b_lo, b_hi, levels = grid
+    wq, bq = fake_quant(w, delta, -w_lim, w_lim), fake_quant(b, unit, b_lo, b_hi)
+    z = torch.nn.functional.conv2d(x, wq, bq, *conv) if conv else torch.nn.functional.linear(x, wq, bq)
+    for e in extras:
+        z = z + e
+    return act_quant(z, alpha, (levels + 1).bit_length() - 1) if levels else z
+
+
+@pytest.mark.parametrize("conv", [None, (1, 1), (2, 1)])
+@pytest.mark.parametrize("levels", [0, 1, 3, 15])
+@pytest.mark.parametrize("n_extras", [0, 2])
+def test_quant_synapse_equals_composition(conv, levels, n_extras):
+    """The one-node layer gives the composed layer's output and every gradient bit for bit."""
+    from fastsnn_lava.quant import quant_synapse
+    g = torch.Generator().manual_seed(levels * 10 + n_extras)
+    x0 = torch.rand(16, 6, 9, 9, generator=g) * 2 if conv else torch.rand(16, 40, generator=g) * 2
+    w0 = torch.randn((12, 6, 3, 3) if conv else (12, 40), generator=g) * 0.2
+    b0 = torch.randn(12, generator=g) * 0.5
+    out_shape = torch.nn.functional.conv2d(x0, w0, b0, *conv).shape if conv else (16, 12)
+    e0 = [torch.randn(out_shape, generator=g) for _ in range(n_extras)]
+    grid = (0.2 / 127 * 1.3, 0.01, 127, -4096, 4095, levels)
+    up = torch.randn(out_shape, generator=g)
+    results = []
+    for f in (_composed, quant_synapse):
+        x, w, b = (t.clone().requires_grad_(True) for t in (x0, w0, b0))
+        alpha = torch.tensor([1.5], requires_grad=True)
+        es = [e.clone().requires_grad_(True) for e in e0]
+        y = f(x, w, b, alpha, grid, conv, tuple(es))
+        y.backward(up)
+        results.append([y.detach(), x.grad, w.grad, b.grad] + [e.grad for e in es]
+                       + ([alpha.grad] if levels else []))
+    for a, c in zip(*results):
+        assert torch.equal(a, c)
+    assert 0 < float(results[0][0].abs().sum())  # the case is not degenerate
