@@ -55,6 +55,12 @@ from .reference import skip_sum
 from .reference import synapse as _syn
 
 RULES = ("mismatch", "accuracy")
+HELDOUT = 0.1  # share of the training data held out for the acceptance checks (layer-wise and tandem)
+
+
+def heldout_count(n: int, heldout: float = HELDOUT) -> int:
+    """How many of ``n`` training samples the tuners hold out (at least one)."""
+    return max(1, int(round(heldout * n)))
 
 
 def _exact_dtype(net: Network) -> torch.dtype:
@@ -187,7 +193,7 @@ def _codes(w: torch.Tensor, delta: float, b: torch.Tensor, unit: float) -> tuple
 
 def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs: int = 1, lr: float = 1e-3,
              momentum: float = 0.9, weight_decay: float = 0.0, batch_size: int = 128, rule: str = "mismatch",
-             force: bool = False, heldout: float = 0.1, accuracy_samples: int = 10000, max_samples: int | None = None,
+             force: bool = False, heldout: float = HELDOUT, accuracy_samples: int = 10000, max_samples: int | None = None,
              seed: int = 0, progress: bool = True, checks: int = 1,
              start: Network | None = None) -> tuple[Network, list[LayerReport]]:
     """Fine-tune the hidden layers 2..L−1 of ``net`` (the signed-IF conversion of ``qann``).
@@ -210,7 +216,7 @@ def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs:
     ref, net = net, tuned_start(net, start)
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(x), generator=gen).numpy()
-    n_held = max(1, int(round(heldout * len(x))))
+    n_held = heldout_count(len(x), heldout)
     x_held = x[perm[:n_held]]
     fit = perm[n_held:]
     if max_samples is not None:

@@ -139,7 +139,7 @@ def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int 
         raise FastSNNError(f"--method must be one of {METHODS}, got {method!r}")
     from .tandem import LR as TANDEM_LR
     lr = lr if lr is not None else (TANDEM_LR if method == "tandem" else 1e-3)  # layerwise: the paper's 1e-3
-    from .finetune import finetune as _finetune
+    from .finetune import finetune as _finetune, heldout_count
     qann, float_net, meta = checkpoint.load(model_path)
     dataset = dataset or meta.get("dataset")
     if not dataset:
@@ -179,7 +179,7 @@ def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int 
     snn0 = Engine(net0).run(ds.x_test)
     record = {"method": method, **extra, **calib, "checks_per_epoch": checks, "lr": lr,
               "batch_size": batch_size,
-              "samples_per_epoch": min(len(ds.x_train) - max(1, round(0.1 * len(ds.x_train))),
+              "samples_per_epoch": min(len(ds.x_train) - heldout_count(len(ds.x_train)),
                                        max_samples or len(ds.x_train)),
               "seconds": round(time.time() - t0, 1), "layers": [r.__dict__ for r in reports],
               "snn_test_accuracy_before": _accuracy(snn0, ds.y_test), "snn_test_accuracy": _accuracy(snn, ds.y_test)}

@@ -55,8 +55,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from .errors import FastSNNError
-from .finetune import (_codes, _exact_dtype, _if_layer, _t, _tuning_dtype, frozen_grid, qann_levels, snn_prefix,
-                       tuned_start)
+from .finetune import (HELDOUT, _codes, _exact_dtype, _if_layer, _t, _tuning_dtype, frozen_grid, heldout_count,
+                       qann_levels, snn_prefix, tuned_start)
 from .reference import skip_sum
 from .reference import synapse as _syn
 from .ir import Network
@@ -154,7 +154,7 @@ def _kl(z_snn: torch.Tensor, z_ref: torch.Tensor, tau: float) -> torch.Tensor:
 
 
 def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: float = LR,
-           batch_size: int = 128, heldout: float = 0.1, max_samples: int | None = None, seed: int = 0,
+           batch_size: int = 128, heldout: float = HELDOUT, max_samples: int | None = None, seed: int = 0,
            progress: bool = True, checks: int = 1, tau: float = 1.0, schedule: str = "halve",
            y: np.ndarray | None = None, label_weight: float = 0.0,
            start: Network | None = None) -> tuple[Network, TandemReport]:
@@ -184,7 +184,7 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
     dt = tuner.dtype
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(x), generator=gen).numpy()
-    n_held = max(1, int(round(heldout * len(x))))
+    n_held = heldout_count(len(x), heldout)
     x_held = torch.as_tensor(x[perm[:n_held]])
     fit = perm[n_held:][:max_samples] if max_samples is not None else perm[n_held:]
     x_fit = torch.as_tensor(x[fit])

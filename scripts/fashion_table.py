@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 from fastsnn_lava.atomic import fill_section  # noqa: E402
 from fastsnn_lava.data import load_dataset  # noqa: E402
 from fastsnn_lava.diagnose import diagnose, plot  # noqa: E402
+from fastsnn_lava.finetune import heldout_count  # noqa: E402
 from fastsnn_lava.engine import run  # noqa: E402
 from fastsnn_lava.pipeline import convert, export, finetune  # noqa: E402
 from fastsnn_lava.reference import run_batches, snn_forward  # noqa: E402
@@ -135,7 +136,8 @@ def _ft_record(path: Path, method: str, epochs: int, max_samples: int | None, lr
             or (method == "tandem" and (rec.get("schedule", "halve") != schedule
                                         or rec.get("label_weight", 0.0) != label_weight)):
         return None
-    fit = 60000 - 6000  # Fashion-MNIST's training set less the 10 % held out
+    n = len(load_dataset("fashion-mnist").x_train)
+    fit = n - heldout_count(n)  # the training set less the share the tuners hold out
     return rec if rec.get("samples_per_epoch") == min(fit, max_samples or fit) else None
 
 
