@@ -316,7 +316,8 @@ class QuantNet(nn.Module):
 
     def units_in(self) -> list[float]:
         """u_in per layer: 1/input_max, then α of the layer before."""
-        return [1.0 / self.input_max] + [m.alpha.item() for m in self.layers[:-1]]
+        # iterate, not self.layers[:-1]: slicing a ModuleList builds a new module each training step
+        return [1.0 / self.input_max] + [m.alpha.item() for m in self.layers if m.hidden]
 
     def skip_alphas(self, k: int) -> tuple:
         """α^j of each shortcut source of layer k (0-based)."""
