@@ -139,10 +139,9 @@ class _QuantSynapse(torch.autograd.Function):
             (x, wq), grad_alpha = ctx.saved_tensors, None
         want_x = ctx.needs_input_grad[0]
         if ctx.conv:
-            (stride, padding) = ctx.conv
+            stride, padding = ([v, v] if isinstance(v, int) else list(v) for v in ctx.conv)
             gx, gw, gb = torch.ops.aten.convolution_backward(
-                grad, x, wq, [wq.shape[0]], [stride] * 2, [padding] * 2, [1, 1], False, [0, 0], 1,
-                [want_x, True, True])
+                grad, x, wq, [wq.shape[0]], stride, padding, [1, 1], False, [0, 0], 1, [want_x, True, True])
         else:
             gx, gw, gb = grad.mm(wq) if want_x else None, grad.t().mm(x), grad.sum(0)
         return (gx, gw, gb, grad_alpha, None, None) + (grad,) * ctx.n_extras
@@ -156,7 +155,7 @@ def quant_synapse(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, alpha: torc
 
     with ``grid = (Δ, u, q_max, c_lo, c_hi, levels)``, ``q(W) = clip(round(W/Δ), ±q_max)`` and
     ``c(b) = clip(round(b/u), c_lo, c_hi)`` (half-up, as :func:`fake_quant`), ``op`` a dense
-    layer or, with ``conv = (stride, padding)``, a convolution; ``e_j`` are shortcut currents
+    layer or, with ``conv = (stride, padding)`` (ints or pairs), a convolution; ``e_j`` are shortcut currents
     added in order. Values and gradients equal the composition of :func:`fake_quant`, the op and
     :func:`act_quant` (straight-through to W and b) bit for bit; one node instead of four keeps
     the per-layer dispatch overhead of quantization-aware training small.

@@ -67,7 +67,7 @@ def _composed(x, w, b, alpha, grid, conv, extras):
     return act_quant(z, alpha, (levels + 1).bit_length() - 1) if levels else z
 
 
-@pytest.mark.parametrize("conv", [None, (1, 1), (2, 1)])
+@pytest.mark.parametrize("conv", [None, (1, 1), (2, 1), ((2, 1), (0, 1))])
 @pytest.mark.parametrize("levels", [0, 1, 3, 15])
 @pytest.mark.parametrize("n_extras", [0, 2])
 def test_quant_synapse_equals_composition(conv, levels, n_extras):
