@@ -10,12 +10,23 @@ but never learns which of its errors matter downstream. Here every hidden layer
 from the integer IF simulation (exact, as :mod:`fastsnn_lava.engine`), so the
 loss sees exactly what Lava will compute.
 
-**Backward: the QANN's graph at the SNN's counts** (straight-through, the
-layer-wise rule's step 4 chained through the network)::
+**Backward, two choices** (``gradient``):
 
-    k̃^l = (W_q^l·Ñ^{l−1} + T·c^l + Σ_j S^{l,j}·Ñ^j) / θ^l,     m^l = [0 < k̃^l ≤ T]
-    Ñ^l = k̃^l·m^l + (N^l − k̃^l·m^l).detach()                   (value N^l, gradient of k̃^l)
-    z   = s·(W_q^L·Ñ^{L−1} + T·c^L),     s = u^L / T            (the real logits)
+* ``"bptt"`` (default): backpropagation through the T steps of every layer, the
+  IF step's jump replaced by a ramp one threshold wide (:mod:`fastsnn_lava.surrogate`)::
+
+      I^l(t) = W_q^l·s^{l−1}(t) + c^l + Σ_j S^{l,j}·s^j(t),     s^l = if_bptt(I^l)
+      z      = s·(W_q^L·Σ_t s^{L−1}(t) + T·c^L),     s = u^L / T      (the real logits)
+
+  It sees the order of the spikes within the window, which is where the sequential
+  error lives, and on the README's ResNet-20 it tunes further than ``"qann"`` in fewer
+  epochs, at about twice the time per batch.
+* ``"qann"``: the QANN's graph at the SNN's counts (straight-through, the
+  layer-wise rule's step 4 chained through the network)::
+
+      k̃^l = (W_q^l·Ñ^{l−1} + T·c^l + Σ_j S^{l,j}·Ñ^j) / θ^l,     m^l = [0 < k̃^l ≤ T]
+      Ñ^l = k̃^l·m^l + (N^l − k̃^l·m^l).detach()                   (value N^l, gradient of k̃^l)
+      z   = s·(W_q^L·Ñ^{L−1} + T·c^L)
 
 **Loss: distillation to the QANN**, ``KL(softmax(z_QANN/τ) ‖ softmax(z_SNN/τ))``,
 with ``z_QANN`` the QANN's logits on the same batch. The SNN is pulled towards its
@@ -60,11 +71,13 @@ from .finetune import (HELDOUT, _codes, _exact_dtype, _if_layer, _t, _tuning_dty
 from .reference import skip_sum
 from .reference import synapse as _syn
 from .ir import Network
+from .surrogate import if_bptt
 from .models import QuantNet
 
 
 LR = 0.005  # SGD step in codes per typical batch (see the module)
 SCHEDULES = ("halve", "cosine")
+GRADIENTS = ("bptt", "qann")
 
 
 @dataclasses.dataclass
@@ -81,13 +94,14 @@ class TandemReport:
     train_seconds: float
     final_lr: float            # the last step's learning rate (after the halvings, or the cosine's end)
     label_weight: float = 0.0  # weight of the label cross-entropy beside the KL (0: pure distillation)
+    gradient: str = "qann"     # the backward: "bptt" (surrogate through the steps) or "qann" (count-level)
 
 
 class _Tuner:
     """The network's integer layers with real-valued code masters for the hidden layers 2..L−1."""
 
-    def __init__(self, qann: QuantNet, net: Network):
-        self.net, self.T = net, net.timesteps
+    def __init__(self, qann: QuantNet, net: Network, gradient: str = "bptt"):
+        self.net, self.T, self.gradient = net, net.timesteps, gradient
         units = qann.units_in()
         for li in range(1, len(net.layers) - 1):
             frozen_grid(qann, net, li, units)
@@ -115,12 +129,19 @@ class _Tuner:
         return self.scale * (_syn(last, counts, self.w_out) + self.T * self.b_out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Real logits whose value is the SNN's and whose gradient is the QANN graph's at the SNN's counts."""
+        """Real logits whose value is the SNN's; the gradient is BPTT's through the surrogate, or the QANN
+        graph's at the SNN's counts (see the module)."""
         T, dt = self.T, self.dtype
         first = snn_prefix(self.net, x, 1, self.in_dtype)[0].to(dt)
         spikes, counts = [first], [first.sum(0)]
         for layer, (q, c) in zip(self.net.layers[1:-1], self.codes()):
             bshape = (-1, 1, 1) if layer.kind == "conv" else (-1,)
+            if self.gradient == "bptt":
+                cur = _syn(layer, spikes[-1].reshape(-1, *spikes[-1].shape[2:]), q)
+                cur = cur.view(T, len(x), *cur.shape[1:]) + c.view(bshape) + skip_sum(layer, spikes, T, dt)
+                spikes.append(if_bptt(cur, layer.threshold, layer.neuron == "signed_if"))
+                counts.append(spikes[-1].sum(0))
+                continue
             with torch.no_grad():
                 cur = _syn(layer, spikes[-1].reshape(-1, *spikes[-1].shape[2:]), q.detach())
                 cur = cur.view(T, len(x), *cur.shape[1:]) + c.detach().view(bshape) + skip_sum(layer, spikes, T, dt)
@@ -157,7 +178,7 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
            batch_size: int = 128, heldout: float = HELDOUT, max_samples: int | None = None, seed: int = 0,
            progress: bool = True, checks: int = 1, tau: float = 1.0, schedule: str = "halve",
            y: np.ndarray | None = None, label_weight: float = 0.0,
-           start: Network | None = None) -> tuple[Network, TandemReport]:
+           start: Network | None = None, gradient: str = "bptt") -> tuple[Network, TandemReport]:
     """Tune hidden layers 2..L−1 of ``net`` (the signed-IF conversion of ``qann``) together; see the module.
 
     ``net`` is the teacher (its integer QANN) and fixes the grid; the codes start from ``start``
@@ -166,12 +187,14 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
     decides acceptance; the rest (at most ``max_samples``) trains. ``lr``: the step of a typical code per
     batch, in integer codes (gradients scaled by their first-batch RMS); ``tau``: the distillation temperature.
     ``label_weight`` > 0 (needs the labels ``y``): the loss, and the held-out criterion, gain
-    ``label_weight·CE(z_SNN, y)`` beside the KL.
+    ``label_weight·CE(z_SNN, y)`` beside the KL. ``gradient``: ``"bptt"`` or ``"qann"`` (see the module).
     """
     if any(layer.neuron == "unsigned_if" for layer in net.layers):
         raise FastSNNError("fine-tuning runs on the signed IF network: convert with --neuron signed")
     if schedule not in SCHEDULES:
         raise FastSNNError(f"--schedule must be one of {SCHEDULES}, got {schedule!r}")
+    if gradient not in GRADIENTS:
+        raise FastSNNError(f"--gradient must be one of {GRADIENTS}, got {gradient!r}")
     if epochs < 1 or lr <= 0 or not 0 < heldout < 1 or checks < 1 or tau <= 0:
         raise FastSNNError("--epochs and --checks must be ≥ 1, --lr > 0 and the held-out share in (0, 1)")
     if label_weight < 0 or (label_weight > 0 and y is None):
@@ -180,7 +203,7 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
         raise FastSNNError("the network has no hidden layer after the first: nothing to fine-tune")
     start = tuned_start(net, start)
     t0 = time.time()
-    tuner = _Tuner(qann, start)
+    tuner = _Tuner(qann, start, gradient)
     dt = tuner.dtype
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(x), generator=gen).numpy()
@@ -253,4 +276,5 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
     changed = sum(int((a.weight != b.weight).sum() + (a.bias != b.bias).sum())
                   for a, b in zip(net.layers, best_net.layers))
     return best_net, TandemReport(epochs, checks, kept, kl_before, best_kl, agree_before, best_agree, changed,
-                                  round(time.time() - t0, 2), round(t_train, 2), step_lr, label_weight)
+                                  round(time.time() - t0, 2), round(t_train, 2), step_lr, label_weight,
+                                  gradient)

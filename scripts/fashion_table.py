@@ -126,7 +126,8 @@ def _calibrated(out: dict, src: Path, dst: Path, samples: int) -> None:
 
 
 def _ft_record(path: Path, method: str, epochs: int, max_samples: int | None, lr: float, checks: int = 1,
-               schedule: str = "halve", label_weight: float = 0.0, calibrate: int = 0) -> dict | None:
+               schedule: str = "halve", label_weight: float = 0.0, calibrate: int = 0,
+               gradient: str = "bptt") -> dict | None:
     """The fine-tuning record stored in ``path``'s meta, if it was made with these settings."""
     from fastsnn_lava.checkpoint import load
     rec = load(str(path))[2].get("finetune")
@@ -134,7 +135,8 @@ def _ft_record(path: Path, method: str, epochs: int, max_samples: int | None, lr
             or rec.get("calibration", {}).get("samples", 0) != calibrate \
             or rec.get("epochs_per_layer", rec.get("epochs")) != epochs or rec.get("checks_per_epoch", 1) != checks \
             or (method == "tandem" and (rec.get("schedule", "halve") != schedule
-                                        or rec.get("label_weight", 0.0) != label_weight)):
+                                        or rec.get("label_weight", 0.0) != label_weight
+                                        or rec.get("gradient", "qann") != gradient)):
         return None
     n = len(load_dataset("fashion-mnist").x_train)
     fit = n - heldout_count(n)  # the training set less the share the tuners hold out
@@ -168,6 +170,8 @@ def table(rows: list[dict]) -> str:
                 labels = f" + labels ×{f['label_weight']:g}" if f.get("label_weight") else ""
                 if "calibration" in f:
                     labels += f", from the calibration on {f['calibration']['samples']:,} images"
+                if key == "finetune_tandem":
+                    name = f"tandem ({'BPTT' if f.get('gradient', 'qann') == 'bptt' else 'QANN graph'})"
                 how.append(f"{name}: {f['samples_per_epoch']:,} × {f.get('epochs_per_layer', f.get('epochs'))}, "
                            f"{f['lr']:g}{' ' + f['schedule'] if 'schedule' in f else ''}{labels}, "
                            f"{f.get('checks_per_epoch', 1)}, {f['seconds']:.0f} s")
@@ -196,6 +200,8 @@ def main():
     ap.add_argument("--tandem-checks", type=int, default=8)
     ap.add_argument("--tandem-max-samples", type=int, default=None)
     ap.add_argument("--tandem-schedule", default="halve", choices=("halve", "cosine"))
+    ap.add_argument("--tandem-gradient", default="bptt", choices=("bptt", "qann"),
+                    help="tandem's backward: BPTT through the steps (surrogate) or the QANN's graph at the counts")
     ap.add_argument("--tandem-labels", type=float, default=0.0, help="weight of a label term beside the KL")
     ap.add_argument("--calibrate", type=int, default=0, metavar="N",
                     help="also run the bias calibration alone on N training images (0: not)")
@@ -210,7 +216,8 @@ def main():
     else:
         rules = tuple(r for r in a.rules.split(",") if r)
         tandem = (dict(epochs=a.tandem_epochs, lr=a.tandem_lr, checks=a.tandem_checks, max_samples=a.tandem_max_samples,
-                       schedule=a.tandem_schedule, label_weight=a.tandem_labels, calibrate=a.tandem_calibrate)
+                       schedule=a.tandem_schedule, label_weight=a.tandem_labels, calibrate=a.tandem_calibrate,
+                       gradient=a.tandem_gradient)
                   if a.tandem else None)
         if not rules and not tandem:
             sys.exit("fashion_table.py: nothing to fine-tune: give --rules or --tandem")

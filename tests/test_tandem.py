@@ -12,15 +12,45 @@ from fastsnn_lava.errors import FastSNNError
 from fastsnn_lava.netx import read_network
 from fastsnn_lava.pipeline import convert, export, finetune
 from fastsnn_lava.reference import qann_forward, run_batches, snn_forward
+from fastsnn_lava.engine import if_run
+from fastsnn_lava.surrogate import if_bptt, step
 from fastsnn_lava.tandem import _Tuner, qann_logits, tandem
 
-def test_tandem_forward_value_is_the_snn_and_gradient_reaches_every_tuned_layer(resnet8):
+
+@pytest.mark.parametrize("signed", [True, False])
+@pytest.mark.parametrize("theta,steps", [(2, 1), (6, 3), (64, 7), (1000, 15)])
+def test_surrogate_if_spikes_equal_the_integer_neuron(signed, theta, steps):
+    """Forward, the differentiable neuron is the IF neuron: the same spikes as the engine's integer
+    loop on currents that drive it both ways (many −1 spikes for the signed neuron)."""
+    gen = torch.Generator().manual_seed(theta + steps)
+    cur = torch.randint(-2 * theta, 2 * theta, (steps, 4000), generator=gen).double().requires_grad_()
+    s = if_bptt(cur, theta, signed)
+    assert torch.equal(s.detach(), if_run(cur.detach().clone(), theta, signed, False, steps))
+    if signed and steps > 1:
+        assert (s.detach() < 0).any()
+    s.sum().backward()
+    assert cur.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("theta", [2, 8, 255])
+def test_surrogate_derivative_is_a_unit_ramp_one_threshold_wide(theta):
+    """h(x) = max(0, 1 − |x + ½|/θ)/θ: peak 1/θ between x = −1 and 0, zero from θ away, and over the
+    integers it sums to exactly 1, one spike per θ of membrane (the QANN's k = A/θ)."""
+    x = torch.arange(-3 * theta, 3 * theta, dtype=torch.float64, requires_grad=True)
+    step(x, theta).sum().backward()
+    h = x.grad
+    assert h[x.detach() == 0] == h[x.detach() == -1] == pytest.approx(1 / theta - 0.5 / theta ** 2)
+    assert (h[(x.detach() >= theta) | (x.detach() <= -theta - 1)] == 0).all()
+    assert float(h.sum()) == pytest.approx(1.0, abs=1e-12)
+
+@pytest.mark.parametrize("gradient", ["bptt", "qann"])
+def test_tandem_forward_value_is_the_snn_and_gradient_reaches_every_tuned_layer(resnet8, gradient):
     """The value of the tuner's logits is the integer SNN's output (exactly, engine = reference), its
     QANN twin is the reference QANN's, and the loss reaches W and b of every hidden layer 2..L−1."""
     qann, _, _ = checkpoint.load(str(resnet8))
     net = to_network(qann)
     x = torch.as_tensor(load_dataset("digits").x_test[:64])
-    tuner = _Tuner(qann, net)
+    tuner = _Tuner(qann, net, gradient)
     z = tuner.forward(x)
     out = Engine(net).run(x.numpy())
     assert np.array_equal(out, run_batches(net, x.numpy(), snn_forward))
@@ -33,11 +63,14 @@ def test_tandem_forward_value_is_the_snn_and_gradient_reaches_every_tuned_layer(
         assert w.grad is not None and w.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
 
 
-def test_tandem_lowers_heldout_kl_keeps_the_grid_and_exports_losslessly(resnet8, tmp_path):
+@pytest.mark.parametrize("gradient", ["bptt", "qann"])
+def test_tandem_lowers_heldout_kl_keeps_the_grid_and_exports_losslessly(resnet8, tmp_path, gradient):
     dst = tmp_path / "r8_tandem.pt"
-    net, rec = finetune(str(resnet8), str(dst), method="tandem", epochs=3, checks=4, progress=False)
+    net, rec = finetune(str(resnet8), str(dst), method="tandem", epochs=3, checks=4, progress=False,
+                        gradient=gradient)
     t = rec["tandem"]
     assert rec["method"] == "tandem" and t["checks_per_epoch"] == 4
+    assert rec["gradient"] == t["gradient"] == gradient
     # acceptance: only codes that lower the held-out KL are kept, and on this network some are
     assert t["checks_kept"] >= 1 and t["heldout_kl_after"] < t["heldout_kl_before"] and t["codes_changed"] > 0
     before = convert(str(resnet8))
@@ -75,6 +108,8 @@ def test_tandem_refuses_bad_settings(resnet8, tmp_path, capsys):
         tandem(qann, to_network(qann, "unsigned_if"), load_dataset("digits").x_train, progress=False)
     with pytest.raises(FastSNNError, match="--schedule"):
         tandem(qann, to_network(qann), load_dataset("digits").x_train, progress=False, schedule="step")
+    with pytest.raises(FastSNNError, match="--gradient"):
+        tandem(qann, to_network(qann), load_dataset("digits").x_train, progress=False, gradient="adjoint")
     with pytest.raises(FastSNNError, match="labels"):
         tandem(qann, to_network(qann), load_dataset("digits").x_train, progress=False, label_weight=0.5)
     with pytest.raises(FastSNNError, match="--method"):

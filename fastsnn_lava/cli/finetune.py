@@ -11,7 +11,8 @@ def main(argv=None) -> int:
                "Tune hidden layers 2..L-1 so the SNN matches the quantized ANN. Forward = the SNN's spike counts,\n"
                "backward = the QANN's gradient (straight-through), thresholds frozen, SGD; the output still\n"
                "exports losslessly. --method layerwise (the paper's): one layer at a time, MSE to the QANN's\n"
-               "activation. --method tandem: all layers at once, distilled from the QANN's logits (deep nets).\n"
+               "activation. --method tandem: all layers at once, distilled from the QANN's logits (deep nets),\n"
+               "backpropagating through the T steps (--gradient bptt, default) or the QANN's graph (qann).\n"
                "--method calibrate: no gradients, only shift each channel's bias so its mean spike count matches\n"
                "the QANN (seconds); --calibrate N does that on N images before layerwise or tandem.",
                "fastsnn-finetune model.pt --dataset digits -o model_ft.pt\n"
@@ -40,6 +41,9 @@ def main(argv=None) -> int:
     p.add_argument("--schedule", default="halve", choices=("halve", "cosine"),
                    help="tandem: halve the step on every rejected check (default), or anneal it as a cosine "
                         "over the run (a rejected check then only restores the kept codes)")
+    p.add_argument("--gradient", default="bptt", choices=("bptt", "qann"),
+                   help="tandem: backpropagate through the T steps with a surrogate spike derivative (default), "
+                        "or through the QANN's graph at the SNN's spike counts (cheaper, blind to spike order)")
     p.add_argument("--labels", type=float, default=0.0, metavar="W",
                    help="tandem: add W × the label cross-entropy to the distillation loss and the held-out "
                         "criterion (default 0: pure distillation from the QANN)")
@@ -53,7 +57,8 @@ def main(argv=None) -> int:
         from ..pipeline import finetune
         _, rec = finetune(a.model, a.output, a.dataset, a.epochs, a.accept, a.force, a.lr, a.batch_size,
                           a.max_samples, a.seed, progress=not a.no_progress, checks=a.checks, method=a.method,
-                          schedule=a.schedule, label_weight=a.labels, calibrate=a.calibrate)
+                          schedule=a.schedule, label_weight=a.labels, calibrate=a.calibrate,
+                          gradient=a.gradient)
         if "calibration" in rec:
             c = rec["calibration"]
             print(f"bias calibration on {c['samples']} images: mean |count - QANN level| per channel "
