@@ -20,20 +20,27 @@ with round-half-up, which is why T = 2^b − 1 steps suffice.
 """
 
 
-def if_step(v, n, current, theta, signed: bool = True):
+def _heaviside(x):
+    return (x >= 0) * 1
+
+
+def if_step(v, n, current, theta, signed: bool = True, heaviside=_heaviside):
     """One time step of the (signed) IF neuron. Returns ``(v, n, s)``.
 
     ``v``, ``n`` and ``current`` are arrays of one shape (NumPy or torch, integer
     or float holding integers); ``theta`` is the integer threshold (scalar or
-    broadcastable). Inputs are not modified in place.
+    broadcastable). Inputs are not modified in place. Both spikes are the step
+    ``H(x) = [x ≥ 0]`` of an integer: ``up = H(v − θ)``, ``down = H(−v − 1)·[n > 0]``;
+    ``heaviside`` replaces ``H`` (:mod:`fastsnn_lava.surrogate` passes one with a
+    surrogate derivative).
     """
     v = v + current
-    up = (v >= theta) * 1
+    up = heaviside(v - theta)
     v = v - theta * up
     n = n + up
     if not signed:
         return v, n, up
-    down = ((v < 0) & (n > 0)) * 1
+    down = heaviside(-v - 1) * (n > 0)
     v = v + theta * down
     n = n - down
     return v, n, up - down

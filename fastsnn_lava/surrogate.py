@@ -1,9 +1,9 @@
 """The IF neuron with a surrogate gradient: exact spikes forward, a smooth derivative backward.
 
-Forward, :func:`if_bptt` is :func:`fastsnn_lava.neuron.if_step` unrolled over the T
-steps (v(0) = θ/2, reset by subtraction, signed or not), written with
-differentiable tensor operations, so its spikes equal the integer simulation's
-exactly (every value is an integer held in a float; see ``test_tandem``)::
+Forward, :func:`if_bptt` is :func:`fastsnn_lava.neuron.if_step` itself, unrolled over
+the T steps (v(0) = θ/2, reset by subtraction, signed or not) with a differentiable
+Heaviside, so its spikes equal the integer simulation's exactly (every value is an
+integer held in a float; see ``test_tandem``)::
 
     v ← v + I(t)
     up   = H(v − θ)                  ;  v ← v − θ·up   ;  n ← n + up
@@ -25,6 +25,8 @@ error is a matter of order within the window.
 from __future__ import annotations
 
 import torch
+
+from .neuron import if_step
 
 
 class _Step(torch.autograd.Function):
@@ -49,21 +51,14 @@ def step(x: torch.Tensor, theta: int) -> torch.Tensor:
 
 
 def if_bptt(currents: torch.Tensor, theta: int, signed: bool = True) -> torch.Tensor:
-    """Spike trains ``(T, B, …)`` of IF neurons (v(0) = θ/2) driven by ``currents`` ``(T, B, …)``;
-    differentiable in ``currents`` through the surrogate (values: exactly :func:`neuron.if_step`'s)."""
+    """Spike trains ``(T, B, …)`` of IF neurons (v(0) = θ/2) driven by ``currents`` ``(T, B, …)``:
+    :func:`neuron.if_step` with :func:`step` as its Heaviside, so the values are exactly the
+    integer neuron's and the spikes are differentiable in ``currents`` through the surrogate."""
     v = torch.full_like(currents[0], theta // 2)
     n = torch.zeros_like(currents[0])
     out = []
     for current in currents:
-        v = v + current
-        up = step(v - theta, theta)
-        v = v - theta * up
-        n = n + up.detach()
-        s = up
-        if signed:
-            down = step(-v - 1, theta) * (n > 0).to(v.dtype)
-            v = v + theta * down
-            n = n - down.detach()
-            s = up - down
+        v, n, s = if_step(v, n, current, theta, signed, heaviside=lambda x: step(x, theta))
+        n = n.detach()  # the count only gates the −1 spike: a constant for the gradient
         out.append(s)
     return torch.stack(out)
