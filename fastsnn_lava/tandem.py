@@ -56,6 +56,7 @@ so a few early rejections cannot shrink it for the rest of the run.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -134,23 +135,21 @@ class _Tuner:
         T, dt = self.T, self.dtype
         first = snn_prefix(self.net, x, 1, self.in_dtype)[0].to(dt)
         spikes, counts = [first], [first.sum(0)]
+        bptt = self.gradient == "bptt"
         for layer, (q, c) in zip(self.net.layers[1:-1], self.codes()):
             bshape = (-1, 1, 1) if layer.kind == "conv" else (-1,)
-            if self.gradient == "bptt":
+            with contextlib.nullcontext() if bptt else torch.no_grad():  # the per-step currents: in BPTT's graph
                 cur = _syn(layer, spikes[-1].reshape(-1, *spikes[-1].shape[2:]), q)
                 cur = cur.view(T, len(x), *cur.shape[1:]) + c.view(bshape) + skip_sum(layer, spikes, T, dt)
-                spikes.append(if_bptt(cur, layer.threshold, layer.neuron == "signed_if"))
-                counts.append(spikes[-1].sum(0))
+                s = if_bptt(cur, layer.threshold, layer.neuron == "signed_if") if bptt else _if_layer(cur, layer)
+            spikes.append(s)
+            if bptt:
+                counts.append(s.sum(0))
                 continue
-            with torch.no_grad():
-                cur = _syn(layer, spikes[-1].reshape(-1, *spikes[-1].shape[2:]), q.detach())
-                cur = cur.view(T, len(x), *cur.shape[1:]) + c.detach().view(bshape) + skip_sum(layer, spikes, T, dt)
-                s = _if_layer(cur, layer)
             acc = _syn(layer, counts[-1], q) + T * c.view(bshape) + skip_sum(layer, counts, dtype=dt)
             k = acc / layer.threshold
             k = k * ((k > 0) & (k <= T)).to(dt)
             counts.append(k + (s.sum(0) - k).detach())
-            spikes.append(s)
         return self.logits(counts[-1])
 
     def network(self) -> Network:
