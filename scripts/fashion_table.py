@@ -37,6 +37,7 @@ from fastsnn_lava.finetune import heldout_count  # noqa: E402
 from fastsnn_lava.engine import run  # noqa: E402
 from fastsnn_lava.pipeline import convert, export, finetune  # noqa: E402
 from fastsnn_lava.reference import run_batches, snn_forward  # noqa: E402
+from fastsnn_lava.tandem import GRADIENTS, SCHEDULES  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -199,8 +200,8 @@ def main():
     ap.add_argument("--tandem-lr", type=float, default=0.005)
     ap.add_argument("--tandem-checks", type=int, default=8)
     ap.add_argument("--tandem-max-samples", type=int, default=None)
-    ap.add_argument("--tandem-schedule", default="halve", choices=("halve", "cosine"))
-    ap.add_argument("--tandem-gradient", default="bptt", choices=("bptt", "qann"),
+    ap.add_argument("--tandem-schedule", default="halve", choices=SCHEDULES)
+    ap.add_argument("--tandem-gradient", default="bptt", choices=GRADIENTS,
                     help="tandem's backward: BPTT through the steps (surrogate) or the QANN's graph at the counts")
     ap.add_argument("--tandem-labels", type=float, default=0.0, help="weight of a label term beside the KL")
     ap.add_argument("--calibrate", type=int, default=0, metavar="N",
