@@ -1,4 +1,7 @@
-"""fastsnn-finetune: layer-wise fine-tuning of a checkpoint's signed-IF SNN (Fast-SNN §8)."""
+"""fastsnn-finetune: fine-tuning of a checkpoint's signed-IF SNN: layer-wise (Fast-SNN §8), tandem or bias calibration.
+
+The choices of --schedule and --gradient repeat :mod:`fastsnn_lava.tandem`'s SCHEDULES and GRADIENTS
+as literals so that parsing (and --help) does not import torch; ``tandem()`` checks them again."""
 from __future__ import annotations
 
 import sys
