@@ -72,10 +72,11 @@ def _exact_dtype(net: Network) -> torch.dtype:
 def _tuning_dtype(layer: Layer, steps: int) -> torch.dtype:
     """The dtype of a tuning step of ``layer``: exact for *any* codes it may take
     (|q| ≤ q_max on every synapse, a 13-bit bias), since the codes move during tuning:
-    ``θ + T·(fan_in·q_max + 2^12 + Σ_skips fan_in·|S|)`` below 2^24 → float32, else float64."""
+    ``θ + T·(fan_in·q_max + 2^12 + Σ_skips fan_in·|S|)`` below 2^24 → float32, else float64
+    (θ = 0 for the classifier, which does not fire)."""
     fan_in = int(np.prod(layer.weight.shape[1:]))
     skips = sum(int(np.abs(sk.weight).reshape(sk.weight.shape[0], -1).sum(1).max()) for sk in layer.skips)
-    bound = layer.threshold + steps * (fan_in * WEIGHT_QMAX + BIAS_MAX + 1 + skips)
+    bound = (layer.threshold or 0) + steps * (fan_in * WEIGHT_QMAX + BIAS_MAX + 1 + skips)
     return torch.float32 if bound < 2 ** 24 else torch.float64
 
 

@@ -36,8 +36,11 @@ statement about conversion. Optionally (``label_weight`` w > 0) the loss is
 (training accuracy); then the SNN may also learn where its QANN was wrong.
 
 As in the layer-wise rule, the grid is frozen (θ, Δ, u as exported; the first
-layer and the classifier are not tuned) and the masters are the integer codes
-themselves, ``q = round(q̂)``, ``c = round(ĉ)``, so the result exports losslessly.
+layer is not tuned) and the masters are the integer codes themselves,
+``q = round(q̂)``, ``c = round(ĉ)``, so the result exports losslessly. The
+classifier's codes ``W_q^L, c^L`` stay as converted unless ``classifier=True``:
+then they are tuned too (same grid, same code limits), so the readout can also
+adapt to the counts the SNN actually fires; its gradient needs no surrogate.
 
 **Steps: SGD with momentum 0.9 on a fixed scale.** Each tensor's gradient is
 divided by its RMS on the first batch, so ``lr`` is the step, in integer codes,
@@ -96,25 +99,25 @@ class TandemReport:
     final_lr: float            # the last step's learning rate (after the halvings, or the cosine's end)
     label_weight: float = 0.0  # weight of the label cross-entropy beside the KL (0: pure distillation)
     gradient: str = "qann"     # the backward: "bptt" (surrogate through the steps) or "qann" (count-level)
+    classifier: bool = False   # whether the classifier's codes were tuned too
 
 
 class _Tuner:
     """The network's integer layers with real-valued code masters for the hidden layers 2..L−1."""
 
-    def __init__(self, qann: QuantNet, net: Network, gradient: str = "bptt"):
-        self.net, self.T, self.gradient = net, net.timesteps, gradient
+    def __init__(self, qann: QuantNet, net: Network, gradient: str = "bptt", classifier: bool = False):
+        self.net, self.T, self.gradient, self.classifier = net, net.timesteps, gradient, classifier
         units = qann.units_in()
         for li in range(1, len(net.layers) - 1):
             frozen_grid(qann, net, li, units)
         self.scale = qann.layers[-1].grid(units[-1])[2] / self.T
         self.in_dtype = _exact_dtype(net)
-        hidden = net.layers[1:-1]
+        hidden = net.layers[1:] if classifier else net.layers[1:-1]
         exact32 = all(_tuning_dtype(layer, self.T) == torch.float32 for layer in hidden)
         self.dtype = torch.float32 if exact32 and self.in_dtype == torch.float32 else torch.float64
         self.w = [torch.nn.Parameter(_t(layer.weight, self.dtype)) for layer in hidden]
         self.b = [torch.nn.Parameter(_t(layer.bias, self.dtype)) for layer in hidden]
         last = net.layers[-1]
-        self.w_out, self.b_out = _t(last.weight, self.dtype), _t(last.bias, self.dtype)
         if last.skips:
             raise FastSNNError("the classifier cannot receive shortcuts: end with a hidden layer")
 
@@ -122,12 +125,14 @@ class _Tuner:
         return self.w + self.b
 
     def codes(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Straight-through integer codes (q, c) of every tuned layer."""
+        """Straight-through integer codes (q, c) of every tuned layer (the classifier last, if tuned)."""
         return [_codes(w, 1.0, b, 1.0) for w, b in zip(self.w, self.b)]
 
-    def logits(self, counts: torch.Tensor) -> torch.Tensor:
+    def logits(self, counts: torch.Tensor, out: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``s·(W_q^L·N^{L−1} + T·c^L)``, with the classifier's tuned codes ``out`` if given."""
         last = self.net.layers[-1]
-        return self.scale * (_syn(last, counts, self.w_out) + self.T * self.b_out)
+        w, b = out if out is not None else (_t(last.weight, self.dtype), _t(last.bias, self.dtype))
+        return self.scale * (_syn(last, counts, w) + self.T * b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Real logits whose value is the SNN's; the gradient is BPTT's through the surrogate, or the QANN
@@ -136,7 +141,9 @@ class _Tuner:
         first = snn_prefix(self.net, x, 1, self.in_dtype)[0].to(dt)
         spikes, counts = [first], [first.sum(0)]
         bptt = self.gradient == "bptt"
-        for layer, (q, c) in zip(self.net.layers[1:-1], self.codes()):
+        codes = self.codes()
+        out = codes.pop() if self.classifier else None
+        for layer, (q, c) in zip(self.net.layers[1:-1], codes):
             bshape = (-1, 1, 1) if layer.kind == "conv" else (-1,)
             with contextlib.nullcontext() if bptt else torch.no_grad():  # the per-step currents: in BPTT's graph
                 cur = _syn(layer, spikes[-1].reshape(-1, *spikes[-1].shape[2:]), q)
@@ -150,7 +157,7 @@ class _Tuner:
             k = acc / layer.threshold
             k = k * ((k > 0) & (k <= T)).to(dt)
             counts.append(k + (s.sum(0) - k).detach())
-        return self.logits(counts[-1])
+        return self.logits(counts[-1], out)
 
     def network(self) -> Network:
         layers = list(self.net.layers)
@@ -177,7 +184,8 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
            batch_size: int = 128, heldout: float = HELDOUT, max_samples: int | None = None, seed: int = 0,
            progress: bool = True, checks: int = 1, tau: float = 1.0, schedule: str = "halve",
            y: np.ndarray | None = None, label_weight: float = 0.0,
-           start: Network | None = None, gradient: str = "bptt") -> tuple[Network, TandemReport]:
+           start: Network | None = None, gradient: str = "bptt",
+           classifier: bool = False) -> tuple[Network, TandemReport]:
     """Tune hidden layers 2..L−1 of ``net`` (the signed-IF conversion of ``qann``) together; see the module.
 
     ``net`` is the teacher (its integer QANN) and fixes the grid; the codes start from ``start``
@@ -187,6 +195,7 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
     batch, in integer codes (gradients scaled by their first-batch RMS); ``tau``: the distillation temperature.
     ``label_weight`` > 0 (needs the labels ``y``): the loss, and the held-out criterion, gain
     ``label_weight·CE(z_SNN, y)`` beside the KL. ``gradient``: ``"bptt"`` or ``"qann"`` (see the module).
+    ``classifier``: also tune the classifier's codes (default: they stay as converted).
     """
     if any(layer.neuron == "unsigned_if" for layer in net.layers):
         raise FastSNNError("fine-tuning runs on the signed IF network: convert with --neuron signed")
@@ -202,7 +211,7 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
         raise FastSNNError("the network has no hidden layer after the first: nothing to fine-tune")
     start = tuned_start(net, start)
     t0 = time.time()
-    tuner = _Tuner(qann, start, gradient)
+    tuner = _Tuner(qann, start, gradient, classifier)
     dt = tuner.dtype
     gen = torch.Generator().manual_seed(seed)
     perm = torch.randperm(len(x), generator=gen).numpy()
@@ -276,4 +285,4 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
                   for a, b in zip(net.layers, best_net.layers))
     return best_net, TandemReport(epochs, checks, kept, kl_before, best_kl, agree_before, best_agree, changed,
                                   round(time.time() - t0, 2), round(t_train, 2), step_lr, label_weight,
-                                  gradient)
+                                  gradient, classifier)

@@ -130,3 +130,27 @@ def test_tandem_label_term_is_recorded_and_still_exports_losslessly(resnet8, tmp
     assert all(a.threshold == b.threshold for a, b in zip(before.layers, net.layers))
     export(str(dst), str(tmp_path / "r8_labels.h5"))
     assert read_network(tmp_path / "r8_labels.h5").equals(net)
+
+
+def test_tandem_classifier_option_tunes_the_readout_and_still_exports_losslessly(resnet8, tmp_path):
+    """``--classifier``: the classifier's codes get masters too (the gradient reaches them, no surrogate),
+    move within the code limits, and the tuned network still exports exactly; the first layer never moves."""
+    qann, _, _ = checkpoint.load(str(resnet8))
+    net = to_network(qann)
+    x = torch.as_tensor(load_dataset("digits").x_test[:64])
+    tuner = _Tuner(qann, net, "bptt", classifier=True)
+    z = tuner.forward(x)
+    assert torch.equal(torch.round(z.detach().double() / tuner.scale),
+                       torch.as_tensor(Engine(net).run(x.numpy()), dtype=torch.float64))
+    z.logsumexp(1).sum().backward()
+    assert len(tuner.w) == len(net.layers) - 1 and tuner.w[-1].grad.abs().sum() > 0 and tuner.b[-1].grad.abs().sum() > 0
+    dst = tmp_path / "r8_cls.pt"
+    tuned, rec = finetune(str(resnet8), str(dst), method="tandem", epochs=2, checks=2, progress=False,
+                          classifier=True, lr=0.05)
+    assert rec["classifier"] is True and rec["tandem"]["classifier"] is True and rec["tandem"]["checks_kept"] >= 1
+    first, last = (net.layers[0], tuned.layers[0]), (net.layers[-1], tuned.layers[-1])
+    assert first[0].equals(first[1])
+    assert not (np.array_equal(last[0].weight, last[1].weight) and np.array_equal(last[0].bias, last[1].bias))
+    assert np.abs(last[1].weight).max() <= 127 and np.abs(last[1].bias).max() <= 4095
+    export(str(dst), str(tmp_path / "r8_cls.h5"))
+    assert read_network(tmp_path / "r8_cls.h5").equals(tuned)

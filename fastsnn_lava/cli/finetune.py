@@ -50,6 +50,8 @@ def main(argv=None) -> int:
     p.add_argument("--labels", type=float, default=0.0, metavar="W",
                    help="tandem: add W × the label cross-entropy to the distillation loss and the held-out "
                         "criterion (default 0: pure distillation from the QANN)")
+    p.add_argument("--classifier", action="store_true",
+                   help="tandem: tune the classifier's weight and bias codes too (default: they stay as converted)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-samples", type=int, default=None, help="train on at most N training samples per epoch")
     p.add_argument("--seed", type=int, default=0)
@@ -61,7 +63,7 @@ def main(argv=None) -> int:
         _, rec = finetune(a.model, a.output, a.dataset, a.epochs, a.accept, a.force, a.lr, a.batch_size,
                           a.max_samples, a.seed, progress=not a.no_progress, checks=a.checks, method=a.method,
                           schedule=a.schedule, label_weight=a.labels, calibrate=a.calibrate,
-                          gradient=a.gradient)
+                          gradient=a.gradient, classifier=a.classifier)
         if "calibration" in rec:
             c = rec["calibration"]
             print(f"bias calibration on {c['samples']} images: mean |count - QANN level| per channel "
