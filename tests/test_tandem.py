@@ -66,8 +66,10 @@ def test_tandem_forward_value_is_the_snn_and_gradient_reaches_every_tuned_layer(
 @pytest.mark.parametrize("gradient", ["bptt", "qann"])
 def test_tandem_lowers_heldout_kl_keeps_the_grid_and_exports_losslessly(resnet8, tmp_path, gradient):
     dst = tmp_path / "r8_tandem.pt"
+    # lr 0.05: at the default 0.005 whether any of the 12 checks is kept depended on the fixture's training
+    # (it differs with the number of CPU threads); 0.05 kept 3-4 of them on every fixture we tried
     net, rec = finetune(str(resnet8), str(dst), method="tandem", epochs=3, checks=4, progress=False,
-                        gradient=gradient)
+                        gradient=gradient, lr=0.05)
     t = rec["tandem"]
     assert rec["method"] == "tandem" and t["checks_per_epoch"] == 4
     assert rec["gradient"] == t["gradient"] == gradient
