@@ -103,7 +103,7 @@ class TandemReport:
 
 
 class _Tuner:
-    """The network's integer layers with real-valued code masters for the hidden layers 2..L−1."""
+    """The network's integer layers with real-valued code masters for the hidden layers 2..L−1 (and L with ``classifier``)."""
 
     def __init__(self, qann: QuantNet, net: Network, gradient: str = "bptt", classifier: bool = False):
         self.net, self.T, self.gradient, self.classifier = net, net.timesteps, gradient, classifier
@@ -118,6 +118,7 @@ class _Tuner:
         self.w = [torch.nn.Parameter(_t(layer.weight, self.dtype)) for layer in hidden]
         self.b = [torch.nn.Parameter(_t(layer.bias, self.dtype)) for layer in hidden]
         last = net.layers[-1]
+        self.frozen_out = (_t(last.weight, self.dtype), _t(last.bias, self.dtype))  # the classifier as converted
         if last.skips:
             raise FastSNNError("the classifier cannot receive shortcuts: end with a hidden layer")
 
@@ -131,7 +132,7 @@ class _Tuner:
     def logits(self, counts: torch.Tensor, out: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``s·(W_q^L·N^{L−1} + T·c^L)``, with the classifier's tuned codes ``out`` if given."""
         last = self.net.layers[-1]
-        w, b = out if out is not None else (_t(last.weight, self.dtype), _t(last.bias, self.dtype))
+        w, b = out if out is not None else self.frozen_out
         return self.scale * (_syn(last, counts, w) + self.T * b)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
