@@ -125,11 +125,12 @@ def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int 
              max_samples: int | None = None, seed: int = 0, progress: bool = True, accuracy_samples: int = 5000,
              checks: int = 1, method: str = "layerwise", schedule: str = "halve",
              label_weight: float = 0.0, calibrate: int | None = None, gradient: str = "bptt",
-             classifier: bool = False) -> tuple[Network, dict]:
+             classifier: bool = False, average: float = 0.0) -> tuple[Network, dict]:
     """Fine-tuning of a checkpoint's signed-IF SNN: ``method="layerwise"`` (the paper's,
     :mod:`fastsnn_lava.finetune`; ``rule`` and ``force`` apply) or ``"tandem"`` (all hidden layers
     at once, distilled from the QANN, :mod:`fastsnn_lava.tandem`; ``epochs`` are whole-network epochs,
-    ``gradient`` its backward: ``"bptt"`` or ``"qann"``, ``classifier`` whether the classifier is tuned too),
+    ``gradient`` its backward: ``"bptt"`` or ``"qann"``, ``classifier`` whether the classifier is tuned too,
+    ``average`` the decay of the averaged codes it judges, 0 for none),
     or ``"calibrate"`` (bias calibration only, :mod:`fastsnn_lava.calibrate`, no gradients).
     ``calibrate=N`` calibrates the biases on N seeded training images first (0 or None: not,
     except for ``method="calibrate"``, which then uses 256).
@@ -170,10 +171,10 @@ def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int 
         net, summary = tandem(qann, net0, ds.x_train, epochs=epochs, lr=lr, batch_size=batch_size,
                               max_samples=max_samples, seed=seed, progress=progress, checks=checks, schedule=schedule,
                               y=ds.y_train, label_weight=label_weight, start=start, gradient=gradient,
-                              classifier=classifier)
+                              classifier=classifier, average=average)
         reports, extra = [], {"rule": "heldout_kl" + ("+labels" if label_weight else ""), "epochs": epochs,
                               "schedule": schedule, "label_weight": label_weight, "gradient": gradient,
-                              "classifier": classifier,
+                              "classifier": classifier, "average": average,
                               "tandem": summary.__dict__}
     else:
         net, reports = _finetune(qann, net0, ds.x_train, ds.y_train, epochs=epochs, lr=lr, batch_size=batch_size,

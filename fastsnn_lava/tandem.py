@@ -56,6 +56,14 @@ the momentum restarts). ``schedule="halve"``: each rejection also halves the
 learning rate (the step was too large to improve on them); ``"cosine"``: the step
 follows ``lr·½(1 + cos(π·i/n))`` over the run's ``n`` batches whatever the checks say,
 so a few early rejections cannot shrink it for the rest of the run.
+
+**Averaging** (``average`` = d > 0, off by default): the candidates judged at the checks
+are the codes of an exponential moving average of the masters (Polyak averaging),
+``q̄ ← d·q̄ + (1 − d)·q̂`` after every step, ``q = round(q̄)``. A master near a rounding
+boundary flips its code back and forth from batch to batch; the average settles it on the side
+the recent batches favour. The masters then never go back at a rejection (the best
+averaged codes are still what is returned): the training trajectory is not thrown away when
+a noisy held-out measurement says no.
 """
 from __future__ import annotations
 
@@ -100,6 +108,7 @@ class TandemReport:
     label_weight: float = 0.0  # weight of the label cross-entropy beside the KL (0: pure distillation)
     gradient: str = "qann"     # the backward: "bptt" (surrogate through the steps) or "qann" (count-level)
     classifier: bool = False   # whether the classifier's codes were tuned too
+    average: float = 0.0       # EMA decay of the judged code masters per step (0: the masters themselves)
 
 
 class _Tuner:
@@ -125,9 +134,12 @@ class _Tuner:
     def params(self) -> list:
         return self.w + self.b
 
-    def codes(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
-        """Straight-through integer codes (q, c) of every tuned layer (the classifier last, if tuned)."""
-        return [_codes(w, 1.0, b, 1.0) for w, b in zip(self.w, self.b)]
+    def codes(self, state: list[torch.Tensor] | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Straight-through integer codes (q, c) of every tuned layer (the classifier last, if tuned),
+        from the masters or from ``state`` (a list like :meth:`params`, e.g. their average)."""
+        n = len(self.w)
+        w, b = (self.w, self.b) if state is None else (state[:n], state[n:])
+        return [_codes(wi, 1.0, bi, 1.0) for wi, bi in zip(w, b)]
 
     def logits(self, counts: torch.Tensor, out: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``s·(W_q^L·N^{L−1} + T·c^L)``, with the classifier's tuned codes ``out`` if given."""
@@ -160,9 +172,9 @@ class _Tuner:
             counts.append(k + (s.sum(0) - k).detach())
         return self.logits(counts[-1], out)
 
-    def network(self) -> Network:
+    def network(self, state: list[torch.Tensor] | None = None) -> Network:
         layers = list(self.net.layers)
-        for i, (q, c) in enumerate(self.codes(), start=1):
+        for i, (q, c) in enumerate(self.codes(state), start=1):
             layers[i] = dataclasses.replace(layers[i], weight=q.detach().round().long().numpy(),
                                             bias=c.detach().round().long().numpy())
         return dataclasses.replace(self.net, layers=layers)
@@ -186,7 +198,7 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
            progress: bool = True, checks: int = 1, tau: float = 1.0, schedule: str = "halve",
            y: np.ndarray | None = None, label_weight: float = 0.0,
            start: Network | None = None, gradient: str = "bptt",
-           classifier: bool = False) -> tuple[Network, TandemReport]:
+           classifier: bool = False, average: float = 0.0) -> tuple[Network, TandemReport]:
     """Tune hidden layers 2..L−1 of ``net`` (the signed-IF conversion of ``qann``) together; see the module.
 
     ``net`` is the teacher (its integer QANN) and fixes the grid; the codes start from ``start``
@@ -197,6 +209,7 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
     ``label_weight`` > 0 (needs the labels ``y``): the loss, and the held-out criterion, gain
     ``label_weight·CE(z_SNN, y)`` beside the KL. ``gradient``: ``"bptt"`` or ``"qann"`` (see the module).
     ``classifier``: also tune the classifier's codes (default: they stay as converted).
+    ``average``: judge the codes of the masters' moving average with this decay per step (0: off; see the module).
     """
     if any(layer.neuron == "unsigned_if" for layer in net.layers):
         raise FastSNNError("fine-tuning runs on the signed IF network: convert with --neuron signed")
@@ -206,6 +219,8 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
         raise FastSNNError(f"--gradient must be one of {GRADIENTS}, got {gradient!r}")
     if epochs < 1 or lr <= 0 or not 0 < heldout < 1 or checks < 1 or tau <= 0:
         raise FastSNNError("--epochs and --checks must be ≥ 1, --lr > 0 and the held-out share in (0, 1)")
+    if not 0 <= average < 1:
+        raise FastSNNError(f"--average must be in [0, 1) (an EMA decay per step; 0: off), got {average}")
     if label_weight < 0 or (label_weight > 0 and y is None):
         raise FastSNNError("--labels must be ≥ 0, and a label term needs the training labels")
     if len(net.layers) < 3:
@@ -239,6 +254,7 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
     best, kl_before, agree_before = evaluate(start)
     best_kl, best_agree, kept, best_net = kl_before, agree_before, 0, start
     best_state = [p.detach().clone() for p in tuner.params()]
+    mean = [p.detach().clone() for p in tuner.params()] if average else None
     step_lr = lr
     opt = torch.optim.SGD(tuner.params(), lr=step_lr, momentum=0.9)
     n_batches = -(-len(x_fit) // batch_size)
@@ -263,10 +279,14 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
             for p, r in zip(tuner.params(), rms):
                 p.grad.div_(r)
             opt.step()
+            if mean is not None:
+                with torch.no_grad():
+                    for m, p in zip(mean, tuner.params()):
+                        m.mul_(average).add_(p, alpha=1 - average)
             bar.set_postfix(kl=f"{kl.item():.3f}", heldout=f"{best:.4f}", lr=f"{step_lr:.2g}")
             if (j + 1) % every == 0 or j == n_batches - 1:
                 t_train += time.time() - t1
-                cand = tuner.network()
+                cand = tuner.network(mean)
                 if all(a.equals(b) for a, b in zip(cand.layers, best_net.layers)):
                     t1 = time.time()  # no code has moved yet: keep accumulating, nothing to judge
                     continue
@@ -274,6 +294,11 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
                 if crit < best:
                     best, best_kl, best_agree, kept, best_net = crit, kl, agree, kept + 1, cand
                     best_state = [p.detach().clone() for p in tuner.params()]
+                elif mean is not None:  # averaging: the trajectory goes on; only the best average is kept
+                    if schedule == "halve":
+                        step_lr /= 2
+                        for g in opt.param_groups:
+                            g["lr"] = step_lr
                 else:
                     with torch.no_grad():
                         for p, v in zip(tuner.params(), best_state):
@@ -286,4 +311,4 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
                   for a, b in zip(net.layers, best_net.layers))
     return best_net, TandemReport(epochs, checks, kept, kl_before, best_kl, agree_before, best_agree, changed,
                                   round(time.time() - t0, 2), round(t_train, 2), step_lr, label_weight,
-                                  gradient, classifier)
+                                  gradient, classifier, average)

@@ -128,7 +128,7 @@ def _calibrated(out: dict, src: Path, dst: Path, samples: int) -> None:
 
 def _ft_record(path: Path, method: str, epochs: int, max_samples: int | None, lr: float, checks: int = 1,
                schedule: str = "halve", label_weight: float = 0.0, calibrate: int = 0,
-               gradient: str = "bptt", classifier: bool = False) -> dict | None:
+               gradient: str = "bptt", classifier: bool = False, average: float = 0.0) -> dict | None:
     """The fine-tuning record stored in ``path``'s meta, if it was made with these settings."""
     from fastsnn_lava.checkpoint import load
     rec = load(str(path))[2].get("finetune")
@@ -138,7 +138,8 @@ def _ft_record(path: Path, method: str, epochs: int, max_samples: int | None, lr
             or (method == "tandem" and (rec.get("schedule", "halve") != schedule
                                         or rec.get("label_weight", 0.0) != label_weight
                                         or rec.get("gradient", "qann") != gradient
-                                        or rec.get("classifier", False) != classifier)):
+                                        or rec.get("classifier", False) != classifier
+                                        or rec.get("average", 0.0) != average)):
         return None
     n = len(load_dataset("fashion-mnist").x_train)
     fit = n - heldout_count(n)  # the training set less the share the tuners hold out
@@ -172,6 +173,8 @@ def table(rows: list[dict]) -> str:
                 labels = f" + labels ×{f['label_weight']:g}" if f.get("label_weight") else ""
                 if f.get("classifier"):
                     labels += ", classifier tuned"
+                if f.get("average"):
+                    labels += f", averaged codes (decay {f['average']:g})"
                 if "calibration" in f:
                     labels += f", from the calibration on {f['calibration']['samples']:,} images"
                 if key == "finetune_tandem":
@@ -207,6 +210,8 @@ def main():
     ap.add_argument("--tandem-gradient", default="bptt", choices=GRADIENTS,
                     help="tandem's backward: BPTT through the steps (surrogate) or the QANN's graph at the counts")
     ap.add_argument("--tandem-classifier", action="store_true", help="tandem also tunes the classifier's codes")
+    ap.add_argument("--tandem-average", type=float, default=0.0, metavar="D",
+                    help="tandem judges the codes of a moving average of its masters (decay D per step; 0: off)")
     ap.add_argument("--tandem-labels", type=float, default=0.0, help="weight of a label term beside the KL")
     ap.add_argument("--calibrate", type=int, default=0, metavar="N",
                     help="also run the bias calibration alone on N training images (0: not)")
@@ -222,7 +227,8 @@ def main():
         rules = tuple(r for r in a.rules.split(",") if r)
         tandem = (dict(epochs=a.tandem_epochs, lr=a.tandem_lr, checks=a.tandem_checks, max_samples=a.tandem_max_samples,
                        schedule=a.tandem_schedule, label_weight=a.tandem_labels, calibrate=a.tandem_calibrate,
-                       gradient=a.tandem_gradient, classifier=a.tandem_classifier)
+                       gradient=a.tandem_gradient, classifier=a.tandem_classifier,
+                       average=a.tandem_average)
                   if a.tandem else None)
         if not rules and not tandem:
             sys.exit("fashion_table.py: nothing to fine-tune: give --rules or --tandem")

@@ -52,6 +52,9 @@ def main(argv=None) -> int:
                         "criterion (default 0: pure distillation from the QANN)")
     p.add_argument("--classifier", action="store_true",
                    help="tandem: tune the classifier's weight and bias codes too (default: they stay as converted)")
+    p.add_argument("--average", type=float, default=0.0, metavar="D",
+                   help="tandem: judge the codes of a moving average of the code masters (decay D per step, "
+                        "e.g. 0.99) instead of the masters themselves (default 0: off)")
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--max-samples", type=int, default=None, help="train on at most N training samples per epoch")
     p.add_argument("--seed", type=int, default=0)
@@ -63,7 +66,8 @@ def main(argv=None) -> int:
         _, rec = finetune(a.model, a.output, a.dataset, a.epochs, a.accept, a.force, a.lr, a.batch_size,
                           a.max_samples, a.seed, progress=not a.no_progress, checks=a.checks, method=a.method,
                           schedule=a.schedule, label_weight=a.labels, calibrate=a.calibrate,
-                          gradient=a.gradient, classifier=a.classifier)
+                          gradient=a.gradient, classifier=a.classifier,
+                          average=a.average)
         if "calibration" in rec:
             c = rec["calibration"]
             print(f"bias calibration on {c['samples']} images: mean |count - QANN level| per channel "
