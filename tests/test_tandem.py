@@ -89,13 +89,16 @@ def test_tandem_lowers_heldout_kl_keeps_the_grid_and_exports_losslessly(resnet8,
     assert float((Engine(net).run(ds.x_test).argmax(1) == ds.y_test).mean()) == rec["snn_test_accuracy"]
 
 
+@pytest.mark.parametrize("average", [0.0, 0.5])
 @pytest.mark.parametrize("schedule", ["halve", "cosine"])
-def test_tandem_rejects_every_check_restores_the_conversion(resnet8, schedule):
-    """A learning rate so large that every step ruins the network: nothing is kept, the codes are the conversion's."""
+def test_tandem_rejects_every_check_restores_the_conversion(resnet8, schedule, average):
+    """A learning rate so large that every step ruins the network: nothing is kept, the codes are the
+    conversion's (also when the judged codes are the masters' average, which the step ruins too)."""
     qann, _, _ = checkpoint.load(str(resnet8))
     net = to_network(qann)
     tuned, rep = tandem(qann, net, load_dataset("digits").x_train, lr=1e6, checks=2, max_samples=256,
-                        progress=False, schedule=schedule)
+                        progress=False, schedule=schedule, average=average)
+    assert rep.average == average
     assert rep.checks_kept == 0 and rep.codes_changed == 0 and rep.heldout_kl_after == rep.heldout_kl_before
     if schedule == "halve":
         assert rep.final_lr == 1e6 / 4  # each rejected check halves the step
@@ -114,6 +117,8 @@ def test_tandem_refuses_bad_settings(resnet8, tmp_path, capsys):
         tandem(qann, to_network(qann), load_dataset("digits").x_train, progress=False, gradient="adjoint")
     with pytest.raises(FastSNNError, match="labels"):
         tandem(qann, to_network(qann), load_dataset("digits").x_train, progress=False, label_weight=0.5)
+    with pytest.raises(FastSNNError, match="--average"):
+        tandem(qann, to_network(qann), load_dataset("digits").x_train, progress=False, average=1.0)
     with pytest.raises(FastSNNError, match="--method"):
         finetune(str(resnet8), str(tmp_path / "x.pt"), method="global", progress=False)
     assert finetune_cli([str(resnet8), "--method", "tandem", "--checks", "0", "-o", str(tmp_path / "y.pt")]) == 2
@@ -156,3 +161,25 @@ def test_tandem_classifier_option_tunes_the_readout_and_still_exports_losslessly
     assert np.abs(last[1].weight).max() <= 127 and np.abs(last[1].bias).max() <= 4095
     export(str(dst), str(tmp_path / "r8_cls.h5"))
     assert read_network(tmp_path / "r8_cls.h5").equals(tuned)
+
+
+def test_tandem_average_judges_the_rounded_moving_average_and_still_exports_losslessly(resnet8, tmp_path):
+    """``--average D``: the candidate networks are the codes of the masters' EMA, ``round(q̄)``; a run with it
+    is recorded, keeps checks that lower the held-out KL, and the tuned network still exports exactly."""
+    qann, _, _ = checkpoint.load(str(resnet8))
+    net = to_network(qann)
+    tuner = _Tuner(qann, net, "bptt")
+    for shift, moved in ((0.4, 0), (0.6, 1)):  # a state 0.4 codes above the masters rounds back; 0.6 rounds up
+        cand = tuner.network([p.detach() + shift for p in tuner.params()])
+        for a, b in zip(net.layers[1:-1], cand.layers[1:-1]):
+            assert np.array_equal(b.weight, np.minimum(a.weight + moved, 127))
+            assert np.array_equal(b.bias, np.minimum(a.bias + moved, 4095))
+    assert all(a.equals(b) for a, b in zip(net.layers, tuner.network().layers))  # no state: the masters' codes
+    dst = tmp_path / "r8_avg.pt"
+    tuned, rec = finetune(str(resnet8), str(dst), method="tandem", epochs=3, checks=4, progress=False,
+                          lr=0.05, average=0.9)
+    t = rec["tandem"]
+    assert rec["average"] == t["average"] == 0.9
+    assert t["checks_kept"] >= 1 and t["heldout_kl_after"] < t["heldout_kl_before"] and t["codes_changed"] > 0
+    export(str(dst), str(tmp_path / "r8_avg.h5"))
+    assert read_network(tmp_path / "r8_avg.h5").equals(tuned)
