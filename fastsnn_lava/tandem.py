@@ -61,9 +61,11 @@ so a few early rejections cannot shrink it for the rest of the run.
 are the codes of an exponential moving average of the masters (Polyak averaging),
 ``q̄ ← d·q̄ + (1 − d)·q̂`` after every step, ``q = round(q̄)``. A master near a rounding
 boundary flips its code back and forth from batch to batch; the average settles it on the side
-the recent batches favour. The masters then never go back at a rejection (the best
+the recent batches favour. The masters then do not go back at a rejection (the best
 averaged codes are still what is returned): the training trajectory is not thrown away when
-a noisy held-out measurement says no.
+a noisy held-out measurement says no. Only a check worse than the network the run started
+from means the run has diverged: then masters and average go back to the kept codes, the
+momentum restarts and the step is halved from there on (under ``"cosine"`` too).
 """
 from __future__ import annotations
 
@@ -255,7 +257,7 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
     best_kl, best_agree, kept, best_net = kl_before, agree_before, 0, start
     best_state = [p.detach().clone() for p in tuner.params()]
     mean = [p.detach().clone() for p in tuner.params()] if average else None
-    step_lr = lr
+    step_lr, base_lr, start_crit = lr, lr, best
     opt = torch.optim.SGD(tuner.params(), lr=step_lr, momentum=0.9)
     n_batches = -(-len(x_fit) // batch_size)
     every = -(-n_batches // checks)
@@ -267,7 +269,7 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
                    disable=not progress, leave=False)
         for j, s in enumerate(bar):
             if schedule == "cosine":  # lr·½(1 + cos(π·step/steps)) over the whole run
-                step_lr = lr * 0.5 * (1 + math.cos(math.pi * (epoch * n_batches + j) / (epochs * n_batches)))
+                step_lr = base_lr * 0.5 * (1 + math.cos(math.pi * (epoch * n_batches + j) / (epochs * n_batches)))
                 for g in opt.param_groups:
                     g["lr"] = step_lr
             idx = order[s:s + batch_size]
@@ -293,18 +295,23 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
                 crit, kl, agree = evaluate(cand)
                 if crit < best:
                     best, best_kl, best_agree, kept, best_net = crit, kl, agree, kept + 1, cand
-                    best_state = [p.detach().clone() for p in tuner.params()]
-                elif mean is not None:  # averaging: the trajectory goes on; only the best average is kept
+                    best_state = [p.detach().clone() for p in (mean or tuner.params())]  # the judged state
+                elif mean is not None and crit <= start_crit:  # averaging: the trajectory goes on
                     if schedule == "halve":
                         step_lr /= 2
                         for g in opt.param_groups:
                             g["lr"] = step_lr
                 else:
+                    diverged = mean is not None  # averaging, and worse than the start: the run has diverged
                     with torch.no_grad():
                         for p, v in zip(tuner.params(), best_state):
                             p.copy_(v)
+                        for m, v in zip(mean or [], best_state):
+                            m.copy_(v)
                     if schedule == "halve":
                         step_lr /= 2  # a rejected check: restart from the kept codes with half the step, no momentum
+                    elif diverged:
+                        base_lr /= 2
                     opt = torch.optim.SGD(tuner.params(), lr=step_lr, momentum=0.9)
                 t1 = time.time()
     changed = sum(int((a.weight != b.weight).sum() + (a.bias != b.bias).sum())
