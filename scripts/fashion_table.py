@@ -16,7 +16,7 @@ between ``<!-- fashion-table:start -->`` and ``<!-- fashion-table:end -->`` (oth
 ``<!-- fashion-table-<arch>:start -->``).
 
     .venv/bin/python scripts/fashion_table.py [--bits 2,3,4] [--lava-samples 500] [--epochs 1]
-    .venv/bin/python scripts/fashion_table.py --arch resnet20 --bits 2 --rules '' --tandem --tandem-epochs 4 --tandem-schedule cosine --tandem-labels 0.5 --tandem-lr 0.02 --lava-samples 50 --calibrate 256
+    .venv/bin/python scripts/fashion_table.py --arch resnet20 --bits 2 --rules '' --tandem --tandem-epochs 4 --tandem-schedule cosine --tandem-labels 0.5 --tandem-lr 0.02 --tandem-average 0.99 --lava-samples 50 --calibrate 256
 """
 from __future__ import annotations
 
