@@ -3,11 +3,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: venv demo test bench clean
+.PHONY: venv demo test bench clean lock
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml scripts/bootstrap-venv.sh
+$(VENV)/.installed: pyproject.toml constraints.txt scripts/bootstrap-venv.sh
 	VENV=$(VENV) bash scripts/bootstrap-venv.sh
 
 demo: venv
@@ -19,6 +19,10 @@ test: venv
 # benchmarks/results/*.json and the README table; reduced by default (≤ 30 min on 2 cores), FULL=1 for the full sets
 bench: venv
 	FULL=$(FULL) $(PY) -m benchmarks.run
+
+# Refresh constraints.txt (the exact versions installed) from what the registry serves today
+lock:
+	bash scripts/lock.sh
 
 clean:
 	rm -rf build .pytest_cache

@@ -44,8 +44,8 @@ import time
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
+from .progress import bar as progress_bar
 from .errors import FastSNNError
 from .ir import Layer, Network
 from .models import BIAS_MAX, WEIGHT_QMAX, QuantNet
@@ -267,7 +267,7 @@ def finetune(qann: QuantNet, net: Network, x: np.ndarray, y: np.ndarray, epochs:
         for epoch in range(epochs):
             t1 = time.time()
             order = torch.randperm(len(x_fit), generator=gen)
-            bar = tqdm(range(0, len(order), batch_size), desc=f"fine-tune layer {li + 1} epoch {epoch + 1}",
+            bar = progress_bar(range(0, len(order), batch_size), desc=f"fine-tune layer {li + 1} epoch {epoch + 1}",
                        unit="batch", disable=not progress, leave=False)
             for j, s in enumerate(bar):
                 idx = order[s:s + batch_size]

@@ -5,7 +5,7 @@ once ``model.pt`` is written. ``--resume model.pt.resume`` continues from the la
 epoch. The file is a dict of tensors and plain containers, read with ``weights_only=True``::
 
     {"format": "fastsnn-lava-resume", "version": 1,
-     "config": "<JSON: dataset, arch, bits, epochs, qat_epochs, batch_size, lr, qat_lr, seed, init, world>",
+     "config": "<JSON: dataset, arch, bits, epochs, qat_epochs, batch_size, lr, qat_lr, seed, init, world, threads>",
      "phase": "float" | "qat",   "epoch": <epochs completed in that phase>,
      "float": <float ANN state_dict>, "qann": <QuantNet state_dict, or {} in the float phase>,
      "optimizer": ..., "scheduler": ..., "generator": <torch.Generator state of the batch order>,

@@ -112,6 +112,28 @@ def setup(amp: bool = True) -> Runtime:
     return Runtime(torch.device("cuda") if cuda else torch.device("cpu"), amp=amp)
 
 
+@contextlib.contextmanager
+def cpu_threads(n: int | None):
+    """Run the body with ``n`` CPU threads for torch's kernels (``None``: leave torch's setting).
+
+    A CPU kernel adds its partial sums in an order that depends on how many threads share the work,
+    so float training moves with the thread count (``OMP_NUM_THREADS``, the machine's cores). A fixed
+    ``n`` makes a seeded run repeat bit for bit on one machine whatever that count is; another
+    instruction set (AVX2 against AVX-512, another CPU) can still round differently.
+    """
+    if n is None:
+        yield
+        return
+    if n < 1:
+        raise ValueError(f"threads must be at least 1, got {n}")
+    saved = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
 def teardown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()

@@ -77,8 +77,8 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
+from .progress import bar as progress_bar
 from .errors import FastSNNError
 from .finetune import (HELDOUT, _codes, _exact_dtype, _if_layer, _t, _tuning_dtype, frozen_grid, heldout_count,
                        qann_levels, snn_prefix, tuned_start)
@@ -111,6 +111,25 @@ class TandemReport:
     gradient: str = "qann"     # the backward: "bptt" (surrogate through the steps) or "qann" (count-level)
     classifier: bool = False   # whether the classifier's codes were tuned too
     average: float = 0.0       # EMA decay of the judged code masters per step (0: the masters themselves)
+    # the checks: epoch, batch, held-out criterion, KL, agreement and decide()'s verdict; first the start ("start")
+    history: list = dataclasses.field(default_factory=list)
+
+
+KEEP, GO_ON, RESTORE, DIVERGED = "keep", "go on", "restore", "diverged"
+
+
+def decide(criterion: float, best: float, start: float, averaging: bool) -> str:
+    """The acceptance rule at a check (see the module), on the held-out criterion of the candidate codes.
+
+    ``KEEP`` when it is below ``best`` (the last kept network's); otherwise without averaging
+    ``RESTORE`` (masters back to the kept codes); with averaging ``GO_ON`` (the trajectory goes on)
+    unless it is worse than ``start`` (the network the run started from): then ``DIVERGED``.
+    """
+    if criterion < best:
+        return KEEP
+    if not averaging:
+        return RESTORE
+    return GO_ON if criterion <= start else DIVERGED
 
 
 class _Tuner:
@@ -254,6 +273,8 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
         return float(crit), float(kl), float((z.argmax(1) == z_held.argmax(1)).double().mean())
 
     best, kl_before, agree_before = evaluate(start)
+    history = [{"epoch": 0, "batch": 0, "criterion": best, "kl": kl_before, "agreement": agree_before,
+                "decision": "start"}]
     best_kl, best_agree, kept, best_net = kl_before, agree_before, 0, start
     best_state = [p.detach().clone() for p in tuner.params()]
     mean = [p.detach().clone() for p in tuner.params()] if average else None
@@ -265,7 +286,7 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
     for epoch in range(epochs):
         t1 = time.time()
         order = torch.randperm(len(x_fit), generator=gen)
-        bar = tqdm(range(0, len(order), batch_size), desc=f"tandem fine-tune epoch {epoch + 1}", unit="batch",
+        bar = progress_bar(range(0, len(order), batch_size), desc=f"tandem fine-tune epoch {epoch + 1}", unit="batch",
                    disable=not progress, leave=False)
         for j, s in enumerate(bar):
             if schedule == "cosine":  # lr·½(1 + cos(π·step/steps)) over the whole run
@@ -293,16 +314,18 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
                     t1 = time.time()  # no code has moved yet: keep accumulating, nothing to judge
                     continue
                 crit, kl, agree = evaluate(cand)
-                if crit < best:
+                verdict = decide(crit, best, start_crit, mean is not None)
+                history.append({"epoch": epoch + 1, "batch": j + 1, "criterion": crit, "kl": kl,
+                                "agreement": agree, "decision": verdict})
+                if verdict == KEEP:
                     best, best_kl, best_agree, kept, best_net = crit, kl, agree, kept + 1, cand
                     best_state = [p.detach().clone() for p in (mean or tuner.params())]  # the judged state
-                elif mean is not None and crit <= start_crit:  # averaging: the trajectory goes on
+                elif verdict == GO_ON:  # averaging: the trajectory goes on
                     if schedule == "halve":
                         step_lr /= 2
                         for g in opt.param_groups:
                             g["lr"] = step_lr
-                else:
-                    diverged = mean is not None  # averaging, and worse than the start: the run has diverged
+                else:  # RESTORE, or DIVERGED (averaging, and worse than the start)
                     with torch.no_grad():
                         for p, v in zip(tuner.params(), best_state):
                             p.copy_(v)
@@ -310,7 +333,7 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
                             m.copy_(v)
                     if schedule == "halve":
                         step_lr /= 2  # a rejected check: restart from the kept codes with half the step, no momentum
-                    elif diverged:
+                    elif verdict == DIVERGED:
                         base_lr /= 2
                     opt = torch.optim.SGD(tuner.params(), lr=step_lr, momentum=0.9)
                 t1 = time.time()
@@ -318,4 +341,4 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
                   for a, b in zip(net.layers, best_net.layers))
     return best_net, TandemReport(epochs, checks, kept, kl_before, best_kl, agree_before, best_agree, changed,
                                   round(time.time() - t0, 2), round(t_train, 2), step_lr, label_weight,
-                                  gradient, classifier, average)
+                                  gradient, classifier, average, history)

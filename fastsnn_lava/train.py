@@ -34,8 +34,8 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from tqdm import tqdm
 
+from .progress import bar as progress_bar
 from . import resume
 from .data import Dataset
 from .data.augment import crop_flip
@@ -67,7 +67,7 @@ def _fit(model: nn.Module, prep: Callable, x: torch.Tensor, y: torch.Tensor, epo
         start = int(state["epoch"])
     loss_fn = nn.CrossEntropyLoss()
     per_epoch = math.ceil(len(rt.shard(torch.arange(len(x)))) / batch_size)
-    with tqdm(total=epochs * per_epoch, initial=min(start, epochs) * per_epoch, desc=desc, unit="batch",
+    with progress_bar(total=epochs * per_epoch, initial=min(start, epochs) * per_epoch, desc=desc, unit="batch",
               disable=not (progress and rt.main), leave=False) as bar:
         for epoch in range(start, epochs):
             model.train()

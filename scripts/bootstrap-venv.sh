@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Create .venv with a Python 3.10 (Lava imports only there) and install the project with its 'lava' extra.
+# Create .venv with a Python 3.10 (Lava imports only there) and install the project with its 'lava' extra,
+# at the versions recorded in constraints.txt.
 # Candidates, in order: $PYTHON, python3.10 on PATH, pyenv's 3.10, `uv python install 3.10`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -34,6 +35,9 @@ if ! is310 "$VENV/bin/python"; then
   rm -rf "$VENV"
   "$PY" -m venv "$VENV"
 fi
-"$VENV/bin/python" -m pip install -q --upgrade pip
-"$VENV/bin/python" -m pip install -q -e '.[lava,test]'
+# The versions CI passed with (constraints.txt), unless UNLOCKED=1 (scripts/lock.sh, refreshing that file).
+lock=(-c constraints.txt)
+[ "${UNLOCKED:-0}" = 1 ] && lock=()
+"$VENV/bin/python" -m pip install -q --upgrade "${lock[@]}" pip
+"$VENV/bin/python" -m pip install -q "${lock[@]}" -e '.[lava,test]'
 touch "$VENV/.installed"

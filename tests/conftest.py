@@ -1,5 +1,9 @@
 """Shared fixtures: small trained digits models, cached for the session.
 
+They train on one CPU thread, so on one machine they are the same models whatever
+OMP_NUM_THREADS says (.ci/run runs the suite at 1 and at 2). Tests still assert only
+what holds on any machine: another CPU rounds the float training differently.
+
 With FASTSNN_STRICT=1 (set by .ci/run) a test that would skip for want of Lava
 or data fails instead, so CI cannot pass by skipping.
 """
@@ -48,7 +52,8 @@ def trained(tmp_path_factory):
         key = (arch, bits)
         if key not in _MODELS:
             path = tmp_path_factory.mktemp(f"{arch}{bits}") / "model.pt"
-            q, f, meta = train("digits", arch, bits, str(path), epochs=20, qat_epochs=20, seed=0, progress=False)
+            q, f, meta = train("digits", arch, bits, str(path), epochs=20, qat_epochs=20, seed=0, progress=False,
+                               threads=1)
             _MODELS[key] = (q, f, meta, path)
         return _MODELS[key]
     return get
@@ -59,7 +64,7 @@ def resnet8(tmp_path_factory):
     """Checkpoint path of a digits ResNet-8 at b = 2 (three shortcuts), trained once per session."""
     from fastsnn_lava.pipeline import train
     path = tmp_path_factory.mktemp("r8") / "r8.pt"
-    train("digits", "resnet8", 2, str(path), epochs=2, qat_epochs=2, progress=False)
+    train("digits", "resnet8", 2, str(path), epochs=2, qat_epochs=2, progress=False, threads=1)
     return path
 
 

@@ -28,6 +28,9 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=2e-3, help="float ANN learning rate (Adam, cosine; default 2e-3)")
     p.add_argument("--qat-lr", type=float, default=5e-4, help="QAT learning rate (default 5e-4)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for training (default: torch's, one per core); a fixed N makes a seeded run "
+                        "repeat exactly on this machine whatever OMP_NUM_THREADS is")
     p.add_argument("--init", default=None, metavar="MODEL.pt",
                    help="progressive precision: start the QANN from this trained checkpoint (same --arch and "
                         "--dataset, any bits) and skip the float phase (--epochs is ignored)")
@@ -41,7 +44,7 @@ def main(argv=None) -> int:
         from ..pipeline import train
         _, _, meta = train(a.dataset, a.arch, a.bits, a.output, a.epochs, a.qat_epochs, a.seed, a.batch_size,
                            progress=not a.no_progress, init=a.init, resume=a.resume, lr=a.lr, qat_lr=a.qat_lr,
-                           amp=not a.no_amp)
+                           amp=not a.no_amp, threads=a.threads)
         import os
         if os.environ.get("RANK", "0") == "0":
             print(f"float ANN {meta['float_test_accuracy']:.4f}  {meta['bits']}-bit "

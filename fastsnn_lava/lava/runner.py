@@ -13,8 +13,8 @@ import numpy as np
 from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
 from lava.proc.io.sink import RingBuffer as SinkBuffer
-from tqdm import tqdm
 
+from ..progress import bar as progress_bar
 from .loader import lava_input, load_network
 from .process import SampleSource, model_map
 
@@ -44,7 +44,7 @@ def run_lava(path, x: np.ndarray, chunk: int = 32, progress: bool = True,
     cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=model_map("fixed_pt"))
     done = 0
     try:
-        with tqdm(total=total, unit="step", desc="lava-sim", disable=not progress, leave=False) as bar:
+        with progress_bar(total=total, unit="step", desc="lava-sim", disable=not progress, leave=False) as bar:
             while done < total:
                 steps = min(chunk * R, total - done)
                 with warnings.catch_warnings():  # model discovery's noise; the map names the models
