@@ -10,12 +10,24 @@ import tempfile
 from pathlib import Path
 
 
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike):
-    """Yield a temporary path in the target's folder; rename it onto ``target`` on success."""
+    """Yield a temporary path in the target's folder; rename it onto ``target`` on success.
+
+    The file gets the permissions a plain ``open(target, "w")`` would give it (``0666 & ~umask``,
+    0644 under the usual umask 022), not ``mkstemp``'s private 0600, so it can be shared.
+    """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.fchmod(fd, 0o666 & ~_umask())
     os.close(fd)
     try:
         yield Path(tmp)

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import parser, run
+from .common import parser, run_cli
 
 # The digits nets train on one CPU thread: a seeded run then prints the same table on one machine
 # whatever OMP_NUM_THREADS says (the float sums' order changes with the thread count), and these
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
         print(f"\nFast-SNN on digits ({rows[0]['test_samples']} test samples; Lava on the first "
               f"{a.lava_samples}):\n")
         print(table(rows))
-    return run("fastsnn-demo", go, args)
+    return run_cli("fastsnn-demo", go, args)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from . import parser, run
+from .common import check_outputs, parser, run_cli
 
 
 def main(argv=None) -> int:
@@ -25,6 +25,7 @@ def main(argv=None) -> int:
     def go(a):
         from ..atomic import write_text
         from ..diagnose import diagnose, plot
+        check_outputs({"--json": a.json, "--plot": a.plot}, {"model": a.model})
         rec = diagnose(a.model, a.dataset, a.samples, a.sweep_samples)
         print(f"QANN accuracy {rec['qann_accuracy']:.4f} on {rec['samples']} samples (b = {rec['bits']})")
         for name, v in rec["variants"].items():
@@ -34,7 +35,7 @@ def main(argv=None) -> int:
             write_text(a.json, json.dumps(rec, indent=2) + "\n")
         if a.plot:
             plot(rec, a.plot)
-    return run("fastsnn-diagnose", go, args)
+    return run_cli("fastsnn-diagnose", go, args)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from . import parser, run
+from .common import check_outputs, parser, run_cli
 
 
 def main(argv=None) -> int:
@@ -23,10 +23,11 @@ def main(argv=None) -> int:
 
     def go(a):
         from ..pipeline import export
+        check_outputs({"-o": a.output}, {"model": a.model, "--hw": a.hw})
         net = export(a.model, a.output, a.neuron, a.hw, a.trust_pickle, a.cuba_threshold)
         kind = "CUBA LIF" if a.neuron == "cuba" else f"{a.neuron} IF"
         print(f"{len(net.layers)} layers, {kind}, b = {net.bits}, T = {net.timesteps} -> {a.output}")
-    return run("fastsnn-export", go, args)
+    return run_cli("fastsnn-export", go, args)
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from . import parser, run
+from .common import check_outputs, parser, run_cli
 
 
 def main(argv=None) -> int:
@@ -63,6 +63,7 @@ def main(argv=None) -> int:
 
     def go(a):
         from ..pipeline import finetune
+        check_outputs({"-o": a.output}, {"model": a.model})
         _, rec = finetune(a.model, a.output, a.dataset, a.epochs, a.accept, a.force, a.lr, a.batch_size,
                           a.max_samples, a.seed, progress=not a.no_progress, checks=a.checks, method=a.method,
                           schedule=a.schedule, label_weight=a.labels, calibrate=a.calibrate,
@@ -83,7 +84,7 @@ def main(argv=None) -> int:
                   f"({r['epochs_kept']}/{r['epochs_run'] * r.get('checks_per_epoch', 1)} checks kept, {r['seconds']} s)")
         print(f"SNN test accuracy {rec['snn_test_accuracy_before']:.4f} -> {rec['snn_test_accuracy']:.4f} "
               f"({rec['seconds']} s) -> {a.output}")
-    return run("fastsnn-finetune", go, args)
+    return run_cli("fastsnn-finetune", go, args)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from . import parser, run
+from .common import check_outputs, parser, run_cli
 
 
 def summary(rec: dict) -> str:
@@ -48,9 +48,10 @@ def main(argv=None) -> int:
 
     def go(a):
         from ..pipeline import report
+        check_outputs({"--json": a.json, "--plot": a.plot}, {"network": a.network, "--input": a.input, "--hw": a.hw})
         rec = report(a.network, a.dataset, a.input, a.hw, a.samples, a.steps, a.json, a.plot)
         print(summary(rec))
-    return run("fastsnn-report", go, args)
+    return run_cli("fastsnn-report", go, args)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from . import parser, run
+from .common import check_outputs, parser, run_cli
 
 
 def main(argv=None) -> int:
@@ -26,13 +26,14 @@ def main(argv=None) -> int:
     def go(a):
         from ..atomic import write_text
         from ..pipeline import evaluate
+        check_outputs({"--json": a.json}, {"network": a.network, "--model": a.model, "--hw": a.hw})
         res = evaluate(a.network, a.dataset, a.backend, a.samples, a.model, progress=not a.no_progress,
                        hw=None if a.hw == "none" else a.hw)
         text = json.dumps(res, indent=2)
         if a.json:
             write_text(a.json, text + "\n")
         print(text)
-    return run("fastsnn-run", go, args)
+    return run_cli("fastsnn-run", go, args)
 
 
 if __name__ == "__main__":

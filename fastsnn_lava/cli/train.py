@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from . import parser, run
+from .common import check_outputs, parser, run_cli
 
 
 def main(argv=None) -> int:
@@ -42,6 +42,7 @@ def main(argv=None) -> int:
 
     def go(a):
         from ..pipeline import train
+        check_outputs({"-o": a.output}, {"--init": a.init, "--resume": a.resume})
         _, _, meta = train(a.dataset, a.arch, a.bits, a.output, a.epochs, a.qat_epochs, a.seed, a.batch_size,
                            progress=not a.no_progress, init=a.init, resume=a.resume, lr=a.lr, qat_lr=a.qat_lr,
                            amp=not a.no_amp, threads=a.threads)
@@ -50,7 +51,7 @@ def main(argv=None) -> int:
             print(f"float ANN {meta['float_test_accuracy']:.4f}  {meta['bits']}-bit "
                   f"QANN {meta['qann_test_accuracy']:.4f}  ({meta['test_samples']} test samples, "
                   f"{meta['train_seconds']} s) -> {a.output}")
-    return run("fastsnn-train", go, args)
+    return run_cli("fastsnn-train", go, args)
 
 
 if __name__ == "__main__":

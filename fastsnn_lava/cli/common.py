@@ -1,0 +1,78 @@
+"""What every command shares: a one-line-error parser and the error-to-exit-code wrapper."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from ..errors import FastSNNError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse's own convention too)
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parser(prog: str, description: str, example: str) -> argparse.ArgumentParser:
+    p = _Parser(prog=prog, description=description, epilog=f"example:\n  {example}",
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an internal error")
+    return p
+
+
+def run_cli(prog: str, fn, args) -> int:
+    """Call ``fn(args)``; turn errors into one line and an exit code."""
+    try:
+        fn(args)
+        return 0
+    except FastSNNError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # an internal error: one line unless --debug
+        if getattr(args, "debug", False):
+            traceback.print_exc()
+        else:
+            print(f"{prog}: internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
+                  file=sys.stderr)
+        return 1
+
+
+def _same(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
+
+
+def check_outputs(outputs: dict, inputs: dict) -> None:
+    """Refuse, before any work, an output path that cannot or must not be written.
+
+    ``outputs`` and ``inputs`` map an option's name (``-o``, ``--json``, ``model``) to a path or None.
+    An output must not be a folder, must lie in an existing folder, must not be one of the inputs
+    (also through a link: writing it would destroy that input) and must not be another output.
+    """
+    seen = {}
+    for flag, value in outputs.items():
+        if value is None:
+            continue
+        path = Path(value)
+        if path.is_dir():
+            raise FastSNNError(f"{flag} {value} is a folder: give the name of a file to write")
+        parent = path.parent
+        if not parent.exists():
+            raise FastSNNError(f"{flag} {value}: the folder {parent} does not exist (create it first)")
+        if not parent.is_dir():
+            raise FastSNNError(f"{flag} {value}: {parent} is not a folder")
+        for name, src in inputs.items():
+            if src is not None and _same(path, Path(src)):
+                raise FastSNNError(f"{flag} {value} is also the input {name}: writing it would destroy that "
+                                   "file; choose another output name")
+        for other, p in seen.items():
+            if _same(path, p):
+                raise FastSNNError(f"{flag} and {other} are the same file {value}: give each its own name")
+        seen[flag] = path
