@@ -60,15 +60,12 @@ def build_float(spec: list[dict], input_shape: tuple, n_classes: int, norm: dict
 
     A plain spec gives an ``nn.Sequential``; one with skips or average pooling a
     :class:`ResidualNet` (same layers, plus the shortcuts). With ``norm``
-    ({"mean": [...], "std": [...]} per channel) a plain network starts with an
+    ({"mean": [...], "std": [...]} per channel) either starts with an
     :class:`~fastsnn_lava.normalize.InputNorm` that also does the first convolution's padding
     (see :mod:`fastsnn_lava.normalize`: this keeps folding exact).
     """
     if has_residuals(spec):
-        if norm is not None:
-            raise FastSNNError("input normalisation is not supported for residual networks yet: use a dataset "
-                               "without mean/std (digits, fashion-mnist) or a plain architecture")
-        return ResidualNet(spec, input_shape, n_classes)
+        return ResidualNet(spec, input_shape, n_classes, norm)
     mods: list[nn.Module] = []
     shapes = layer_shapes(spec, input_shape, n_classes)
     first_pad = shapes[0][0].get("padding", 0) if shapes[0][0]["kind"] == "conv" else 0
@@ -116,17 +113,32 @@ class ResidualNet(nn.Module):
     Hidden layer l: ``y^l = ReLU(BN(syn(y^{l−1})) + Σ_j shortcut_j(y^j))`` with a
     shortcut an identity or BN(projection); a dense layer after ``avgpool`` sees
     ``mean_hw(y^{l−1})``. The classifier is a plain dense layer.
+
+    With ``norm`` the input first goes through an :class:`~fastsnn_lava.normalize.InputNorm`
+    that pads the raw input for the first convolution (which then pads nothing), and
+    :meth:`folded` folds it into the first layer exactly as for a plain network. The input
+    feeds only the first layer (a shortcut from the input is refused by the spec), so that
+    one fold is the whole normalisation.
     """
 
-    def __init__(self, spec: list[dict], input_shape: tuple, n_classes: int):
+    def __init__(self, spec: list[dict], input_shape: tuple, n_classes: int, norm: dict | None = None):
         super().__init__()
         self.shapes = layer_shapes(spec, input_shape, n_classes)
         self.input_shape = tuple(input_shape)
+        first = self.shapes[0][0]
+        if norm is not None:
+            if first.get("pool"):
+                raise FastSNNError("input normalisation cannot be folded into a first layer that average-pools "
+                                   "the input: start with a convolution or a dense layer")
+            self.norm = InputNorm(norm["mean"], norm["std"], first.get("padding", 0) if first["kind"] == "conv" else 0)
+        else:
+            self.norm = None
         self.syn, self.bn, self.skip_syn, self.skip_bn = (nn.ModuleList() for _ in range(4))
         for i, (s, in_shape, out_shape) in enumerate(self.shapes):
             last = i == len(self.shapes) - 1
             n_in = in_shape[0] if s["kind"] == "conv" or s.get("pool") else math.prod(in_shape)
-            self.syn.append(_synapse(s["kind"], n_in, s["out"], s, bias=last))
+            own = dict(s, padding=0) if i == 0 and self.norm is not None else s  # InputNorm pads the raw input
+            self.syn.append(_synapse(s["kind"], n_in, s["out"], own, bias=last))
             self.bn.append(nn.Identity() if last else _bn(s["kind"], s["out"]))
             syns, bns = nn.ModuleList(), nn.ModuleList()
             for sk in s.get("skips", []):
@@ -143,6 +155,8 @@ class ResidualNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(-1, *self.input_shape)
+        if self.norm is not None:
+            x = self.norm(x)
         outs = []
         for i, (s, _, _) in enumerate(self.shapes):
             if s.get("pool"):
@@ -161,12 +175,15 @@ class ResidualNet(nn.Module):
     def folded(self) -> list[dict]:
         """Per layer ``{"weight", "bias", "skips"}`` with every BatchNorm folded.
 
-        A projection's folded bias joins the layer's bias; an identity stays ``None``.
+        A projection's folded bias joins the layer's bias; an identity stays ``None``. The input
+        normalisation, if any, is folded into the first layer (:func:`~fastsnn_lava.normalize.fold`).
         """
         out = []
         for i in range(len(self.shapes)):
             bn = self.bn[i] if not isinstance(self.bn[i], nn.Identity) else None
             w, b = _fold(self.syn[i], bn)
+            if i == 0 and self.norm is not None:
+                w, b = fold(w, b, self.norm, self.input_shape)
             skips = []
             for syn, sbn in zip(self.skip_syn[i], self.skip_bn[i]):
                 if isinstance(syn, nn.Identity):

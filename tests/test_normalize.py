@@ -80,3 +80,56 @@ def test_digits_has_no_normalisation():
     ds = load_dataset("digits")
     assert ds.norm is None and not isinstance(build_float(resolve_arch("cnn"), ds.input_shape, 10, ds.norm)[0],
                                               InputNorm)
+
+
+@pytest.mark.parametrize("arch", ["resnet8", "resnet20"])
+def test_residual_fold_is_exact(arch):
+    """A residual network on a normalised dataset: the float ANN's InputNorm + first convolution +
+    BatchNorm equals the QuantNet's folded first layer on raw x/255 with zero padding (relative 1e-6)."""
+    spec = resolve_arch(arch)
+    float_net = _random_bn(build_float(spec, (3, 8, 8), 10, NORM))
+    assert isinstance(next(iter(float_net.children())), InputNorm)
+    x = torch.randint(0, 256, (64, 3, 8, 8)).float()
+    qann = QuantNet(spec, (3, 8, 8), 10, 2, 255)
+    qann.init_from_float(float_net, x)
+    layer, first = qann.layers[0], spec[0]
+    with torch.no_grad():
+        z_float = float_net.bn[0](float_net.syn[0](float_net.norm(x / 255)))
+        z_fold = F.conv2d(x / 255, layer.weight, layer.bias, first.get("stride", 1), first.get("padding", 0))
+    err = (z_float - z_fold).abs().max() / z_float.abs().max()
+    assert err < 1e-6, err
+
+
+def test_residual_checkpoint_keeps_the_normalisation(tmp_path):
+    spec = resolve_arch("resnet8")
+    float_net = _random_bn(build_float(spec, (3, 8, 8), 10, NORM))
+    qann = QuantNet(spec, (3, 8, 8), 10, 2, 255)
+    x = torch.randint(0, 256, (16, 3, 8, 8)).float()
+    qann.init_from_float(float_net, x)
+    checkpoint.save(tmp_path / "m.pt", qann, float_net, {"dataset": "x"})
+    _, f2, meta = checkpoint.load(tmp_path / "m.pt")
+    assert meta["norm"]["mean"] == pytest.approx(NORM["mean"])
+    with torch.no_grad():
+        assert torch.equal(float_net(x / 255), f2(x / 255))
+
+
+@pytest.mark.parametrize("source", ["imagefolder", "idx"])
+def test_residual_net_on_a_normalised_dataset_exports_losslessly_and_runs_on_lava(source, tmp_path, datagen,
+                                                                                   require_lava):
+    """The paper's setting in miniature: a ResNet on a dataset with mean/std trains, converts, exports
+    losslessly (net.h5 = the QANN's integer network) and Lava's outputs equal the reference's."""
+    from fastsnn_lava.netx import read_network
+    from fastsnn_lava.pipeline import convert, evaluate, export, train
+    root = (datagen.imagefolder(tmp_path / "pics", n_per_class=12, channels=3) if source == "imagefolder"
+            else datagen.idx_folder(tmp_path / "idx", n_per_class=12))
+    name = f"{source}:{root}"
+    model, h5 = tmp_path / "r8.pt", tmp_path / "r8.h5"
+    _, _, meta = train(name, "resnet8", 2, str(model), epochs=1, qat_epochs=1, progress=False, threads=1)
+    assert checkpoint.load(model)[2]["norm"] is not None and meta["arch"] == "resnet8"
+    net = export(str(model), str(h5))
+    assert read_network(h5).equals(net) and net.equals(convert(str(model)))
+    assert any(layer.skips for layer in net.layers)
+    ref = evaluate(str(h5), name, "reference", model_path=str(model), progress=False)
+    assert ref["qann_accuracy"] == meta["qann_test_accuracy"]
+    lava = evaluate(str(h5), name, "lava-sim", 6, progress=False)
+    assert lava["reference_agreement"] == 1.0
