@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -15,6 +18,35 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
+def integer(low: int):
+    """An argparse type: an integer ≥ ``low`` (``--batch-size 0`` is refused while parsing, exit 2)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer ≥ {low}, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be an integer ≥ {low}, got {value}")
+        return value
+    return parse
+
+
+def real(low: float, high: float = math.inf, low_open: bool = False, high_open: bool = False):
+    """An argparse type: a finite number in the interval (``nan``, ``inf`` and values outside are refused)."""
+    span = f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open or high == math.inf else ']'}"
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number in {span}, got {text!r}") from None
+        inside = (value > low if low_open else value >= low) and (value < high if high_open else value <= high)
+        if not math.isfinite(value) or not inside:
+            raise argparse.ArgumentTypeError(f"must be a finite number in {span}, got {text}")
+        return value
+    return parse
+
+
 def parser(prog: str, description: str, example: str) -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description=description, epilog=f"example:\n  {example}",
                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -22,11 +54,25 @@ def parser(prog: str, description: str, example: str) -> argparse.ArgumentParser
     return p
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread like KeyboardInterrupt so that ``finally`` blocks clean up
+    (the atomic writers remove their temporary files) before the command exits 143."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
 def run_cli(prog: str, fn, args) -> int:
-    """Call ``fn(args)``; turn errors into one line and an exit code."""
+    """Call ``fn(args)``; turn errors into one line and an exit code (SIGINT 130, SIGTERM 143)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     try:
         fn(args)
         return 0
+    except Terminated:
+        print(f"{prog}: terminated", file=sys.stderr)
+        return 143
     except FastSNNError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2

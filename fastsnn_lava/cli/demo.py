@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .common import parser, run_cli
+from .common import integer, parser, real, run_cli
 
 # The digits nets train on one CPU thread: a seeded run then prints the same table on one machine
 # whatever OMP_NUM_THREADS says (the float sums' order changes with the thread count), and these
@@ -36,9 +36,9 @@ def main(argv=None) -> int:
                "fastsnn-demo --out build/demo --lava-samples 360")
     p.add_argument("--out", default="build/demo", help="folder for model.pt, net.h5 and results (default build/demo)")
     p.add_argument("--archs", default="mlp,cnn", help="comma-separated architectures (default mlp,cnn)")
-    p.add_argument("--bits", type=int, default=2)
-    p.add_argument("--lava-samples", type=int, default=360, help="test samples run on Lava (default: all 360)")
-    p.add_argument("--threads", type=int, default=DEMO_THREADS, metavar="N",
+    p.add_argument("--bits", type=integer(1), default=2)
+    p.add_argument("--lava-samples", type=integer(1), default=360, help="test samples run on Lava (default: all 360)")
+    p.add_argument("--threads", type=integer(1), default=DEMO_THREADS, metavar="N",
                    help=f"CPU threads for training (default {DEMO_THREADS}: the same table whatever OMP_NUM_THREADS is)")
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)

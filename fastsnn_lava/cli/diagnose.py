@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import check_outputs, parser, run_cli
+from .common import check_outputs, integer, parser, real, run_cli
 
 
 def main(argv=None) -> int:
@@ -15,8 +15,8 @@ def main(argv=None) -> int:
                "fastsnn-diagnose model_ft.pt --dataset digits --json diag.json --plot diag.png")
     p.add_argument("model", help="checkpoint (fastsnn-train or fastsnn-finetune)")
     p.add_argument("--dataset", default=None, help="default: the checkpoint's dataset")
-    p.add_argument("--samples", type=int, default=None, help="first N test samples (default: all)")
-    p.add_argument("--sweep-samples", type=int, default=1000,
+    p.add_argument("--samples", type=integer(1), default=None, help="first N test samples (default: all)")
+    p.add_argument("--sweep-samples", type=integer(1), default=1000,
                    help="test samples for the accuracy-vs-T sweep (default 1000)")
     p.add_argument("--json", default=None, help="write the record here")
     p.add_argument("--plot", default=None, help="write a PNG: per-layer error and accuracy vs T")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import check_outputs, parser, run_cli
+from .common import check_outputs, integer, parser, real, run_cli
 
 
 def main(argv=None) -> int:
@@ -27,18 +27,18 @@ def main(argv=None) -> int:
     p.add_argument("--method", default="layerwise", choices=("layerwise", "tandem", "calibrate"),
                    help="layerwise (default, the paper's), tandem (whole network at once, distilled from the QANN) "
                         "or calibrate (bias calibration only)")
-    p.add_argument("--calibrate", type=int, default=None, metavar="N",
+    p.add_argument("--calibrate", type=integer(0), default=None, metavar="N",
                    help="first shift each hidden channel's bias code so that its mean spike count on N seeded "
                         "training images matches the QANN's (default: off; 256 for --method calibrate)")
-    p.add_argument("--epochs", type=int, default=1, help="epochs per layer, or whole-network epochs for tandem (default 1)")
+    p.add_argument("--epochs", type=integer(1), default=1, help="epochs per layer, or whole-network epochs for tandem (default 1)")
     p.add_argument("--accept", default="mismatch", choices=("mismatch", "accuracy"),
                    help="keep an epoch's update only if the layer's held-out mismatch to the QANN falls "
                         "(default) or the SNN's training accuracy rises (the paper's rule)")
     p.add_argument("--force", action="store_true", help="keep every update")
-    p.add_argument("--checks", type=int, default=1,
+    p.add_argument("--checks", type=integer(1), default=1,
                    help="acceptance checks per epoch, evenly spaced (default 1: at its end); more keep the best "
                         "point within an epoch, one held-out evaluation each")
-    p.add_argument("--lr", type=float, default=None, help="SGD learning rate (momentum 0.9). layerwise: default the paper's "
+    p.add_argument("--lr", type=real(0, low_open=True), default=None, help="SGD learning rate (momentum 0.9). layerwise: default the paper's "
                    "1e-3, which on the 8-bit integer grid moves few codes (the README's Fashion-MNIST table uses 0.1); "
                    "tandem: the step in integer codes of a typical code per batch, default 0.005")
     p.add_argument("--schedule", default="halve", choices=("halve", "cosine"),
@@ -47,17 +47,17 @@ def main(argv=None) -> int:
     p.add_argument("--gradient", default="bptt", choices=("bptt", "qann"),
                    help="tandem: backpropagate through the T steps with a surrogate spike derivative (default), "
                         "or through the QANN's graph at the SNN's spike counts (cheaper, blind to spike order)")
-    p.add_argument("--labels", type=float, default=0.0, metavar="W",
+    p.add_argument("--labels", type=real(0), default=0.0, metavar="W",
                    help="tandem: add W × the label cross-entropy to the distillation loss and the held-out "
                         "criterion (default 0: pure distillation from the QANN)")
     p.add_argument("--classifier", action="store_true",
                    help="tandem: tune the classifier's weight and bias codes too (default: they stay as converted)")
-    p.add_argument("--average", type=float, default=0.0, metavar="D",
+    p.add_argument("--average", type=real(0, 1, high_open=True), default=0.0, metavar="D",
                    help="tandem: judge the codes of a moving average of the code masters (decay D per step, "
                         "e.g. 0.99) instead of the masters themselves (default 0: off)")
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--max-samples", type=int, default=None, help="train on at most N training samples per epoch")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=integer(1), default=128)
+    p.add_argument("--max-samples", type=integer(1), default=None, help="train on at most N training samples per epoch")
+    p.add_argument("--seed", type=integer(0), default=0)
     p.add_argument("--no-progress", action="store_true")
     args = p.parse_args(argv)
 

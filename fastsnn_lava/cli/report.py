@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import check_outputs, parser, run_cli
+from .common import check_outputs, integer, parser, real, run_cli
 
 
 def summary(rec: dict) -> str:
@@ -32,15 +32,15 @@ def summary(rec: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from ..data import DATASETS
+    from ..data import DATASET_HELP
     p = parser("fastsnn-report", "Per-layer neurons, synapses, cores, measured activity and estimated energy, "
                "latency and throughput on Loihi 2 and Loihi 1, against the quantized ANN on a 45 nm accelerator.",
                "fastsnn-report net.h5 --dataset digits --hw loihi2 --json r.json --plot r.png")
     p.add_argument("network", help="netx HDF5 file: fastsnn-export's (any --neuron) or a slayer CUBA export")
-    p.add_argument("--dataset", default="digits", choices=DATASETS, help="simulate its test set (default digits)")
+    p.add_argument("--dataset", default="digits", metavar="NAME", help=f"simulate its test set: {DATASET_HELP}")
     p.add_argument("--input", default=None, help="a .npy array of raw integer inputs (N, *input_shape) instead")
-    p.add_argument("--samples", type=int, default=None, help="first N samples (default: all)")
-    p.add_argument("--steps", type=int, default=None, help="time steps per sample, for files without /fastsnn")
+    p.add_argument("--samples", type=integer(1), default=None, help="first N samples (default: all)")
+    p.add_argument("--steps", type=integer(1), default=None, help="time steps per sample, for files without /fastsnn")
     p.add_argument("--hw", default="loihi2", help="target whose mapping is checked (name or YAML path)")
     p.add_argument("--json", default=None, help="write the report here")
     p.add_argument("--plot", default=None, help="write a PNG here")

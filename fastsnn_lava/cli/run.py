@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import check_outputs, parser, run_cli
+from .common import check_outputs, integer, parser, real, run_cli
 
 
 def main(argv=None) -> int:
@@ -15,7 +15,7 @@ def main(argv=None) -> int:
     p.add_argument("network", help="netx HDF5 file written by fastsnn-export")
     p.add_argument("--dataset", default="digits", metavar="NAME", help=DATASET_HELP)
     p.add_argument("--backend", default="lava-sim", choices=BACKENDS)
-    p.add_argument("--samples", type=int, default=None, help="first N test samples (default: all)")
+    p.add_argument("--samples", type=integer(1), default=None, help="first N test samples (default: all)")
     p.add_argument("--model", default=None, help="checkpoint, to measure the float ANN on the same samples")
     p.add_argument("--json", default=None, help="write the results here")
     p.add_argument("--hw", default="loihi2",

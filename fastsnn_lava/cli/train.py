@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from .common import check_outputs, parser, run_cli
+from .common import check_outputs, integer, parser, real, run_cli
 
 
 def main(argv=None) -> int:
@@ -19,16 +19,16 @@ def main(argv=None) -> int:
                "  torchrun --nproc_per_node=2 -m fastsnn_lava.train --dataset cifar10 --arch cnn5 -o model.pt")
     p.add_argument("--dataset", default="digits", metavar="NAME", help=DATASET_HELP)
     p.add_argument("--arch", default="cnn", choices=sorted(PRESETS))
-    p.add_argument("--bits", type=int, default=2, help="activation bits b (T = 2^b - 1), default 2")
+    p.add_argument("--bits", type=integer(1), default=2, help="activation bits b (T = 2^b - 1), default 2")
     p.add_argument("-o", "--output", required=True,
                    help="checkpoint to write (model.pt); OUTPUT.resume holds the run's state until it finishes")
-    p.add_argument("--epochs", type=int, default=30, help="float ANN epochs (default 30)")
-    p.add_argument("--qat-epochs", type=int, default=30, help="quantization-aware epochs (default 30)")
-    p.add_argument("--batch-size", type=int, default=64, help="batch size per process (default 64)")
-    p.add_argument("--lr", type=float, default=2e-3, help="float ANN learning rate (Adam, cosine; default 2e-3)")
-    p.add_argument("--qat-lr", type=float, default=5e-4, help="QAT learning rate (default 5e-4)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None, metavar="N",
+    p.add_argument("--epochs", type=integer(0), default=30, help="float ANN epochs (default 30)")
+    p.add_argument("--qat-epochs", type=integer(0), default=30, help="quantization-aware epochs (default 30)")
+    p.add_argument("--batch-size", type=integer(1), default=64, help="batch size per process (default 64)")
+    p.add_argument("--lr", type=real(0, low_open=True), default=2e-3, help="float ANN learning rate (Adam, cosine; default 2e-3)")
+    p.add_argument("--qat-lr", type=real(0, low_open=True), default=5e-4, help="QAT learning rate (default 5e-4)")
+    p.add_argument("--seed", type=integer(0), default=0)
+    p.add_argument("--threads", type=integer(1), default=None, metavar="N",
                    help="CPU threads for training (default: torch's, one per core); a fixed N makes a seeded run "
                         "repeat exactly on this machine whatever OMP_NUM_THREADS is")
     p.add_argument("--init", default=None, metavar="MODEL.pt",
