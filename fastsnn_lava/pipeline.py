@@ -273,12 +273,11 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
     if backend in ("lava-sim", "loihi2"):
         from .lava import require_lava
         require_lava()
+        from .lava import isolated  # Lava in a worker session: Ctrl-C and SIGTERM end it cleanly
         if cuba:
-            from .lava.vanilla import run_vanilla
-            out, info = run_vanilla(net_path, x, hw_run=backend == "loihi2")
+            out, info = isolated.run("vanilla", net_path, x, hw_run=backend == "loihi2")
         else:
-            from .lava.runner import run_lava
-            out, info = run_lava(net_path, x, progress=progress, hw=hw, hw_run=backend == "loihi2")
+            out, info = isolated.run("runner", net_path, x, progress=progress, hw=hw, hw_run=backend == "loihi2")
     else:
         out = ref
     wall = time.time() - t0
