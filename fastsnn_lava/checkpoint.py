@@ -20,7 +20,7 @@ tensors and plain containers, so loading a stranger's file cannot run code.
 from __future__ import annotations
 
 import json
-import os
+import math
 
 import torch
 
@@ -67,8 +67,8 @@ def load(path, trust_pickle: bool = False) -> tuple[QuantNet, torch.nn.Module, d
     Only with ``trust_pickle`` is a pickled module accepted: unpickling it runs
     whatever code the file names, so do that only for files you trust.
     """
-    if not os.path.isfile(path):
-        raise FastSNNError(f"{path}: no such file")
+    from .inputs import regular_file
+    regular_file(path, "checkpoint")
     if trust_pickle:
         try:
             torch.load(path, map_location="cpu", weights_only=True)
@@ -86,6 +86,7 @@ def load(path, trust_pickle: bool = False) -> tuple[QuantNet, torch.nn.Module, d
         raise FastSNNError(f"{path} has checkpoint version {blob.get('version')}, this tool reads {VERSION}")
     try:
         meta = json.loads(blob["meta"])
+        _check_meta(path, meta)
         qann = QuantNet(meta["spec"], tuple(meta["input_shape"]), meta["n_classes"], meta["bits"], meta["input_max"])
         qann.load_state_dict(blob["qann"])
         float_net = build_float(meta["spec"], tuple(meta["input_shape"]), meta["n_classes"], meta.get("norm"))
@@ -94,6 +95,11 @@ def load(path, trust_pickle: bool = False) -> tuple[QuantNet, torch.nn.Module, d
         raise
     except Exception as e:  # a damaged schema: report, do not crash
         raise FastSNNError(f"{path} is a damaged checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
+    for part in ("qann", "float"):
+        for name, t in blob[part].items():
+            if torch.is_tensor(t) and t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise FastSNNError(f"{path}: {part}.{name} holds non-finite values (inf or nan): the training "
+                                   "diverged; train again (a lower --lr)")
     qann.eval()
     float_net.eval()
     if "snn" in blob:
@@ -101,11 +107,49 @@ def load(path, trust_pickle: bool = False) -> tuple[QuantNet, torch.nn.Module, d
     return qann, float_net, meta
 
 
+MAX_PARAMETERS = 2 ** 28  # the most weights a checkpoint's architecture may declare (1 GiB of float32)
+
+
+def _check_meta(path, meta) -> None:
+    """The fields a QuantNet is built from, before anything is allocated (hostile values are one line)."""
+    from .spec import layer_shapes
+    if not isinstance(meta, dict):
+        raise FastSNNError(f"{path} is a damaged checkpoint (its meta is not a JSON object)")
+    shape, bits, imax, classes = (meta.get(k) for k in ("input_shape", "bits", "input_max", "n_classes"))
+    ints = lambda v: isinstance(v, int) and not isinstance(v, bool)  # noqa: E731
+    if not (isinstance(shape, list) and 1 <= len(shape) <= 3 and all(ints(d) and d >= 1 for d in shape)):
+        raise FastSNNError(f"{path}: input_shape must be 1 to 3 positive integers, got {shape!r}")
+    if not (ints(bits) and 1 <= bits <= 8):
+        raise FastSNNError(f"{path}: bits must be an integer in 1..8, got {bits!r}")
+    if not (ints(imax) and 1 <= imax <= 2 ** 16):
+        raise FastSNNError(f"{path}: input_max must be an integer in 1..65536 (the largest raw input), got {imax!r}")
+    if not (ints(classes) and 1 <= classes <= 2 ** 20):
+        raise FastSNNError(f"{path}: n_classes must be a positive integer, got {classes!r}")
+    if math.prod(shape) > MAX_PARAMETERS:
+        raise FastSNNError(f"{path}: input_shape {shape} declares more than {MAX_PARAMETERS:,} inputs")
+    declared = 0
+    for s, in_shape, out_shape in layer_shapes(meta["spec"], tuple(shape), classes):
+        fan_in = in_shape[0] * s.get("kernel", 1) ** 2 if s["kind"] == "conv" else math.prod(in_shape)
+        declared += fan_in * out_shape[0]
+        if declared > MAX_PARAMETERS:
+            raise FastSNNError(f"{path}: its architecture declares more than {MAX_PARAMETERS:,} weights: "
+                               "not a network this tool (or Loihi 2) can hold")
+
+
 def _snn_arrays(path, snn) -> list[tuple]:
-    """(weight, bias) integer arrays per layer of a stored fine-tuned SNN."""
+    """(weight, bias) integer arrays per layer of a stored fine-tuned SNN (integer codes, nothing else)."""
     try:
         pairs = list(zip(snn["weight"], snn["bias"], strict=True))
-        return [(w.numpy().astype("int64"), b.numpy().astype("int64")) for w, b in pairs]
+        out = []
+        for w, b in pairs:
+            for t in (w, b):
+                if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+                    raise FastSNNError(f"{path}: the fine-tuned SNN holds {t.dtype} values where integer codes "
+                                       "belong: fine-tune it again")
+            out.append((w.numpy().astype("int64"), b.numpy().astype("int64")))
+        return out
+    except FastSNNError:
+        raise
     except Exception as e:
         raise FastSNNError(f"{path} has a damaged fine-tuned SNN ({type(e).__name__}): fine-tune it again") from None
 

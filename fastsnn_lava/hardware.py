@@ -20,8 +20,45 @@ CONFIG_DIRS = (Path(__file__).resolve().parent.parent / "hardware_configs",
                Path(__file__).resolve().parent / "hardware_configs")
 
 
+REQUIRED = ("weight_bits", "threshold_bits", "bias_bits", "state_bits")  # what the range checks read
+BIT_RANGE = (0, 64)             # a "*_bits" limit: a register or field width
+COUNT_RANGE = (1, 2 ** 40)      # any other integer limit: cores, neurons, memory, fan-in/out
+MAX_CONFIG_BYTES = 1 << 20      # a target file is a few KiB
+
+
+def _limit(path, key: str, value):
+    """A limit's value, checked: a bool flag, a width in BIT_RANGE or a count in COUNT_RANGE."""
+    if isinstance(value, bool):
+        return value
+    lo, hi = BIT_RANGE if key.endswith("_bits") else COUNT_RANGE
+    if not isinstance(value, int) or not lo <= value <= hi:
+        raise FastSNNError(f"{path}: limits.{key}.value must be an integer in [{lo}, {hi}], got {value!r}")
+    return value
+
+
+def _cost(path, key: str, value) -> float:
+    """A cost's value, checked: a finite number ≥ 0 (pJ, ns, W)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < float("inf"):
+        raise FastSNNError(f"{path}: costs.{key}.value must be a finite number ≥ 0, got {value!r}")
+    return float(value)
+
+
+def _entries(path, cfg: dict, section: str, required: bool) -> dict:
+    """``{key: {"value": ..., "source": ...}}`` of a section, each entry a mapping with a value."""
+    entries = cfg.get(section)
+    if entries is None and not required:
+        return {}
+    if not isinstance(entries, dict):
+        raise FastSNNError(f"{path}: '{section}' must map names to {{value, source}} entries")
+    for k, v in entries.items():
+        if not isinstance(v, dict) or "value" not in v:
+            raise FastSNNError(f"{path}: {section}.{k} must be a mapping with a 'value' (and a 'source')")
+    return entries
+
+
 def load_target(name_or_path: str) -> dict:
-    """A target by name (``loihi2``) or by the path of a YAML file."""
+    """A target by name (``loihi2``) or by the path of a YAML file, every value checked."""
+    from .inputs import regular_file
     path = Path(name_or_path)
     if not path.suffix:
         found = [d / f"{name_or_path}.yaml" for d in CONFIG_DIRS if (d / f"{name_or_path}.yaml").exists()]
@@ -29,17 +66,24 @@ def load_target(name_or_path: str) -> dict:
             raise FastSNNError(f"unknown hardware target {name_or_path!r}: pass a name from hardware_configs/ "
                                "or the path of a YAML file")
         path = found[0]
-    if not path.exists():
-        raise FastSNNError(f"{path}: no such hardware config")
+    regular_file(path, "hardware config")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise FastSNNError(f"{path} is larger than {MAX_CONFIG_BYTES} bytes: not a hardware config")
     try:
         cfg = yaml.safe_load(path.read_text())
-        limits = {k: v["value"] for k, v in cfg["limits"].items()}
-        costs = {k: float(v["value"]) for k, v in (cfg.get("costs") or {}).items()}
-        sources = {k: {"source": str(v.get("source", "")), **({"note": str(v["note"])} if "note" in v else {})}
-                   for section in ("limits", "costs") for k, v in (cfg.get(section) or {}).items()}
-    except Exception as e:
-        raise FastSNNError(f"{path} is not a hardware config ({type(e).__name__}): see hardware_configs/loihi2.yaml")
-    return {"name": cfg.get("name", path.stem), "limits": limits, "costs": costs, "sources": sources,
+    except (yaml.YAMLError, UnicodeDecodeError, RecursionError) as e:
+        raise FastSNNError(f"{path} is not a YAML file ({type(e).__name__}): see hardware_configs/loihi2.yaml") from None
+    if not isinstance(cfg, dict) or "limits" not in cfg:
+        raise FastSNNError(f"{path} is not a hardware config (a YAML mapping with 'limits'): "
+                           "see hardware_configs/loihi2.yaml")
+    raw_limits, raw_costs = _entries(path, cfg, "limits", True), _entries(path, cfg, "costs", False)
+    if not raw_limits and not raw_costs:
+        raise FastSNNError(f"{path} lists neither limits nor costs: see hardware_configs/loihi2.yaml")
+    limits = {k: _limit(path, k, v["value"]) for k, v in raw_limits.items()}
+    costs = {k: _cost(path, k, v["value"]) for k, v in raw_costs.items()}
+    sources = {k: {"source": str(v.get("source", "")), **({"note": str(v["note"])} if "note" in v else {})}
+               for entries in (raw_limits, raw_costs) for k, v in entries.items()}
+    return {"name": str(cfg.get("name", path.stem)), "limits": limits, "costs": costs, "sources": sources,
             "path": str(path)}
 
 
@@ -77,8 +121,18 @@ def membrane_bounds(net: Network) -> list[int]:
     return bounds
 
 
+def _ranges(target: dict) -> dict:
+    """The limits the range checks read; a one-line error naming those a (cost-only) target lacks."""
+    missing = [k for k in REQUIRED if k not in target["limits"]]
+    if missing:
+        raise FastSNNError(f"hardware target {target['name']!r} ({target.get('path')}) has no limits "
+                           f"{', '.join(missing)}: it cannot check a network; add them with a value and a source "
+                           "(see hardware_configs/loihi2.yaml) or use --hw loihi2")
+    return target["limits"]
+
+
 def check_network(net: Network, target: dict) -> None:
-    lim, name = target["limits"], target["name"]
+    lim, name = _ranges(target), target["name"]
     wmax = 2 ** (lim["weight_bits"] - 1)
     tmax = 2 ** lim["threshold_bits"] - 1
     bmax = 2 ** (lim["bias_bits"] - 1)
@@ -107,7 +161,7 @@ def check_network(net: Network, target: dict) -> None:
 
 def check_lif(net, target: dict) -> None:
     """Integer ranges of a CUBA :class:`~fastsnn_lava.lif.LifNetwork` (weights, bias, threshold) and its mapping."""
-    lim, name = target["limits"], target["name"]
+    lim, name = _ranges(target), target["name"]
     wmax, bmax, tmax = 2 ** (lim["weight_bits"] - 1), 2 ** (lim["bias_bits"] - 1), 2 ** lim["threshold_bits"] - 1
     for i, layer in enumerate(net.layers, start=1):
         if layer.weight is not None and (layer.weight.max() > 2 * wmax - 2 or layer.weight.min() < -2 * wmax):

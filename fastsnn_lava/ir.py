@@ -118,6 +118,10 @@ def _check_synapse(syn, out_shape: tuple, what: str) -> None:
         if syn.weight.ndim != 4 or len(syn.in_shape) != 3 or len(out_shape) != 3:
             raise FastSNNError(f"{what}conv synapses need a 4-D weight and (C, H, W) shapes")
         c_out, c_in_g, kh, kw = syn.weight.shape
+        if min(syn.stride) < 1 or min(syn.dilation) < 1 or min(syn.padding) < 0 or syn.groups < 1:
+            raise FastSNNError(f"{what}conv geometry stride {syn.stride}, dilation {syn.dilation}, padding "
+                               f"{syn.padding}, groups {syn.groups}: stride, dilation and groups must be ≥ 1, "
+                               "padding ≥ 0")
         if c_out != n_out or c_in_g * syn.groups != syn.in_shape[0]:
             raise FastSNNError(
                 f"{what}conv weight {syn.weight.shape} does not match in {syn.in_shape} / out {out_shape}")

@@ -241,7 +241,9 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
     if backend == "loihi2":
         from .lava import require_loihi2
         require_loihi2()
+    from .inputs import open_hdf5
     from .netx.cuba import is_lif_file
+    open_hdf5(net_path).close()  # a regular HDF5 file without soft or external links, before any sniffing
     cuba = is_lif_file(net_path)
     if cuba:
         from .netx.cuba import read_lif_network
@@ -260,6 +262,8 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
     n = len(ds.x_test) if samples is None else min(int(samples), len(ds.x_test))
     if n < 1:
         raise FastSNNError("--samples must be at least 1")
+    if model_path:
+        _same_network(model_path, net, net_path)
     x, y = ds.x_test[:n], ds.y_test[:n]
     t0 = time.time()
     if cuba:
@@ -321,27 +325,55 @@ def diagnose(model_path: str, dataset: str | None = None, samples: int | None = 
     return rec
 
 
+def _same_network(model_path: str, net, net_path) -> None:
+    """Refuse a ``--model`` checkpoint that is not the one ``net_path`` was exported from: the input
+    shape, the bits, the number of layers and every layer's weight shape must agree."""
+    model = convert(model_path)
+    ours = [tuple(np.shape(layer.weight)) for layer in net.layers if getattr(layer, "weight", None) is not None]
+    theirs = [tuple(layer.weight.shape) for layer in model.layers]
+    if (tuple(model.input_shape) != tuple(net.input_shape) or model.bits != getattr(net, "bits", model.bits)
+            or ours != theirs):
+        raise FastSNNError(f"--model {model_path} is not the checkpoint {net_path} was exported from (its layers "
+                           f"{theirs}, b = {model.bits}; the network's {ours}): pass the matching checkpoint")
+
+
 def load_any(net_path: str, steps: int | None = None):
     """A netx file as an IF :class:`Network` (this project's neuron types) or a CUBA ``LifNetwork``."""
+    from .inputs import open_hdf5
     from .netx.cuba import is_lif_file, read_lif_network
+    open_hdf5(net_path).close()  # a regular HDF5 file without soft or external links, before any sniffing
     if is_lif_file(net_path):
         return read_lif_network(net_path, steps)
     return read_network(net_path)
 
 
 def _load_input(path: str, net) -> np.ndarray:
+    """The raw integer inputs of ``--input``: one ``.npy`` array (N, *input_shape) or a time series
+    (N, T, ...) of integers; for this project's IF networks in [0, input_max]."""
+    from .inputs import MAX_VALUES, regular_file
+    regular_file(path, ".npy array")
     try:
-        x = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise FastSNNError(f"{path}: no such file") from None
+        x = np.load(path, mmap_mode="r", allow_pickle=False)  # the header first: a huge shape costs nothing
     except Exception as e:
         raise FastSNNError(f"{path} is not a NumPy .npy array ({type(e).__name__}): save one with numpy.save") from None
+    if not isinstance(x, np.ndarray):
+        x.close()
+        raise FastSNNError(f"{path} is an .npz archive of several arrays: save the one input array with numpy.save")
+    if x.size == 0:
+        raise FastSNNError(f"{path} holds no samples (shape {x.shape}): give at least one input")
+    if x.size > MAX_VALUES:
+        raise FastSNNError(f"{path} declares {x.size:,} values, more than the {MAX_VALUES:,} read at once: "
+                           "split it into smaller files")
+    x = np.array(x)
     shape = tuple(net.input_shape)
     ok = x.ndim >= 1 and (tuple(x.shape[1:]) == shape or tuple(x.shape[2:]) == shape
                           or int(np.prod(x.shape[1:])) == int(np.prod(shape)))
     if not ok or x.dtype.kind not in "iuf" or not np.all(np.isfinite(x) & (x == np.round(x))):
         raise FastSNNError(f"{path}: expected integer inputs of shape (N, {', '.join(map(str, shape))}) or a time "
                            f"series (N, T, ...), got {x.dtype} {x.shape}")
+    if isinstance(net, Network) and (x.min() < 0 or x.max() > net.input_max):  # a CUBA file declares no range
+        raise FastSNNError(f"{path}: inputs range over [{x.min()}, {x.max()}], but this network takes raw integers "
+                           f"in [0, {net.input_max}] (the range it was trained on)")
     return x.astype(np.int64)
 
 

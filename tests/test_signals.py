@@ -24,9 +24,9 @@ def test_sigterm_during_training_exits_143_and_leaves_no_file(tmp_path):
     assert not out.exists() and not list(tmp_path.glob(".*.tmp"))
 
 
-def _lava_run(h5):
+def _lava_run(h5, out):
     return subprocess.Popen([sys.executable, "-m", "fastsnn_lava.cli.run", str(h5), "--dataset", "digits",
-                             "--backend", "lava-sim", "--samples", "360"],
+                             "--backend", "lava-sim", "--samples", "360", "--json", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
@@ -39,7 +39,7 @@ def test_a_signal_during_a_lava_run_ends_it_and_every_child(trained, tmp_path, r
     from fastsnn_lava.pipeline import export
     h5 = tmp_path / "net.h5"
     export(str(trained("cnn", 2)[3]), str(h5))
-    p = _lava_run(h5)
+    p = _lava_run(h5, tmp_path / "o.json")
     deadline, kids = time.time() + 120, []
     while time.time() < deadline and p.poll() is None:  # Lava's runtime has forked its process models
         kids = psutil.Process(p.pid).children(recursive=True)
@@ -61,3 +61,4 @@ def test_a_signal_during_a_lava_run_ends_it_and_every_child(trained, tmp_path, r
     assert "Traceback" not in err
     gone, alive = psutil.wait_procs(kids, timeout=10)
     assert not alive, [k.pid for k in alive]
+    assert not (tmp_path / "o.json").exists() and not list(tmp_path.glob(".*.tmp"))

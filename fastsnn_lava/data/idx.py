@@ -13,7 +13,9 @@ Images are single-channel (MNIST format has no channel axis; colour data go thro
 from __future__ import annotations
 
 import gzip
+import math
 import os
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -23,24 +25,37 @@ from ..errors import FastSNNError
 STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
+MAX_BYTES = 2 ** 30  # the most image or label bytes one IDX file may declare (Fashion-MNIST's train set: 47 MB)
+
+
 def read_idx(path: str | os.PathLike) -> np.ndarray:
-    """Read an IDX file (optionally gzipped): big-endian header, then uint8 data in C order."""
+    """Read an IDX file (optionally gzipped): big-endian header, then uint8 data in C order.
+
+    The header is read first and the size it declares checked (at most MAX_BYTES), so that neither a
+    hostile header nor a gzip bomb makes this allocate more than the data the file says it holds.
+    """
     opener = gzip.open if str(path).endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
-    except (OSError, EOFError) as e:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+                raise FastSNNError(f"{path} is not an IDX file of unsigned bytes")
+            ndim = head[3]
+            raw_dims = f.read(4 * ndim)
+            if len(raw_dims) < 4 * ndim:
+                raise FastSNNError(f"{path} is truncated: its header names {ndim} dimensions")
+            dims = [int(d) for d in np.frombuffer(raw_dims, dtype=">u4")]
+            size = math.prod(dims)
+            if size > MAX_BYTES:
+                raise FastSNNError(f"{path} declares {size:,} values (shape {tuple(dims)}), more than the "
+                                   f"{MAX_BYTES:,} read here: not an image set this tool trains on")
+            raw = f.read(size + 1)
+    except (OSError, EOFError, zlib.error) as e:
         raise FastSNNError(f"{path} could not be read ({type(e).__name__}: {str(e)[:80]})") from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise FastSNNError(f"{path} is not an IDX file of unsigned bytes")
-    ndim = raw[3]
-    if len(raw) < 4 + 4 * ndim:
-        raise FastSNNError(f"{path} is truncated: its header names {ndim} dimensions")
-    dims = np.frombuffer(raw, dtype=">u4", count=ndim, offset=4).astype(int)
-    data = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise FastSNNError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {data.size}")
-    return data.reshape(tuple(dims))
+    if len(raw) != size:
+        found = "more" if len(raw) > size else len(raw)
+        raise FastSNNError(f"{path} is truncated or damaged: its header declares {size} values, found {found}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(tuple(dims))
 
 
 def find_idx(root: Path, stem: str) -> Path | None:

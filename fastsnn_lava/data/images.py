@@ -27,6 +27,9 @@ GREY, COLOUR = {"1", "L"}, {"P", "RGB", "RGBA", "LA", "CMYK", "YCbCr"}
 TEST_SHARE = 0.2
 
 
+MAX_PIXELS = 4096 * 4096  # the largest image accepted (PIL's own bomb limit is ~89 million pixels)
+
+
 def _class_files(root: Path, what: str) -> dict[str, list[Path]]:
     classes = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if len(classes) < 2:
@@ -47,13 +50,16 @@ def _read(files: list[Path]) -> tuple[list[np.ndarray], list[str]]:
     arrays, modes = [], []
     for f in files:
         try:
-            with Image.open(f) as im:
+            with Image.open(f) as im:  # reads the header only
+                if im.width * im.height > MAX_PIXELS:  # checked before decoding: a small file can declare a huge image
+                    raise FastSNNError(f"{f} declares {im.width}×{im.height} pixels, more than the {MAX_PIXELS:,} "
+                                       "read here: resize the images (SNN inputs are small)")
                 im.load()
                 if im.mode not in GREY | COLOUR:
                     raise FastSNNError(f"{f} has image mode {im.mode}: use 8-bit greyscale or RGB images")
                 modes.append(im.mode)
                 arrays.append(im.copy())
-        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as e:
             raise FastSNNError(f"{f} is not a readable image ({type(e).__name__}: {str(e)[:80]})") from None
     return arrays, modes
 

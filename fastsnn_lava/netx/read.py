@@ -6,12 +6,12 @@ and key, raised before any Lava process is built.
 from __future__ import annotations
 
 import json
-import os
 
 import h5py
 import numpy as np
 
 from ..errors import FastSNNError
+from ..inputs import dataset, open_hdf5
 from ..ir import Layer, Network, Skip
 from .schema import FORMAT_VERSION, IR_NEURONS, META_GROUP, SKIP_GROUP, reset_interval
 
@@ -33,7 +33,7 @@ def _int_array(g: h5py.Group, key: str, where: str) -> np.ndarray:
     ds = g[key]
     if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in INT_KINDS + "f":
         raise FastSNNError(f"{where}: key '{key}' is not a numeric array")
-    a = np.asarray(ds[()])
+    a = dataset(ds, f"{where}/{key}")
     if a.dtype.kind == "f" and not np.all(np.isfinite(a) & (a == np.round(a)) & (np.abs(a) < 2.0 ** 53)):
         raise FastSNNError(f"{where}: key '{key}' holds non-integer values")
     if a.dtype.kind == "u" and a.size and a.max() > np.iinfo(np.int64).max:
@@ -85,19 +85,37 @@ def _read_skips(g: h5py.Group, where: str, index: int, layers: list, ir_of: dict
 
 
 def read_network(path) -> Network:
-    if not os.path.isfile(path):
-        raise FastSNNError(f"{path}: no such file")
-    try:
-        f = h5py.File(path, "r")
-    except OSError:
-        raise FastSNNError(f"{path} is not an HDF5 file: export one with fastsnn-export") from None
+    f = open_hdf5(path)  # a regular file, no soft or external links (inputs.py)
     try:
         with f:
             return _read(f, str(path))
     except FastSNNError:
         raise
-    except (KeyError, ValueError, TypeError, OSError, UnicodeDecodeError, IndexError, OverflowError) as e:
+    except (KeyError, ValueError, TypeError, OSError, UnicodeDecodeError, IndexError, OverflowError,
+            RuntimeError, RecursionError) as e:
         raise FastSNNError(f"{path} is a damaged netx network ({type(e).__name__}: {str(e)[:100]})") from None
+
+
+META_CHARS = 1_000_000  # the longest /fastsnn/meta JSON accepted
+
+
+def _meta(meta_g: h5py.Group, path: str) -> dict:
+    """The /fastsnn/meta JSON object (the training record): a JSON object, or an empty one if absent."""
+    if "meta" not in meta_g:
+        return {}
+    ds = meta_g["meta"]
+    if not isinstance(ds, h5py.Dataset) or ds.size != 1 or ds.dtype.kind not in "OSU":
+        raise FastSNNError(f"{path}: /{META_GROUP}/meta must be one JSON string")
+    text = _str(ds)
+    if len(text) > META_CHARS:
+        raise FastSNNError(f"{path}: /{META_GROUP}/meta is {len(text):,} characters long (at most {META_CHARS:,})")
+    try:
+        meta = json.loads(text)
+    except (ValueError, RecursionError):
+        raise FastSNNError(f"{path}: /{META_GROUP}/meta is not valid JSON (or nested too deep)") from None
+    if not isinstance(meta, dict):
+        raise FastSNNError(f"{path}: /{META_GROUP}/meta must be a JSON object, found a {type(meta).__name__}")
+    return meta
 
 
 def _read(f: h5py.File, path: str) -> Network:
@@ -117,7 +135,7 @@ def _read(f: h5py.File, path: str) -> Network:
         raise FastSNNError(f"/{META_GROUP}: reset_interval must be {reset_interval(2 ** bits - 1)} for {bits} bits")
     input_max = _scalar(meta_g, "input_max", f"/{META_GROUP}")
     input_shape = tuple(int(a) for a in _int_array(meta_g, "input_shape", f"/{META_GROUP}"))
-    meta = json.loads(_str(meta_g["meta"])) if "meta" in meta_g else {}
+    meta = _meta(meta_g, path)
     names = list(f["layer"].keys())
     if sorted(names, key=lambda s: (len(s), s)) != [str(i) for i in range(len(names))]:
         raise FastSNNError(f"{path}: layers must be numbered 0..{len(names) - 1} without gaps, found {names}")
