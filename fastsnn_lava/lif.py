@@ -21,6 +21,14 @@ The last layer is read out as its membrane ``v`` after the last step when it nev
 fires (``readout = "voltage"``: a ``vThMant`` of at least 2^17 − 1, or a layer
 without a neuron group, for which netx builds a non-leaky integrator), otherwise
 as its spike counts (``readout = "spikes"``).
+
+A dense layer may carry netx's synaptic delays ``D`` (``DelayDense``, 0..62 steps):
+
+    a_i(t) = Σ_j W_ij · s_j(t − D_ij),   s_j(t) = 0 for t < 0   (D = 0 without delays)
+
+Time here is the layer's own step within the sample window. Lava runs the layers as a
+pipeline (each synapse adds one step, layer l is reset at step l of the window), so
+Lava's layer l at window step l + k is this reference's step k.
 """
 from __future__ import annotations
 
@@ -37,6 +45,7 @@ from .ir import _pair, conv_out_hw
 STATE_BITS = 24
 VTH_MAX = 2 ** 17 - 1  # 17-bit threshold mantissa
 NEVER_FIRES = VTH_MAX  # an output layer with this vThMant is read out as voltage
+MAX_DELAY = 62  # netx's DelayDense max_delay
 
 
 @dataclass
@@ -45,7 +54,8 @@ class LifLayer:
 
     ``weight`` int64 in torch layout (None for identity), ``bias`` = netx ``bias_mant``
     (per neuron or per channel), ``vth`` = ``vThMant``, ``i_decay``/``v_decay`` the file's
-    ``iDecay``/``vDecay`` (4096 = the state is cleared every step, 0 = persistent).
+    ``iDecay``/``vDecay`` (4096 = the state is cleared every step, 0 = persistent), ``delay``
+    a dense layer's synaptic delays ``D`` (int, same shape as ``weight``, 0..62) or None.
     """
 
     kind: str
@@ -60,6 +70,7 @@ class LifLayer:
     padding: tuple = (0, 0)
     dilation: tuple = (1, 1)
     groups: int = 1
+    delay: np.ndarray | None = None
 
     def __post_init__(self):
         if self.kind not in ("dense", "conv", "identity"):
@@ -80,6 +91,20 @@ class LifLayer:
                 raise FastSNNError(f"conv weight {self.weight.shape} does not give the output shape {self.out_shape}")
         elif self.kind == "dense" and self.weight.shape != (self.num_neurons, int(np.prod(self.in_shape))):
             raise FastSNNError(f"dense weight {self.weight.shape} does not match in {self.in_shape} / out {self.out_shape}")
+        self._check_delay()
+
+    def _check_delay(self):
+        if self.delay is None:
+            return
+        self.delay = np.asarray(self.delay).astype(np.int64)
+        if self.kind != "dense":
+            raise FastSNNError(f"synaptic delays on a {self.kind} layer are not supported: netx delays dense "
+                               "layers only")
+        if self.delay.shape != self.weight.shape:
+            raise FastSNNError(f"delay {self.delay.shape} does not match the weight {self.weight.shape}")
+        if self.delay.size and (self.delay.min() < 0 or self.delay.max() > MAX_DELAY):
+            raise FastSNNError(f"delays in [{self.delay.min()}, {self.delay.max()}] lie outside netx's "
+                               f"0..{MAX_DELAY} steps")
 
     @property
     def num_neurons(self) -> int:
@@ -139,11 +164,38 @@ def synapse(layer: LifLayer, x: torch.Tensor) -> torch.Tensor:
         return x.reshape(len(x), *layer.out_shape)
     w = torch.as_tensor(layer.weight)
     if layer.kind == "dense":
-        return x.flatten(1) @ w.T
+        return (x.flatten(1) @ w.T).reshape(len(x), *layer.out_shape)
     # conv2d has no int64 kernel on the CPU: float64 holds these sums exactly (|sum| < 2^53)
     out = F.conv2d(x.reshape(-1, *layer.in_shape).double(), w.double(), None, layer.stride, layer.padding,
                    layer.dilation, layer.groups)
     return out.round().to(torch.int64)
+
+
+def _shift(a: torch.Tensor, d: np.ndarray) -> torch.Tensor:
+    """``a`` (T, B, F) with feature f delayed by ``d[f]`` steps: out[t, :, f] = a[t − d_f, :, f], 0 before."""
+    out = torch.zeros_like(a)
+    for k in np.unique(d):
+        idx = torch.as_tensor(np.flatnonzero(d == k))
+        if k < len(a):
+            out[int(k):, :, idx] = a[:len(a) - int(k), :, idx]
+    return out
+
+
+def synapse_seq(layer: LifLayer, seq: torch.Tensor) -> torch.Tensor:
+    """``a_in`` of a layer for its whole input sequence ``seq`` (T, B, *in_shape) → (T, B, *out_shape):
+    ``a_i(t) = Σ_j W_ij · x_j(t − D_ij)`` (see the module docstring; D = 0 without delays)."""
+    T, B = seq.shape[:2]
+    if layer.delay is None:
+        return synapse(layer, seq.reshape(T * B, *seq.shape[2:])).reshape(T, B, *layer.out_shape)
+    x, w, d = seq.reshape(T, B, -1), torch.as_tensor(layer.weight), layer.delay
+    if (d == d[:, :1]).all():  # one delay per receiving neuron (netx's 1-D "axonal" delays)
+        cur = _shift(x @ w.T, d[:, 0])
+    elif (d == d[:1, :]).all():  # one delay per input
+        cur = _shift(x, d[0]) @ w.T
+    else:
+        cur = sum(_shift(x, np.full(x.shape[2], k)) @ torch.as_tensor(np.where(d == k, layer.weight, 0)).T
+                  for k in np.unique(d))
+    return cur.reshape(T, B, *layer.out_shape)
 
 
 @dataclass
@@ -152,11 +204,14 @@ class LifTrace:
     counts: list            # spike count per neuron per layer, (B, *shape)
     spikes: list | None     # (T, B, *shape) per layer, when asked for
     inputs: torch.Tensor    # the graded input per step, (T, B, *input_shape)
+    currents: list | None = None  # u per layer, (T, B, *shape), when asked for
+    voltages: list | None = None  # v per layer (after the spike reset), (T, B, *shape), when asked for
 
 
-def lif_forward(net: LifNetwork, x, keep_spikes: bool = False) -> LifTrace:
+def lif_forward(net: LifNetwork, x, keep_spikes: bool = False, keep_state: bool = False) -> LifTrace:
     """Simulate ``net`` on raw integer inputs: ``(B, *input_shape)`` held for T steps,
-    or a time series ``(B, T', *input_shape)`` (T' = the network's steps)."""
+    or a time series ``(B, T', *input_shape)`` (T' = the network's steps).
+    ``keep_state`` also keeps every layer's ``u`` and ``v`` at every step."""
     x = torch.as_tensor(np.asarray(x)).to(torch.int64)
     T = net.timesteps
     if x.dim() == len(net.input_shape) + 2:
@@ -167,23 +222,32 @@ def lif_forward(net: LifNetwork, x, keep_spikes: bool = False) -> LifTrace:
         x = x.reshape(-1, *net.input_shape)
         seq = x.unsqueeze(0).expand(T, *x.shape)
     a = seq
-    counts, spikes_all = [], []
-    for i, layer in enumerate(net.layers):
-        cur = synapse(layer, a.reshape(-1, *a.shape[2:]))
-        cur = cur.view(T, -1, *cur.shape[1:])
-        bshape = (-1, 1, 1) if layer.kind == "conv" and layer.bias.size == layer.out_shape[0] else layer.out_shape
-        bias = torch.as_tensor(np.broadcast_to(layer.bias.reshape(bshape), layer.out_shape).copy())
+    counts, spikes_all, us, vs = [], [], [], []
+    for layer in net.layers:
+        cur = synapse_seq(layer, a)
+        bias = torch.as_tensor(np.broadcast_to(layer.bias.reshape(_bias_shape(layer)), layer.out_shape).copy())
         u = torch.zeros_like(cur[0])
         v = torch.zeros_like(u)
         s = torch.empty_like(cur)
+        u_t, v_t = (torch.empty_like(cur), torch.empty_like(cur)) if keep_state else (None, None)
         for t in range(T):
             u, v, s[t] = lif_step(u, v, cur[t], layer, bias)
+            if keep_state:
+                u_t[t], v_t[t] = u, v
         counts.append(s.sum(0))
         if keep_spikes:
             spikes_all.append(s)
+        us.append(u_t)
+        vs.append(v_t)
         a = s
     out = v.flatten(1) if net.readout == "voltage" else counts[-1].flatten(1)
-    return LifTrace(out, counts, spikes_all if keep_spikes else None, seq)
+    return LifTrace(out, counts, spikes_all if keep_spikes else None, seq, us if keep_state else None,
+                    vs if keep_state else None)
+
+
+def _bias_shape(layer: LifLayer) -> tuple:
+    """A conv layer's bias is per channel or per neuron; every other layer's per neuron."""
+    return (-1, 1, 1) if layer.kind == "conv" and layer.bias.size == layer.out_shape[0] else layer.out_shape
 
 
 def run_lif_batches(net: LifNetwork, x: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -10,7 +10,10 @@ A layer with N neurons is split into ``cores = ⌈N / n_c⌉`` cores of at most
 * fan-in (axons in):  the distinct inputs of the core's neurons ``≤ fan_in_per_core``.
   Dense: every input, ``N_in``. Conv: a core holds a band of whole output rows,
   ``r = ⌈n_c / (C_out·W_out)⌉`` of them, which reads
-  ``min(H_in, (r−1)·stride + dilation·(kH−1) + 1)`` input rows of ``C_in·W_in``.
+  ``min(H_in, (r−1)·stride + dilation·(kH−1) + 1)`` input rows of ``C_in·W_in``;
+  a core of less than one row (``n_c < C_out·W_out``, channels fastest) holds
+  ``c = ⌈n_c / C_out⌉`` output columns of one row and reads
+  ``min(W_in, (c−1)·stride + dilation·(kW−1) + 1)`` input columns of those rows.
 * fan-out (axons out): each neuron sends one axon per core of the next layer that
   needs it: all of them after a dense layer, the cores its receptive field spans
   after a conv layer (``min(cores', 1 + ⌈(dilation·(kH−1)+1) / (stride·r')⌉)``);
@@ -78,9 +81,12 @@ def _syn_inputs(syn, out_shape: tuple, n_c: int) -> int:
     c_in, h_in, w_in = syn.in_shape
     c_out, w_out = out_shape[0], out_shape[2]
     rows = math.ceil(n_c / (c_out * w_out))
-    kh = syn.weight.shape[2]
+    kh, kw = syn.weight.shape[2:4]
     rows_in = min(h_in, (rows - 1) * syn.stride[0] + syn.dilation[0] * (kh - 1) + 1)
-    return min(n_in, rows_in * w_in * c_in)
+    cols_in = w_in
+    if n_c < c_out * w_out:  # part of one output row: only the columns its receptive fields span
+        cols_in = min(w_in, (math.ceil(n_c / c_out) - 1) * syn.stride[1] + syn.dilation[1] * (kw - 1) + 1)
+    return min(n_in, rows_in * cols_in * c_in)
 
 
 def _core_inputs(layer, n_c: int) -> int:

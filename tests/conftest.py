@@ -85,6 +85,26 @@ def datagen():
     return module
 
 
+def lavadl_netx_root():
+    """lava-dl's netx test folder (tests/lava/lib/dl/netx), installed with lava-dl's wheel."""
+    import importlib.util
+    from pathlib import Path
+    lavadl = Path(importlib.util.find_spec("lava.lib.dl.netx").origin).parents[4]
+    return lavadl / "tests" / "lava" / "lib" / "dl" / "netx"
+
+
+@pytest.fixture
+def lavadl_netx_dir(require_lava):
+    """lava-dl's netx test networks (*.net) and ground-truth arrays (gts/*.npy), every one real data."""
+    root = lavadl_netx_root()
+    need(root.is_dir() and any(root.rglob("*.net")), f"lava-dl's netx test data {root} is not installed")
+    for path in [p for p in root.rglob("*") if p.suffix in (".net", ".npy")]:
+        with open(path, "rb") as f:
+            head = f.read(8)
+        need(head.startswith((b"\x89HDF", b"\x93NUMPY")), f"{path} is not data (a Git LFS pointer?)")
+    return root
+
+
 @pytest.fixture
 def lavadl_mnist_net(require_lava):
     """lava-dl's own slayer-exported MNIST network (installed with lava-dl's test data)."""

@@ -65,6 +65,10 @@ def run_vanilla(path, x: np.ndarray, timesteps: int | None = None, hw_run: bool 
         from ..errors import FastSNNError
         raise FastSNNError(f"{path} has an input layer with a neuron (slayer's input block), whose window offset "
                            "this runner does not align: use the reference simulation for it")
+    if any(layer.delay is not None for layer in net.layers):
+        from ..errors import FastSNNError
+        raise FastSNNError(f"{path} has synaptic delays, which carry spikes across the sample windows this runner "
+                           "streams: use the reference simulation for it")
     shape0 = (int(np.prod(net.input_shape)),) if first.kind == "dense" else net.input_shape
     data = _lava_layout(shape0, np.asarray(x).reshape(len(x), *shape0)).astype(np.int32)
     n = len(data)

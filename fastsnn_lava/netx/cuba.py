@@ -10,7 +10,11 @@ group (ignored by netx) records ``timesteps``, ``reset_interval``, ``input_max``
 :func:`read_lif_network` reads such a file or one exported by lava-dl's slayer
 (``CUBA`` or ``LOIHI`` neurons; float weights holding integers; an ``input`` layer
 with a neuron becomes an identity layer, a dense layer without a neuron netx's
-default non-leaky integrator). A slayer file has no ``/fastsnn``: pass ``timesteps``.
+default non-leaky integrator; a dense layer's ``delay`` as netx's ``DelayDense``). A slayer file
+has no ``/fastsnn``: pass ``timesteps``. Before anything else it refuses, in one line naming the
+feature, what the LIF reference does not simulate: SDNN (sigma-delta) and resonate-and-fire
+neurons, complex-valued or recurrent dense layers, delays on conv layers, and the layer types netx
+cannot build either (``pool``, ``convT``, ``unpool``, ``average``, ``concat``).
 """
 from __future__ import annotations
 
@@ -22,20 +26,23 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import FastSNNError
-from ..lif import LifLayer, LifNetwork
+from ..lif import MAX_DELAY, LifLayer, LifNetwork
 from .read import _int_array, _scalar, _str
-from .schema import FORMAT_VERSION, META_GROUP
+from .schema import FORMAT_VERSION, IR_NEURONS, META_GROUP
 from .write import _type
 
 LIF_TYPES = ("CUBA", "LOIHI")
 # netx's neuron for a dense layer without a neuron group (hdf5.py create_dense): iDecay 0, vDecay 4096
 DEFAULT_NEURON = {"vth": 1 << 18 - 1, "i_decay": 0, "v_decay": 4096}
+NETX_UNBUILT = ("pool", "convT", "unpool", "average", "concat")  # hdf5.py raises NotImplementedError for these
+ONLY_LIF = "the LIF reference simulates CUBA/LOIHI neurons only"
 
 
 def write_lif_network(net: LifNetwork, path) -> None:
     for i, layer in enumerate(net.layers, start=1):
-        if layer.kind == "identity":
-            raise FastSNNError(f"layer {i}: identity (input-neuron) layers are read, not written")
+        if layer.kind == "identity" or layer.delay is not None:
+            what = "identity (input-neuron) layers" if layer.kind == "identity" else "synaptic delays"
+            raise FastSNNError(f"layer {i}: {what} are read, not written")
         if not np.any(layer.weight):
             raise FastSNNError(f"layer {i}: all weights are zero, which netx cannot load: retrain or drop the layer")
         if layer.kind == "dense" and (layer.weight.max() > 254 or layer.weight.min() < -256):
@@ -80,9 +87,15 @@ def write_lif_network(net: LifNetwork, path) -> None:
 
 
 def is_lif_file(path) -> bool:
-    """Whether a netx file's layers use CUBA/LOIHI neurons (False for this project's IF files)."""
+    """Whether :func:`read_lif_network` (not the IF reader) reads this netx file: one whose first neuron
+    type is CUBA/LOIHI, or any file without the ``/fastsnn`` group (a lava-dl export, whose neurons
+    that reader simulates or refuses by name). False for this project's IF files and non-netx files."""
     try:
         with h5py.File(path, "r") as f:
+            if "layer" not in f:
+                return False
+            if META_GROUP not in f:
+                return True
             for g in f["layer"].values():
                 if "neuron" in g and "type" in g["neuron"]:
                     return _str(g["neuron"]["type"]) in LIF_TYPES
@@ -93,13 +106,64 @@ def is_lif_file(path) -> bool:
     return False
 
 
+def _unsupported_neuron(n, where: str, has_meta: bool) -> str | None:
+    ntype = _str(n["type"]) if "type" in n else "?"
+    if ntype in LIF_TYPES:
+        return None
+    if ntype == "SDNN":
+        return f"{where}: SDNN neurons (sigma-delta, graded messages) are not supported: {ONLY_LIF}"
+    if "RF" in ntype:
+        return (f"{where}: resonate-and-fire neurons ('{ntype}', complex/resonator dynamics) are not supported: "
+                f"{ONLY_LIF}")
+    if ntype in IR_NEURONS and not has_meta:
+        return (f"{where}: neuron type '{ntype}' is this project's IF neuron, but the file has no /{META_GROUP} "
+                "group: re-export it with fastsnn-export")
+    return f"{where}: neuron type '{ntype}' is not supported: {ONLY_LIF}"
+
+
+def _unsupported(g, where: str, has_meta: bool) -> str | None:
+    """Why the LIF reference cannot simulate the group ``/layer/<i>`` (one line naming the feature), or None."""
+    kind = _str(g["type"])
+    if kind in NETX_UNBUILT:
+        return f"{where}: layer type '{kind}' is not supported (netx cannot build it either): export without it"
+    if kind == "dense_comp" or (kind == "dense" and isinstance(g.get("weight"), h5py.Group)):
+        return (f"{where}: complex-valued dense synapses (weight/real, weight/imag) are not supported: "
+                f"{ONLY_LIF} with real weights")
+    if kind == "dense_rec":
+        return f"{where}: recurrent dense layers ('dense_rec') are not supported: export a feed-forward network"
+    if kind not in ("input", "dense", "conv", "flatten"):
+        return f"{where}: layer type '{kind}' is not supported: use dense, conv or flatten"
+    if kind == "conv" and "delay" in g:
+        return f"{where}: synaptic delays on a conv layer are not supported (netx ignores them): export without them"
+    return _unsupported_neuron(g["neuron"], where, has_meta) if "neuron" in g else None
+
+
+def _delay(g, where: str, weight: np.ndarray) -> np.ndarray | None:
+    """A dense layer's delays as netx's ``DelayDense`` gets them (hdf5.py ``create_dense``): a matrix like
+    ``weight`` from one value, one per receiving neuron (length n_out, tried first), one per input
+    (length n_in) or a full matrix; clamped to 0..62 when the largest exceeds 62, as netx does."""
+    if "delay" not in g:
+        return None
+    d = _int_array(g, "delay", where)
+    n_out, n_in = weight.shape
+    if d.size and d.max() > MAX_DELAY:
+        d = np.clip(d, 0, MAX_DELAY)
+    if d.size and d.min() < 0:
+        raise FastSNNError(f"{where}: negative delays ({d.min()}) cannot run: delays are 0..{MAX_DELAY} steps")
+    if d.size == 1:
+        return np.full(weight.shape, int(d.ravel()[0]))
+    if d.ndim == 1 and d.size in (n_out, n_in):
+        return np.repeat(d.reshape(-1, 1), n_in, 1) if d.size == n_out else np.repeat(d.reshape(1, -1), n_out, 0)
+    if d.shape == weight.shape:
+        return d
+    raise FastSNNError(f"{where}: delay of shape {d.shape} fits neither the {n_out} neurons nor the {n_in} inputs "
+                       f"of the weight {weight.shape}: export one delay per neuron")
+
+
 def _neuron(g, where) -> dict:
     if "neuron" not in g:
         return dict(DEFAULT_NEURON)
     n = g["neuron"]
-    ntype = _str(n["type"]) if "type" in n else "?"
-    if ntype not in LIF_TYPES:
-        raise FastSNNError(f"{where}: neuron type '{ntype}' in a CUBA network: only CUBA/LOIHI layers can be mixed")
     return {"vth": _scalar(n, "vThMant", where + "/neuron"), "i_decay": _scalar(n, "iDecay", where + "/neuron"),
             "v_decay": _scalar(n, "vDecay", where + "/neuron")}
 
@@ -118,6 +182,11 @@ def read_lif_network(path, timesteps: int | None = None, input_max: int | None =
 
 def _read(f, path, timesteps, input_max) -> LifNetwork:
     meta_g = f[META_GROUP] if META_GROUP in f else None
+    groups = [f["layer"][str(i)] for i in range(len(f["layer"]))]
+    for i, g in enumerate(groups):
+        problem = _unsupported(g, f"/layer/{i}", meta_g is not None)
+        if problem:
+            raise FastSNNError(problem)
     if timesteps is None:
         if meta_g is None:
             raise FastSNNError(f"{path} has no /{META_GROUP} group (a slayer export?): pass the time steps per "
@@ -130,7 +199,6 @@ def _read(f, path, timesteps, input_max) -> LifNetwork:
         input_max = _scalar(meta_g, "input_max", f"/{META_GROUP}") if meta_g is not None and "input_max" in meta_g \
             else 255
     bits = _scalar(meta_g, "bits", f"/{META_GROUP}") if meta_g is not None and "bits" in meta_g else None
-    groups = [f["layer"][str(i)] for i in range(len(f["layer"]))]
     if _str(groups[0]["type"]) != "input":
         raise FastSNNError(f"{path}: /layer/0 must be the input layer")
     shape0 = tuple(int(a) for a in _int_array(groups[0], "shape", "/layer/0"))
@@ -147,7 +215,7 @@ def _read(f, path, timesteps, input_max) -> LifNetwork:
         if kind == "flatten":
             continue
         if kind not in ("dense", "conv"):
-            raise FastSNNError(f"{where}: layer type '{kind}' is not supported: use dense, conv or flatten")
+            raise FastSNNError(f"{where}: a second '{kind}' layer is not supported: use dense, conv or flatten")
         out_shape = tuple(int(a) for a in _int_array(g, "shape", where))
         w = _int_array(g, "weight", where)
         geo = {}
@@ -158,6 +226,7 @@ def _read(f, path, timesteps, input_max) -> LifNetwork:
             geo["groups"] = _scalar(g, "groups", where)
         else:
             w = w.reshape(int(np.prod(out_shape)), -1)
+            geo["delay"] = _delay(g, where, w)
         bias = _int_array(g, "bias", where) if "bias" in g else np.zeros(1, np.int64)
         if bias.size == 1:
             bias = np.full(out_shape[0] if kind == "conv" else int(np.prod(out_shape)), int(bias.ravel()[0]))
