@@ -1,6 +1,6 @@
 """Benchmark 4 — training: one quantization-aware epoch vs one float epoch (cnn5 and MLP).
 
-Both epochs run the project's own training loop (fastsnn_lava.train._fit) with the same batch
+Both epochs run the project's own training loop (fastsnn_lava.training.fit) with the same batch
 size on the same ``SAMPLES`` Fashion-MNIST training images, interleaved, ``REPEATS`` times;
 the ratio is median QAT epoch / median float epoch.
 """
@@ -14,7 +14,7 @@ from benchmarks.common import ARCHS, BITS, DATASET, FULL, REPEATS
 from fastsnn_lava.data import load_dataset
 from fastsnn_lava.models import QuantNet, build_float, resolve_arch
 from fastsnn_lava.runtime import Runtime
-from fastsnn_lava.train import _fit
+from fastsnn_lava.training import fit as _fit
 
 SAMPLES = None if FULL else 4000
 

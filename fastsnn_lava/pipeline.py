@@ -31,7 +31,7 @@ from .ir import Network
 from .spec import resolve_arch
 from .netx import read_network, write_network
 from .reference import qann_forward, run_batches
-from .train import train as _train
+from .training import train as _train
 
 METHODS = ("layerwise", "tandem", "calibrate")  # fine-tuning methods (pipeline.finetune)
 CALIBRATE_SAMPLES = 256  # images for --method calibrate when --calibrate is not given

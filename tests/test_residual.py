@@ -17,7 +17,7 @@ from fastsnn_lava.netx import read_network, write_network
 from fastsnn_lava.quant import QReLU, activation_level
 from fastsnn_lava.reference import qann_forward, run_batches, snn_forward
 from fastsnn_lava.runtime import Runtime
-from fastsnn_lava.train import _fit
+from fastsnn_lava.training import fit as _fit
 
 BITS = 2
 
