@@ -24,6 +24,24 @@ The output layer becomes a CUBA layer that never fires (``vThMant = 2^17 − 1``
 17-bit maximum): its membrane after T steps is ``64 · Σ_t I^L(t)``, the accumulator's
 output in Lava's 6-bit units, read out by a probe on ``v``. That is exact while
 ``|Σ_t I^L(t)| < 2^17 − 1``, which :func:`to_cuba` checks.
+
+**Registers** (:func:`check_registers`, lava-nc 0.10.0 ``lava/proc/lif/models.py``, 24-bit state,
+mirrored by :func:`fastsnn_lava.lif.lif_step`). With ``iDecay = 4096`` the current register holds
+``u(t) = a_in(t)·2^6`` and **wraps** outside ``(−2^23, 2^23]``, so ``a_in`` must stay in
+``(−2^17, 2^17]``; the voltage ``v(t) = v(t−1) + u(t) + b·2^6`` **saturates** at ``±(2^23 − 1)``.
+Both are bounded by interval arithmetic over the whole declared input range (raw inputs in
+``[0, M]`` for the first layer, spikes in ``{0, 1}`` after it)::
+
+    a_in ∈ [Σ_j min(W_ij, 0)·x̄, Σ_j max(W_ij, 0)·x̄],   x̄ = M (first layer) or 1
+    v ≥ 2^6·T·(min a_in + min(b, 0))            (below threshold nothing resets it within the T-step window)
+
+Saturation at the top is harmless: ``2^23 − 1 > 2^6·vth`` for every 17-bit threshold, so a saturated
+v still fires and resets to 0 exactly as the unbounded one would; at the bottom it is not (the
+neuron would recover sooner), so only the lower bound is checked. The never-firing read-out is
+bounded by :func:`to_cuba` itself.
+
+and an export whose bound reaches a register's limit is refused: the network would compute
+something else than this simulation's unbounded arithmetic, silently.
 """
 from __future__ import annotations
 
@@ -58,5 +76,33 @@ def to_cuba(net: Network, threshold: str = "theta") -> LifNetwork:
             bias = layer.bias + (round(layer.threshold / (2 * T)) if threshold == "bias" else 0)
             vth = theta - 1
         layers.append(LifLayer(layer.kind, layer.weight, bias, vth, 4096, 0, layer.in_shape, layer.out_shape, **geo))
+    check_registers(net, layers)
     meta = dict(net.meta, neuron="cuba", cuba_threshold=threshold)
     return LifNetwork(net.input_shape, layers, T, reset_interval(T), net.input_max, net.bits, meta)
+
+
+CURRENT_MAX = 2 ** 17   # a_in·2^6 must stay within the 24-bit current register: a_in ∈ (−2^17, 2^17]
+VOLTAGE_MAX = 2 ** 23 - 1  # the 24-bit voltage register saturates here
+
+
+def check_registers(net: Network, layers: list) -> None:
+    """Refuse a CUBA mapping whose current could wrap or whose voltage could saturate (see the module)."""
+    import numpy as np
+    for i, (layer, lif) in enumerate(zip(net.layers, layers), start=1):
+        w = np.asarray(lif.weight).reshape(len(lif.weight), -1)
+        top = net.input_max if i == 1 else 1
+        hi, lo = np.clip(w, 0, None).sum(1) * top, np.clip(w, None, 0).sum(1) * top
+        if hi.max() > CURRENT_MAX or lo.min() <= -CURRENT_MAX:
+            n = int(np.argmax(np.maximum(hi, -lo)))
+            raise FastSNNError(f"layer {i} ({layer.kind}): neuron {n}'s input current can reach "
+                               f"{int(hi[n]) if hi[n] > -lo[n] else int(lo[n])} per step, beyond the ±{CURRENT_MAX} "
+                               "that Lava's 24-bit CUBA current register holds (a_in·2^6 would wrap): export with "
+                               "the signed-IF neuron, or retrain with smaller weights or inputs")
+        if lif.vth >= NEVER_FIRES:  # the read-out: checked against its own limit by to_cuba
+            continue
+        down = 64 * net.timesteps * (lo + np.clip(np.asarray(lif.bias), None, 0))  # nothing resets v below θ
+        reach = int(-down.min())
+        if reach > VOLTAGE_MAX:
+            raise FastSNNError(f"layer {i} ({layer.kind}): the CUBA voltage could fall to -{reach} over "
+                               f"T = {net.timesteps} steps, beyond Lava's 24-bit voltage register ({VOLTAGE_MAX}, "
+                               "where it saturates): export with the signed-IF neuron or use fewer bits")

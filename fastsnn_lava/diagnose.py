@@ -26,7 +26,7 @@ from .data import load_dataset
 from .errors import FastSNNError
 from .ir import Network
 from .engine import Engine
-from .reference import qann_forward, snn_forward  # noqa: F401 - the specification the engine equals
+from .reference import qann_forward, run_batches, snn_forward  # noqa: F401 - the specification the engine equals
 
 VARIANTS = ("unsigned", "signed", "signed_finetuned")
 
@@ -102,6 +102,10 @@ def diagnose(model_path: str, dataset: str | None = None, samples: int | None = 
         record["variants"][name] = {"accuracy": float((out.argmax(1) == y).mean()),
                                     "qann_agreement": float((out.argmax(1) == qout.argmax(1)).mean()),
                                     "layers": layers}
+        if name == "signed_finetuned":  # beside the trained QANN: the integer QANN of the tuned codes, named
+            tuned = run_batches(nets[name], x, qann_forward)
+            record["tuned_qann_accuracy"] = float((tuned.argmax(1) == y).mean())
+            record["variants"][name]["tuned_qann_agreement"] = float((out.argmax(1) == tuned.argmax(1)).mean())
     m = n if sweep_samples is None else min(n, int(sweep_samples))
     sweep = accuracy_vs_t(nets, x[:m], y[:m], 2 * ref.timesteps)
     record["accuracy_vs_T"] = dict(sweep, samples=m, qann=float((qout[:m].argmax(1) == y[:m]).mean()))

@@ -10,3 +10,8 @@ with code 2; any other exception is an internal error (exit code 1).
 
 class FastSNNError(Exception):
     """A problem with the user's input, reported as one line (exit code 2)."""
+
+
+class Disagreement(Exception):
+    """A backend computed other integers than the reference simulation (Lava ≠ reference): a wrong
+    result, reported in one line with exit code 3 after the record was written."""

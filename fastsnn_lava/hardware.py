@@ -148,6 +148,7 @@ def check_network(net: Network, target: dict) -> None:
         if b.size and (b.max() > bmax - 1 or b.min() < -bmax):
             raise FastSNNError(f"layer {i} ({layer.kind}): biases in [{b.min()}, {b.max()}] exceed {name}'s "
                                f"{lim['bias_bits']}-bit bias: retrain (bias codes are clipped during training)")
+    check_messages(net, target)
     vmax = 2 ** (lim["state_bits"] - 1) - 1
     for i, (layer, bound) in enumerate(zip(net.layers, membrane_bounds(net)), start=1):
         if bound > vmax:
@@ -157,6 +158,35 @@ def check_network(net: Network, target: dict) -> None:
     from .mapping import MAPPING_LIMITS, map_network
     if all(k in lim for k in MAPPING_LIMITS):  # a user's file may list only the integer ranges
         map_network(net, target)
+
+
+def input_message_bits(input_max: int) -> int:
+    """Bits of the graded message that carries a raw input in [0, input_max] (unsigned payload, ≥ 8 as
+    netx's default): ``max(8, ⌈log2(input_max + 1)⌉)``."""
+    return max(8, int(input_max).bit_length())
+
+
+def check_messages(net: Network, target: dict) -> None:
+    """The target's message and delay fields: ``graded_spike_bits`` must carry the first layer's raw
+    inputs (:func:`input_message_bits`) and the signed ±1 spikes (2 bits); ``delay_bits`` must hold
+    every residual shortcut's delay ``l − j − 1`` (netx clamps a delay at 2^bits − 2)."""
+    lim, name = target["limits"], target["name"]
+    if "graded_spike_bits" in lim:
+        g = lim["graded_spike_bits"]
+        need_in = input_message_bits(net.input_max)
+        signed = any(layer.neuron == "signed_if" for layer in net.layers)
+        if need_in > g or (signed and g < 2):
+            raise FastSNNError(f"{name} carries {g}-bit graded spikes, but this network needs {need_in}-bit messages "
+                               f"for its raw inputs (up to {net.input_max})"
+                               + (" and signed ±1 spikes" if signed else "") + f": it cannot run on {name}")
+    if "delay_bits" in lim:
+        most = 2 ** lim["delay_bits"] - 2
+        for i, layer in enumerate(net.layers, start=1):
+            for skip in layer.skips:
+                if i - skip.source - 1 > most:
+                    raise FastSNNError(f"layer {i}: the shortcut from layer {skip.source} waits {i - skip.source - 1} "
+                                       f"steps, beyond {name}'s {lim['delay_bits']}-bit synaptic delay (at most "
+                                       f"{most}): shorten the shortcut")
 
 
 def check_lif(net, target: dict) -> None:

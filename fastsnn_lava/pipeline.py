@@ -266,13 +266,18 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
         _same_network(model_path, net, net_path)
     x, y = ds.x_test[:n], ds.y_test[:n]
     t0 = time.time()
+    tuned = "finetune" in (getattr(net, "meta", None) or {})  # fine-tuned: its own integer QANN is not the trained one
+    trained = (run_batches(convert(model_path, finetuned=False), x, qann_forward)
+               if model_path and (tuned or cuba) else None)
     if cuba:
         from .lif import run_lif_batches
         ref = run_lif_batches(net, x)
-        qann = run_batches(convert(model_path), x, qann_forward) if model_path else None
+        own = None
     else:
         ref = Engine(net).run(x)  # the reference simulation, bit-exact and batched (engine.py)
-        qann = run_batches(net, x, qann_forward)
+        own = run_batches(net, x, qann_forward)  # the integer QANN of the codes in the file
+        if not tuned:
+            trained = own
     info = {"steps_per_sample": net.timesteps + len(net.layers)}
     if backend in ("lava-sim", "loihi2"):
         from .lava import require_lava
@@ -297,13 +302,29 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
         "backend": backend, "dataset": dataset, "network": str(net_path), "samples": n,
         "bits": net.bits, "timesteps": net.timesteps, "steps_per_sample": info["steps_per_sample"],
         "ann_accuracy": ann_acc, "ann_accuracy_scope": ann_scope,
-        "qann_accuracy": None if qann is None else _accuracy(qann, y), "snn_accuracy": _accuracy(out, y),
+        "qann_accuracy": None if trained is None else _accuracy(trained, y), "snn_accuracy": _accuracy(out, y),
+        "qann_scope": ("the trained QANN" if trained is not None else
+                       "unknown: pass --model, the checkpoint, to compare with the trained QANN"),
         "reference_accuracy": _accuracy(ref, y),
         "reference_agreement": float((out == ref).all(1).mean()),
-        "qann_agreement": None if qann is None else float((out.argmax(1) == qann.argmax(1)).mean()),
+        "first_difference": _first_difference(out, ref),
+        "qann_agreement": None if trained is None else float((out.argmax(1) == trained.argmax(1)).mean()),
+        **({"tuned_qann_accuracy": _accuracy(own, y),
+            "tuned_qann_agreement": float((out.argmax(1) == own.argmax(1)).mean())} if tuned and own is not None
+           else {}),
         "wall_seconds": round(wall, 3),
         "neuron": ["cuba"] if cuba else sorted({layer.neuron for layer in net.layers[:-1]}),
     }
+
+
+def _first_difference(out: np.ndarray, ref: np.ndarray) -> dict | None:
+    """The first sample and output where the backend's integer outputs differ from the reference's."""
+    bad = np.argwhere(out != ref)
+    if not len(bad):
+        return None
+    i, j = (int(v) for v in bad[0])
+    return {"sample": i, "output": j, "backend": int(out[i, j]), "reference": int(ref[i, j]),
+            "samples_differing": int((out != ref).any(1).sum())}
 
 
 run = evaluate  # the CLI's name (fastsnn-run) for the same function

@@ -124,8 +124,9 @@ def build_report(net, x, y=None, source: str = "", hw: str = "loihi2", targets=T
         from .lif import run_lif_batches
         out = Engine(net).run(x) if isinstance(net, Network) else run_lif_batches(net, x)
         rec["accuracy"] = {"snn": float((out.argmax(1) == y).mean())}
-        if isinstance(net, Network):
-            rec["accuracy"]["qann"] = float((run_batches(net, x, qann_forward).argmax(1) == y).mean())
+        if isinstance(net, Network):  # the integer QANN of the file's codes: the trained one unless fine-tuned
+            key = "tuned_qann" if "finetune" in net.meta else "qann"
+            rec["accuracy"][key] = float((run_batches(net, x, qann_forward).argmax(1) == y).mean())
     return rec
 
 

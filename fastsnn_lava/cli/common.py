@@ -10,7 +10,7 @@ import threading
 import traceback
 from pathlib import Path
 
-from ..errors import FastSNNError
+from ..errors import Disagreement, FastSNNError
 
 
 class _Parser(argparse.ArgumentParser):
@@ -73,6 +73,9 @@ def run_cli(prog: str, fn, args) -> int:
     except Terminated:
         print(f"{prog}: terminated", file=sys.stderr)
         return 143
+    except Disagreement as e:
+        print(f"{prog}: wrong result: {e}", file=sys.stderr)
+        return 3
     except FastSNNError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 2

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import sys
 
+from ..errors import Disagreement
 from .common import check_outputs, integer, parser, real, run_cli
 
 
@@ -33,6 +34,11 @@ def main(argv=None) -> int:
         if a.json:
             write_text(a.json, text + "\n")
         print(text)
+        d = res["first_difference"]
+        if d is not None:  # the record is written: then the wrong result is an error, not only a number
+            raise Disagreement(f"{a.backend} differs from the reference simulation on {d['samples_differing']} of "
+                               f"{res['samples']} samples (first: sample {d['sample']}, output {d['output']}: "
+                               f"{d['backend']} against {d['reference']}); report this network as a bug")
     return run_cli("fastsnn-run", go, args)
 
 

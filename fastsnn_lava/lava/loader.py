@@ -24,14 +24,14 @@ from __future__ import annotations
 import numpy as np
 from lava.lib.dl.netx import hdf5
 
-from ..hardware import check_network, load_target
+from ..hardware import check_network, input_message_bits, load_target
 from ..netx import read_network
 from ..netx.schema import IR_NEURONS, META_GROUP, SKIP_GROUP
 from .process import Accumulator, SignedIF, SpikeDelay
 
 # graded spikes: ±1 needs > 0 message bits on the receiving synapse (lava-netx.md §9)
 SPIKE_MESSAGE_BITS = 2
-INPUT_MESSAGE_BITS = 8
+INPUT_MESSAGE_BITS = 8  # netx's default graded input width; a wider input range gets hardware.input_message_bits
 
 _original = hdf5.Network.get_neuron_params
 _SKIPS_WIRED = {"allowed": False}  # set only while load_network builds a network it will wire
@@ -80,7 +80,7 @@ def load_network(path, hw: str | None = "loihi2"):
     R = reset_interval(net.timesteps)
     _SKIPS_WIRED["allowed"] = True
     try:
-        lava_net = hdf5.Network(net_config=str(path), input_message_bits=INPUT_MESSAGE_BITS,
+        lava_net = hdf5.Network(net_config=str(path), input_message_bits=input_message_bits(net.input_max),
                                 reset_interval=R, reset_offset=1)
     finally:
         _SKIPS_WIRED["allowed"] = False

@@ -24,7 +24,7 @@ from lava.proc.monitor.process import Monitor
 
 from ..netx.cuba import read_lif_network
 from . import loader
-from .loader import INPUT_MESSAGE_BITS
+from ..hardware import input_message_bits
 from .process import SampleSource, model_map
 
 
@@ -43,7 +43,7 @@ def build(path, timesteps: int | None = None):
     """(netx Network built by stock netx, LifNetwork) for a CUBA netx file."""
     net = read_lif_network(path, timesteps)
     with stock_netx():
-        lava_net = hdf5.Network(net_config=str(path), input_message_bits=INPUT_MESSAGE_BITS,
+        lava_net = hdf5.Network(net_config=str(path), input_message_bits=input_message_bits(net.input_max),
                                 reset_interval=net.reset_interval, reset_offset=1)
     return lava_net, net
 

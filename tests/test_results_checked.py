@@ -1,0 +1,130 @@
+"""No silent wrong result (issue 30, items 3 and 4): a backend that disagrees with the reference is an
+error, and after fine-tuning every accuracy says which QANN it compares with."""
+import json
+
+
+import numpy as np
+import pytest
+
+from fastsnn_lava.cli import run
+from fastsnn_lava.data import load_dataset
+from fastsnn_lava.pipeline import convert, diagnose, evaluate, export, finetune
+from fastsnn_lava.reference import qann_forward, run_batches
+
+
+def test_lava_differing_from_the_reference_exits_3_with_one_line_and_keeps_the_record(trained, tmp_path, capsys,
+                                                                                      monkeypatch):
+    from fastsnn_lava.lava import isolated
+    h5, js = tmp_path / "net.h5", tmp_path / "out.json"
+    export(str(trained("mlp", 2)[3]), str(h5))
+    real = isolated.run
+
+    def off_by_one(function, path, x, **kw):  # Lava as if it had mis-computed one integer of sample 3
+        out, info = real(function, path, x, **kw)
+        out = out.copy()
+        out[3, 7] += 1
+        return out, info
+    monkeypatch.setattr(isolated, "run", off_by_one)
+    code = run.main([str(h5), "--dataset", "digits", "--backend", "lava-sim", "--samples", "8", "--json", str(js),
+                     "--no-progress"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("fastsnn-run")]
+    assert code == 3 and len(err) == 1, err
+    assert "sample 3, output 7" in err[0] and "1 of 8 samples" in err[0]
+    rec = json.loads(js.read_text())
+    assert rec["reference_agreement"] == 7 / 8 and rec["first_difference"]["sample"] == 3
+    monkeypatch.setattr(isolated, "run", real)
+    assert run.main([str(h5), "--dataset", "digits", "--samples", "8", "--no-progress"]) == 0  # agreeing: 0
+
+
+def test_after_fine_tuning_each_agreement_names_its_qann(trained, tmp_path):
+    model = trained("mlp", 2)[3]
+    tuned_pt, h5 = tmp_path / "ft.pt", tmp_path / "ft.h5"
+    net, _ = finetune(str(model), str(tuned_pt), method="calibrate", calibrate=64, progress=False)
+    export(str(tuned_pt), str(h5))
+    ds = load_dataset("digits")
+    x, y = ds.x_test[:120], ds.y_test[:120]
+    trained_q = run_batches(convert(str(tuned_pt), finetuned=False), x, qann_forward).argmax(1)
+    tuned_q = run_batches(convert(str(tuned_pt)), x, qann_forward).argmax(1)
+    rec = evaluate(str(h5), "digits", "reference", 120, str(tuned_pt), progress=False)
+    assert rec["qann_scope"] == "the trained QANN"
+    assert rec["qann_accuracy"] == float((trained_q == y).mean())
+    assert rec["tuned_qann_accuracy"] == float((tuned_q == y).mean())
+    alone = evaluate(str(h5), "digits", "reference", 120, progress=False)  # no checkpoint: no trained QANN to name
+    assert alone["qann_accuracy"] is None and "--model" in alone["qann_scope"]
+    assert alone["tuned_qann_accuracy"] == rec["tuned_qann_accuracy"]
+    d = diagnose(str(tuned_pt), samples=120, sweep_samples=20)
+    assert d["qann_accuracy"] == float((trained_q == y).mean())
+    assert d["tuned_qann_accuracy"] == float((tuned_q == y).mean())
+    assert "tuned_qann_agreement" in d["variants"]["signed_finetuned"]
+
+
+def test_an_untuned_network_compares_with_its_own_qann(trained, tmp_path):
+    h5 = tmp_path / "net.h5"
+    export(str(trained("mlp", 2)[3]), str(h5))
+    rec = evaluate(str(h5), "digits", "reference", 50, progress=False)
+    assert rec["qann_scope"] == "the trained QANN" and rec["qann_accuracy"] is not None
+    assert "tuned_qann_accuracy" not in rec and rec["first_difference"] is None
+
+
+def _conv_net(code: int, theta: int = 2000, bits: int = 2):
+    from fastsnn_lava.ir import Layer, Network
+    return Network((1, 3, 3), [
+        Layer("conv", np.full((1, 1, 3, 3), code), np.zeros(1, dtype=np.int64), "signed_if", theta, (1, 3, 3), (1, 1, 1)),
+        Layer("dense", np.ones((2, 1), dtype=np.int64), np.zeros(2, dtype=np.int64), "accumulate", None, (1, 1, 1), (2,)),
+    ], bits=bits, input_max=255)
+
+
+def test_cuba_export_refuses_a_current_that_would_wrap_lavas_24_bit_register():
+    """The issue's case: 3×3 codes 60 on 255-valued pixels give a_in = 137,700 > 2^17 per step, which Lava's
+    CUBA current (a_in·2^6 in 24 bits) wraps: refused, naming the layer and the register. Codes 57
+    (130,815 ≤ 2^17) still map, and the reference reproduces the arithmetic Lava computes."""
+    from fastsnn_lava.cuba import to_cuba
+    from fastsnn_lava.errors import FastSNNError
+    from fastsnn_lava.lif import run_lif_batches
+    with pytest.raises(FastSNNError, match=r"layer 1 \(conv\).*137700.*24-bit CUBA current register"):
+        to_cuba(_conv_net(60))
+    lif = to_cuba(_conv_net(57))
+    x = np.full((1, 1, 3, 3), 255)
+    assert run_lif_batches(lif, x)[0, 0] > 0  # the brightest image fires: no wrap
+
+
+def test_cuba_export_refuses_a_voltage_that_would_saturate():
+    from fastsnn_lava.cuba import to_cuba
+    from fastsnn_lava.errors import FastSNNError
+    with pytest.raises(FastSNNError, match=r"voltage could fall to .* 24-bit voltage register"):
+        to_cuba(_conv_net(-57, theta=2 ** 16, bits=8))  # never fires; 255 steps of −130,815 would saturate v
+
+
+def test_every_hardware_field_about_messages_and_delays_is_enforced(tmp_path):
+    """graded_spike_bits carries the raw inputs and the ±1 spikes, delay_bits every shortcut's delay:
+    a network that needs more is refused, naming the field's target and what it needs."""
+    import dataclasses
+
+    import yaml
+
+    from fastsnn_lava.errors import FastSNNError
+    from fastsnn_lava.hardware import check_network, input_message_bits, load_target
+    from fastsnn_lava.ir import Layer, Network, Skip
+    net = _conv_net(3)
+    check_network(net, load_target("loihi2"))
+    with pytest.raises(FastSNNError, match="loihi1 carries 0-bit graded spikes.*signed"):
+        check_network(net, load_target("loihi1"))  # Loihi 1 spikes are binary: no −1, no graded input
+    assert input_message_bits(255) == 8 and input_message_bits(1000) == 10
+    cfg = yaml.safe_load(open(load_target("loihi2")["path"]))
+    cfg["limits"]["graded_spike_bits"]["value"] = 9
+    (tmp_path / "g9.yaml").write_text(yaml.safe_dump(cfg))
+    check_network(net, load_target(str(tmp_path / "g9.yaml")))
+    with pytest.raises(FastSNNError, match="10-bit messages for its raw inputs"):
+        check_network(dataclasses.replace(net, input_max=1000), load_target(str(tmp_path / "g9.yaml")))
+    rng = np.random.default_rng(0)
+    chain = [Layer("dense", rng.integers(1, 5, (4, 4)), np.zeros(4, dtype=np.int64), "signed_if", 8, (4,), (4,))
+             for _ in range(3)]
+    chain[2] = dataclasses.replace(chain[2], skips=[Skip(1, "dense", rng.integers(1, 5, (4, 4)), (4,))])
+    chain.append(Layer("dense", np.ones((2, 4), dtype=np.int64), np.zeros(2, dtype=np.int64), "accumulate", None,
+                       (4,), (2,)))
+    deep = Network((4,), chain, bits=2, input_max=3)
+    check_network(deep, load_target("loihi2"))  # the shortcut 1 → 3 waits one step
+    cfg["limits"]["delay_bits"]["value"] = 1
+    (tmp_path / "d1.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(FastSNNError, match="layer 3: the shortcut from layer 1 waits 1 steps.*1-bit synaptic delay"):
+        check_network(deep, load_target(str(tmp_path / "d1.yaml")))
