@@ -53,14 +53,16 @@ def _check_init(path: str, dataset: str, arch: str, spec: list[dict]) -> tuple:
 def train(dataset: str = "digits", arch: str = "cnn", bits: int = 2, out: str | None = None, epochs: int = 30,
           qat_epochs: int = 30, seed: int = 0, batch_size: int = 64, progress: bool = True,
           init: str | None = None, resume: str | None = None, lr: float = 2e-3, qat_lr: float = 5e-4,
-          amp: bool = True, on_epoch=None, runtime=None, threads: int | None = None):
+          amp: bool = True, on_epoch=None, runtime=None, threads: int | None = None,
+          train_samples: int | None = None):
     """Train a float ANN and its b-bit QANN; save the checkpoint to ``out`` if given.
 
     ``init``: a trained checkpoint (same arch and dataset, any bits) to start the QANN from
     (progressive precision: no float phase). ``resume``: a ``.resume`` file to continue; the
     run's settings then come from that file. ``threads``: CPU threads for the whole run (default:
     torch's); a fixed count makes a seeded CPU run repeat exactly on one machine whatever
-    ``OMP_NUM_THREADS`` says (:func:`fastsnn_lava.runtime.cpu_threads`). Under torchrun (see :mod:`fastsnn_lava.runtime`)
+    ``OMP_NUM_THREADS`` says (:func:`fastsnn_lava.runtime.cpu_threads`). ``train_samples``: train on
+    a seeded random subset of this many training images (a quick trial; the test set stays whole). Under torchrun (see :mod:`fastsnn_lava.runtime`)
     every process calls this; only rank 0 writes files.
 
     Returns (QuantNet, float ANN, meta); meta holds the test accuracies, among them
@@ -74,20 +76,26 @@ def train(dataset: str = "digits", arch: str = "cnn", bits: int = 2, out: str | 
         c = state["config"]
         dataset, arch, bits, epochs, qat_epochs = c["dataset"], c["arch"], c["bits"], c["epochs"], c["qat_epochs"]
         seed, batch_size, lr, qat_lr, init = c["seed"], c["batch_size"], c["lr"], c["qat_lr"], c["init"]
-        threads = c.get("threads")
+        threads, train_samples = c.get("threads"), c.get("train_samples")
     if not 1 <= bits <= 8:
         raise FastSNNError(f"--bits must be 1..8, got {bits}")
     if min(epochs, qat_epochs) < 0 or batch_size < 1:
         raise FastSNNError("--epochs and --qat-epochs must be at least 0 and --batch-size at least 1")
     if threads is not None and threads < 1:
         raise FastSNNError(f"--threads must be at least 1, got {threads}")
+    if train_samples is not None and train_samples < 1:
+        raise FastSNNError(f"--train-samples must be at least 1, got {train_samples}")
     spec = resolve_arch(arch)
     source = _check_init(init, dataset, arch, spec) if init and not state else None
     ds = load_dataset(dataset)
+    if train_samples is not None and train_samples < len(ds.x_train):
+        import dataclasses
+        pick = np.sort(np.random.default_rng(seed).permutation(len(ds.x_train))[:train_samples])
+        ds = dataclasses.replace(ds, x_train=ds.x_train[pick], y_train=ds.y_train[pick])
     rt = runtime or setup(amp)
     config = dict(dataset=dataset, arch=arch, bits=bits, epochs=epochs, qat_epochs=qat_epochs, seed=seed,
                   batch_size=batch_size, lr=lr, qat_lr=qat_lr, init=init, world=rt.world,
-                  threads=threads)
+                  threads=threads, train_samples=train_samples)
     try:
         with cpu_threads(threads):
             qann, float_net, metrics = _train(
@@ -97,6 +105,7 @@ def train(dataset: str = "digits", arch: str = "cnn", bits: int = 2, out: str | 
             net = to_network(qann)
             qout = run_batches(net, ds.x_test, qann_forward)
             meta = dict(metrics, dataset=dataset, arch=arch, bits=bits, seed=seed, classes=ds.classes, threads=threads,
+                        train_samples=len(ds.x_train),
                         qann_test_accuracy=float((qout.argmax(1) == ds.y_test).mean()), test_samples=len(ds.y_test))
             if init:
                 meta["init_from"] = str(init)

@@ -114,3 +114,12 @@ def lavadl_mnist_net(require_lava):
     path = root / "tests" / "lava" / "lib" / "dl" / "netx" / "mnist.net"
     need(path.exists(), f"lava-dl's test network {path} is not installed")
     return path
+
+
+@pytest.fixture
+def cifar10_archive():
+    """The CIFAR-10 JPEG archive that CI finds in shared/data beside the checkout (never needed by users)."""
+    from pathlib import Path
+    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+    need(path.is_file(), f"the CIFAR-10 archive {path} is not there (shared/data beside the checkout)")
+    return path

@@ -28,6 +28,8 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=real(0, low_open=True), default=2e-3, help="float ANN learning rate (Adam, cosine; default 2e-3)")
     p.add_argument("--qat-lr", type=real(0, low_open=True), default=5e-4, help="QAT learning rate (default 5e-4)")
     p.add_argument("--seed", type=integer(0), default=0)
+    p.add_argument("--train-samples", type=integer(1), default=None, metavar="N",
+                   help="train on a seeded random subset of N training images (a quick trial; default: all)")
     p.add_argument("--threads", type=integer(1), default=None, metavar="N",
                    help="CPU threads for training (default: torch's, one per core); a fixed N makes a seeded run "
                         "repeat exactly on this machine whatever OMP_NUM_THREADS is")
@@ -45,7 +47,7 @@ def main(argv=None) -> int:
         check_outputs({"-o": a.output}, {"--init": a.init, "--resume": a.resume})
         _, _, meta = train(a.dataset, a.arch, a.bits, a.output, a.epochs, a.qat_epochs, a.seed, a.batch_size,
                            progress=not a.no_progress, init=a.init, resume=a.resume, lr=a.lr, qat_lr=a.qat_lr,
-                           amp=not a.no_amp, threads=a.threads)
+                           amp=not a.no_amp, threads=a.threads, train_samples=a.train_samples)
         import os
         if os.environ.get("RANK", "0") == "0":
             print(f"float ANN {meta['float_test_accuracy']:.4f}  {meta['bits']}-bit "

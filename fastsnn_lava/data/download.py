@@ -7,8 +7,9 @@ where to put the files.
 
 * ``mnist``: ``<cache>/MNIST/raw/`` holds the four IDX files (torchvision's layout), read
   with :func:`fastsnn_lava.data.idx.read_idx`.
-* ``cifar10``: ``<cache>/cifar-10-batches-py/`` (the official python version, as torchvision
-  unpacks it), 50k/10k RGB 32×32 images.
+* ``cifar10``: first ``$FASTSNN_CIFAR10`` or a decoded JPEG archive in the cache (:mod:`.cifar`),
+  then ``<cache>/cifar-10-batches-py/`` (the official python version, as torchvision unpacks it),
+  50k/10k RGB 32×32 images.
 """
 from __future__ import annotations
 
@@ -55,9 +56,19 @@ def load_mnist() -> tuple:
 
 
 def load_cifar10() -> tuple:
+    """CIFAR-10 from ``$FASTSNN_CIFAR10`` or the cache (:mod:`.cifar`: the JPEG archive, no download),
+    else torchvision's ``cifar-10-batches-py`` (downloaded once if allowed)."""
+    from .cifar import load_local
     root = cache_dir()
-    how = (f"run 'fastsnn-train --dataset cifar10' once on a machine with internet access and copy its "
-           f"cache folder cifar-10-batches-py/ into {root}, or set FASTSNN_DATA to a folder that holds it")
+    given = os.environ.get("FASTSNN_CIFAR10")
+    local = load_local(root)
+    if local is not None:
+        return local
+    if given and (Path(given) / "cifar-10-batches-py").is_dir():
+        root = Path(given)
+    how = (f"set FASTSNN_CIFAR10 to the cifar10-jpeg.tar.gz archive (or the folder it unpacks to), or copy "
+           f"torchvision's cifar-10-batches-py/ into {root}, or run 'fastsnn-train --dataset cifar10' once on "
+           "a machine with internet access")
     from torchvision.datasets import CIFAR10
     parts = []
     for train in (True, False):

@@ -1,0 +1,93 @@
+"""CIFAR-10 from the JPEG archive (no download): the loader, its hostile cases, and the whole chain
+on a few hundred images from the shared file, down to Lava (issue 24, data)."""
+import io
+import json
+import os
+import tarfile
+
+import numpy as np
+import pytest
+
+from fastsnn_lava.data import load_dataset
+from fastsnn_lava.data.cifar import CLASSES, read_archive
+from fastsnn_lava.errors import FastSNNError
+
+def _jpeg(value: int, size=(32, 32)) -> bytes:
+    from PIL import Image
+    buf = io.BytesIO()
+    Image.new("RGB", size, (value, 255 - value, value // 2)).save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def _archive(path, members):
+    with tarfile.open(path, "w:gz") as tf:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return path
+
+
+def _small(tmp_path, per_class=2, extra=()):
+    members = [(f"cifar10/{split}/{c}/{i:04d}.jpg", _jpeg(20 * k + i))
+               for split in ("train", "test") for k, c in enumerate(CLASSES) for i in range(per_class)]
+    return _archive(tmp_path / "c.tar.gz", members + list(extra))
+
+
+def test_archive_loads_in_label_order_and_is_cached_once(tmp_path, monkeypatch):
+    arc = _small(tmp_path, extra=[("../../evil.jpg", _jpeg(1)), ("cifar10/train/unicorn/0.jpg", _jpeg(2)),
+                                  ("cifar10/README", b"x")])
+    monkeypatch.setenv("FASTSNN_CIFAR10", str(arc))
+    monkeypatch.setenv("FASTSNN_DATA", str(tmp_path / "cache"))
+    ds = load_dataset("cifar10")
+    assert ds.x_train.shape == (20, 3, 32, 32) and ds.x_test.shape == (20, 3, 32, 32) and ds.x_train.dtype == np.uint8
+    assert list(ds.y_train) == [k for k in range(10) for _ in range(2)] and ds.classes == CLASSES
+    assert abs(int(ds.x_train[2, 0, 5, 5]) - 20) <= 3  # class 1's first image, red channel 20 (JPEG: ±3)
+    assert not (tmp_path / "evil.jpg").exists() and not list(tmp_path.rglob("evil.jpg"))  # nothing extracted
+    cached = list((tmp_path / "cache").glob("cifar10-jpeg-*.npz"))
+    assert len(cached) == 1
+    monkeypatch.delenv("FASTSNN_CIFAR10")  # the cache alone now serves it, identically
+    again = load_dataset("cifar10")
+    assert np.array_equal(again.x_train, ds.x_train) and np.array_equal(again.y_test, ds.y_test)
+
+
+@pytest.mark.parametrize("case,word", [("not 32x32", "32×32"), ("corrupt tar", "tar archive"),
+                                       ("no test split", "no test"), ("not a jpeg", "not a readable jpeg"),
+                                       ("missing", "no such file")])
+def test_bad_cifar_source_is_one_line(tmp_path, monkeypatch, case, word):
+    if case == "not 32x32":
+        arc = _small(tmp_path, extra=[("cifar10/train/cat/9999.jpg", _jpeg(3, (64, 64)))])
+    elif case == "corrupt tar":
+        arc = tmp_path / "c.tar.gz"
+        arc.write_bytes(b"\x1f\x8b" + os.urandom(500))
+    elif case == "no test split":
+        arc = _archive(tmp_path / "c.tar.gz", [("cifar10/train/cat/0.jpg", _jpeg(1))])
+    elif case == "not a jpeg":
+        arc = _small(tmp_path, extra=[("cifar10/train/cat/9999.jpg", b"GIF89a not really")])
+    else:
+        arc = tmp_path / "nope.tar.gz"
+    monkeypatch.setenv("FASTSNN_CIFAR10", str(arc))
+    monkeypatch.setenv("FASTSNN_DATA", str(tmp_path / "cache"))
+    with pytest.raises(FastSNNError, match=f"(?i){word}"):
+        load_dataset("cifar10")
+    assert not list((tmp_path / "cache").glob("*.npz"))
+
+
+def test_tiny_cnn_on_real_cifar10_images_trains_exports_and_runs_on_lava(tmp_path, monkeypatch, require_lava,
+                                                                         cifar10_archive):
+    """The shared JPEG archive through --dataset cifar10: 500 training images, 1 + 1 epochs, then export
+    and Lava on 8 test images, Lava = reference. (The accuracy of so short a run is not asserted.)"""
+    from fastsnn_lava.cli import export, run, train
+    monkeypatch.setenv("FASTSNN_CIFAR10", str(cifar10_archive))
+    monkeypatch.setenv("FASTSNN_DATA", str(tmp_path / "cache"))  # the decoded arrays: not in the user's cache
+    model, h5, out = tmp_path / "c.pt", tmp_path / "c.h5", tmp_path / "o.json"
+    assert train.main(["--dataset", "cifar10", "--arch", "cnn", "--bits", "2", "--epochs", "1", "--qat-epochs", "1",
+                       "--train-samples", "500", "--threads", "1", "--no-progress", "-o", str(model)]) == 0
+    assert export.main([str(model), "-o", str(h5)]) == 0
+    assert run.main([str(h5), "--dataset", "cifar10", "--backend", "lava-sim", "--samples", "8", "--json", str(out),
+                     "--no-progress"]) == 0
+    rec = json.loads(out.read_text())
+    assert rec["samples"] == 8 and rec["reference_agreement"] == 1.0 and rec["first_difference"] is None
+    from fastsnn_lava import checkpoint
+    meta = checkpoint.load(model)[2]
+    assert meta["train_samples"] == 500 and meta["dataset"] == "cifar10" and meta["test_samples"] == 10000
