@@ -38,6 +38,7 @@ CALIBRATE_SAMPLES = 256  # images for --method calibrate when --calibrate is not
 
 BACKENDS = ("reference", "lava-sim", "loihi2")
 NEURONS = ("signed", "unsigned", "cuba")
+FORMATS = ("netx", "nir")  # fastsnn-export --format: lava-dl netx HDF5, or a NIR graph (--neuron cuba only)
 
 
 def _check_init(path: str, dataset: str, arch: str, spec: list[dict]) -> tuple:
@@ -210,25 +211,39 @@ def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int 
 
 
 def export(model_path: str, out: str, neuron: str = "signed", hw: str | None = "loihi2",
-           trust_pickle: bool = False, cuba_threshold: str = "half"):
+           trust_pickle: bool = False, cuba_threshold: str = "half", format: str = "netx"):
     """Convert a checkpoint and write it as a netx HDF5 network (checked against ``hw``).
 
     ``neuron="cuba"`` writes a vanilla netx network of Lava's standard LIF (lossy, see
     :mod:`fastsnn_lava.cuba`) and returns its :class:`~fastsnn_lava.lif.LifNetwork`.
+    ``format="nir"`` (``neuron="cuba"`` only) writes that network as a NIR graph instead
+    (:mod:`fastsnn_lava.nir_export`); the IF neurons and residual networks are refused.
     """
     if neuron not in NEURONS:
         raise FastSNNError(f"--neuron must be one of {NEURONS}, got {neuron!r}")
+    if format not in FORMATS:
+        raise FastSNNError(f"--format must be one of {FORMATS}, got {format!r}")
+    if format == "nir" and neuron != "cuba":
+        from .nir_export import refusal
+        raise FastSNNError(refusal(neuron))
     net = convert(model_path, "signed" if neuron == "cuba" else neuron, trust_pickle)
+    if format == "nir" and net.has_skips:
+        from .nir_export import RESIDUAL
+        raise FastSNNError(RESIDUAL)
     if hw:
         check_network(net, load_target(hw))
     if neuron == "cuba":
         from .cuba import to_cuba
         from .hardware import check_lif
-        from .netx.cuba import write_lif_network
         lif = to_cuba(net, cuba_threshold)
         if hw:
             check_lif(lif, load_target(hw))
-        write_lif_network(lif, out)
+        if format == "nir":
+            from .nir_export import write_nir
+            write_nir(lif, out)
+        else:
+            from .netx.cuba import write_lif_network
+            write_lif_network(lif, out)
         return lif
     write_network(net, out)
     return net
