@@ -15,7 +15,8 @@ bit for bit as Lava's ``PyLifResetModelBitAcc`` (lava-nc 0.10.0,
 with u = v = 0 at the start of every sample window (``LIFReset``). ``a_in`` is the
 synapse's integer sum ``W·s`` (the first layer: ``W·x`` of the raw graded input).
 netx's ``optimize_weight_bits`` makes that sum exact for dense weights that are
-integers in [−256, 254] (lava-netx.md §7); conv weights are used as written.
+integers in [−256, 254] (lava-netx.md §7), except a matrix with no positive code and a least code
+−2^j (and a few more, :mod:`fastsnn_lava.netx.lava_weights`); conv weights are used as written.
 
 The last layer is read out as its membrane ``v`` after the last step when it never
 fires (``readout = "voltage"``: a ``vThMant`` of at least 2^17 − 1, or a layer

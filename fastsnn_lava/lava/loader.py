@@ -26,6 +26,7 @@ from lava.lib.dl.netx import hdf5
 
 from ..hardware import check_network, input_message_bits, load_target
 from ..netx import read_network
+from ..netx.write import check_netx_weights
 from ..netx.schema import IR_NEURONS, META_GROUP, SKIP_GROUP
 from .process import Accumulator, SignedIF, SpikeDelay
 
@@ -66,13 +67,14 @@ def install_neuron_types() -> None:
 def load_network(path, hw: str | None = "loihi2"):
     """(netx Network, integer Network, reset interval R) for a fastsnn-lava netx file.
 
-    The file is validated (keys, shapes, and unless ``hw`` is None the target's integer
-    ranges and membrane bound) before any Lava process is built.
+    The file is validated (keys, shapes, the synapses netx + Lava carry exactly, and unless ``hw``
+    is None the target's integer ranges and membrane bound) before any Lava process is built.
 
     Block ``j`` (0-based) of the netx network gets reset offset ``j + 2``: the source
     sends sample k from step ``k·R + 1`` and each synapse adds one step of delay.
     """
     net = read_network(path)
+    check_netx_weights(net)  # also a file written before export refused what Lava corrupts
     if hw:
         check_network(net, load_target(hw))
     install_neuron_types()
@@ -94,13 +96,22 @@ def _lava_shape(shape) -> tuple:
 
 
 def skip_synapse(skip):
-    """The Lava synapse of a shortcut, built as netx builds a block's synapse (lava-netx.md §6, §7)."""
-    from lava.lib.dl.netx.utils import optimize_weight_bits
+    """The Lava synapse of a shortcut (lava-netx.md §6, §7).
+
+    A conv shortcut is built as netx builds a conv block. A dense shortcut is *not* built with
+    netx's ``optimize_weight_bits``: netx calls a matrix whose largest code is 0 mixed-sign but does not
+    pass the mode on, Lava's Dense then reads it as inhibitory and corrupts it when the least code
+    is −2^j (:mod:`fastsnn_lava.netx.lava_weights`). Lava's own ``optimize_weight_bits(W, MIXED)``
+    with ``sign_mode=MIXED`` passed to ``Dense`` is exact for every code in [−256, 254].
+    """
     from lava.proc.conv.process import Conv
     from lava.proc.dense.process import Dense
+    from lava.utils.weightutils import SignMode, optimize_weight_bits
     if skip.kind == "dense":
-        weight, bits, exp, _ = optimize_weight_bits(skip.weight)
-        return Dense(weights=weight, weight_exp=exp, num_weight_bits=bits, num_message_bits=SPIKE_MESSAGE_BITS)
+        opt = optimize_weight_bits(np.asarray(skip.weight, dtype=np.int64), SignMode.MIXED)
+        return Dense(weights=np.asarray(opt.weights, dtype=np.int64), weight_exp=int(opt.weight_exp),
+                     num_weight_bits=int(opt.num_weight_bits), sign_mode=SignMode.MIXED,
+                     num_message_bits=SPIKE_MESSAGE_BITS)
     weight = skip.weight[:, :, ::-1, ::-1].transpose((0, 3, 2, 1))  # torch correlation → Lava (out, kW, kH, in)
     return Conv(weight=weight, input_shape=_lava_shape(skip.in_shape), stride=skip.stride[::-1],
                 padding=skip.padding[::-1], dilation=skip.dilation[::-1], groups=skip.groups,
