@@ -167,9 +167,11 @@ def input_message_bits(input_max: int) -> int:
 
 
 def check_messages(net: Network, target: dict) -> None:
-    """The target's message and delay fields: ``graded_spike_bits`` must carry the first layer's raw
-    inputs (:func:`input_message_bits`) and the signed ±1 spikes (2 bits); ``delay_bits`` must hold
-    every residual shortcut's delay ``l − j − 1`` (netx clamps a delay at 2^bits − 2)."""
+    """The target's message, exponent and delay fields: ``graded_spike_bits`` must carry the first
+    layer's raw inputs (:func:`input_message_bits`) and the signed ±1 spikes (2 bits);
+    ``weight_exp_bits`` must hold the exponent netx gives each dense synapse
+    (:func:`fastsnn_lava.netx.lava_weights.netx_encoding`); ``delay_bits`` must hold every residual
+    shortcut's delay ``l − j − 1`` (netx clamps a delay at 2^bits − 2)."""
     lim, name = target["limits"], target["name"]
     if "graded_spike_bits" in lim:
         g = lim["graded_spike_bits"]
@@ -179,6 +181,19 @@ def check_messages(net: Network, target: dict) -> None:
             raise FastSNNError(f"{name} carries {g}-bit graded spikes, but this network needs {need_in}-bit messages "
                                f"for its raw inputs (up to {net.input_max})"
                                + (" and signed ±1 spikes" if signed else "") + f": it cannot run on {name}")
+    if "weight_exp_bits" in lim:  # netx's shared weight exponent of each dense synapse (lava_weights.py)
+        from .netx.lava_weights import netx_encoding
+        lo, hi = -2 ** (lim["weight_exp_bits"] - 1), 2 ** (lim["weight_exp_bits"] - 1) - 1
+        for i, layer in enumerate(net.layers, start=1):
+            for what, kind, w in [("", layer.kind, layer.weight)] + [
+                    (f"the shortcut from layer {s.source}: ", s.kind, s.weight) for s in layer.skips]:
+                if kind != "dense" or not np.any(w):
+                    continue
+                exp = netx_encoding(w).weight_exp
+                if not lo <= exp <= hi:
+                    raise FastSNNError(f"layer {i}: {what}netx encodes these weights with exponent {exp}, outside "
+                                       f"{name}'s {lim['weight_exp_bits']}-bit weight exponent [{lo}, {hi}]: "
+                                       "requantize the layer's weights")
     if "delay_bits" in lim:
         most = 2 ** lim["delay_bits"] - 2
         for i, layer in enumerate(net.layers, start=1):

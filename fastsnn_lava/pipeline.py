@@ -277,6 +277,9 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
             check_lif(net, load_target(hw))
     else:
         net = read_network(net_path)
+        if backend != "reference":  # refuse what netx + Lava would compute differently before simulating
+            from .netx.write import check_netx_weights
+            check_netx_weights(net)
         if hw:
             check_network(net, load_target(hw))
     ds = load_dataset(dataset)

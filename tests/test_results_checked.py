@@ -128,3 +128,23 @@ def test_every_hardware_field_about_messages_and_delays_is_enforced(tmp_path):
     (tmp_path / "d1.yaml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(FastSNNError, match="layer 3: the shortcut from layer 1 waits 1 steps.*1-bit synaptic delay"):
         check_network(deep, load_target(str(tmp_path / "d1.yaml")))
+
+
+def test_weight_exp_bits_is_enforced(tmp_path):
+    """weight_exp_bits holds the exponent netx gives a dense synapse: code 1 alone is scaled by 2^7
+    (exponent −7), which a 3-bit exponent field ([−4, 3]) cannot hold; loihi2's 4 bits can."""
+    import yaml
+
+    from fastsnn_lava.errors import FastSNNError
+    from fastsnn_lava.hardware import check_network, load_target
+    from fastsnn_lava.ir import Layer, Network
+    net = Network((4,), [Layer("dense", np.ones((3, 4), dtype=np.int64), np.zeros(3, dtype=np.int64), "signed_if",
+                               4, (4,), (3,)),
+                         Layer("dense", np.full((2, 3), 100), np.zeros(2, dtype=np.int64), "accumulate", None,
+                               (3,), (2,))], bits=2, input_max=3)
+    check_network(net, load_target("loihi2"))
+    cfg = yaml.safe_load(open(load_target("loihi2")["path"]))
+    cfg["limits"]["weight_exp_bits"]["value"] = 3
+    (tmp_path / "e3.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(FastSNNError, match=r"layer 1: netx encodes these weights with exponent -7.*\[-4, 3\]"):
+        check_network(net, load_target(str(tmp_path / "e3.yaml")))

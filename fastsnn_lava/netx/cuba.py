@@ -26,6 +26,7 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import FastSNNError
+from .lava_weights import synapse_verdict
 from ..lif import MAX_DELAY, LifLayer, LifNetwork
 from .read import _int_array, _scalar, _str
 from .schema import FORMAT_VERSION, IR_NEURONS, META_GROUP
@@ -47,6 +48,10 @@ def write_lif_network(net: LifNetwork, path) -> None:
             raise FastSNNError(f"layer {i}: all weights are zero, which netx cannot load: retrain or drop the layer")
         if layer.kind == "dense" and (layer.weight.max() > 254 or layer.weight.min() < -256):
             raise FastSNNError(f"layer {i}: dense weights outside [-256, 254] are clipped by netx: quantize to 8 bits")
+        # what netx + Lava's Dense/Conv really compute (lava_weights.py): raw inputs, then binary spikes
+        verdict = synapse_verdict(layer.kind, layer.weight, 0, net.input_max if i == 1 else 1)
+        if not verdict.exact:
+            raise FastSNNError(f"layer {i}: {verdict.reason}")
     first_dense = net.layers[0].kind == "dense"
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         layers = f.create_group("layer")
