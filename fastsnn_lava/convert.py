@@ -2,7 +2,10 @@
 
 Per layer the integer codes that training used (:meth:`QuantLayer.codes`) become
 the weights ``q``, biases ``c`` and thresholds ``θ`` (θ = α / u, i.e. θ = α in
-the layer's current unit). BatchNorm was folded into the weights before
+the layer's current unit). Training's forward pass computed its levels from these
+integers (:meth:`QuantLayer.accumulator`), so the network's QANN
+(:func:`~fastsnn_lava.reference.qann_forward`) gives the levels and predictions training
+computed, ties included (``tests/test_ties.py``). BatchNorm was folded into the weights before
 quantization-aware training, so nothing is left to fold here. The hidden
 neurons are signed IF neurons unless ``neuron="unsigned_if"``; the classifier
 accumulates.

@@ -18,7 +18,15 @@ so that the layer's integer current is ``Σ q·(input code) + c`` and its level 
 ``clip(floor((T·current + θ/2)/θ), 0, T)``. Bias codes are clipped to the
 13-bit signed range of Loihi 2's bias mantissa, during training as at export. The output layer (no activation)
 takes ``Δ = max|W| / q_max``. Training sees exactly these grids (straight-through
-rounding), so exporting the codes adds no error.
+rounding), and its forward value comes from the integers themselves: each layer
+recovers its input's integers (the raw input ``x/u_in``, or the levels ``k = T·x/u_in``),
+computes the accumulator ``A`` of the exported layer exactly
+(:meth:`QuantLayer.accumulator`) and outputs ``α·clip(⌊(A + θ/2)/θ⌋, 0, T)/T``
+(the classifier ``u·A/T``), while the gradients are the straight-through ones of the float
+layer. So the exported codes give the levels training computed, ties included (a tie,
+``A + θ/2 ≡ 0 mod θ``, computed in float32 can land on either side, see
+:mod:`fastsnn_lava.quant`), and the same predictions (``u·A/T`` rounded to float32 keeps the order of
+the integer outputs and their ties while ``|A| < 2^24``).
 
 **Global average pooling** folded into a dense layer: with ``P = H·W`` positions,
 ``z = W·mean_hw(a) + b = Σ_{c,h,w} (W[:,c]/P)·a[c,h,w] + b``, so the integer layer
@@ -35,7 +43,8 @@ tensors must fit ``|q| ≤ q_max``, so θ is the largest even integer with::
     θ ≤ α·q_max / (u_in·max|W|)   and   θ ≤ α·q_max / (α^j·max|S|)  for every shortcut j
 
 (an identity has max|S| = 1, so its code lands in (q_max/2, q_max] unless the main
-weights bind θ lower). Training sees ``Δ_s·q_s``: the exported integers add no error.
+weights bind θ lower). Training sees ``Δ_s·q_s`` and adds ``q_s·k^j`` to the integer
+accumulator: the exported integers add no error.
 """
 from __future__ import annotations
 
@@ -47,7 +56,8 @@ import torch.nn.functional as F
 
 from .errors import FastSNNError
 from .normalize import InputNorm, fold
-from .quant import act_quant, activation_level, fake_quant_weight, quant_synapse, round_half_up, weight_codes
+from .quant import (_max_abs, exact_dtype, fake_quant_weight, integer_level, integer_sum, level_value, quant_synapse,
+                    round_half_up, weight_codes)
 from .spec import (PRESETS, has_residuals, json_copy, layer_shapes, resnet_spec, resolve_arch,  # noqa: F401
                    skip_out_shape, vgg_spec)
 
@@ -224,10 +234,11 @@ class QuantLayer(nn.Module):
     """
 
     def __init__(self, spec: dict, in_shape: tuple, out_shape: tuple, bits: int, hidden: bool,
-                 skip_shapes: tuple = ()):
+                 skip_shapes: tuple = (), first: bool = False):
         super().__init__()
         self.spec, self.in_shape, self.out_shape = dict(spec), tuple(in_shape), tuple(out_shape)
         self.bits, self.hidden = bits, hidden
+        self.first = first  # the input is the raw integer input x·u_in (else levels k·u_in/T)
         self.pool = math.prod(in_shape[1:]) if spec.get("pool") else 1  # P = H·W folded into the dense layer
         if spec["kind"] == "conv":
             k = spec["kernel"]
@@ -273,9 +284,12 @@ class QuantLayer(nn.Module):
     def codes(self, u_in: float, skip_alphas: tuple = ()) -> tuple[torch.Tensor, torch.Tensor, int | None]:
         """Integer weight codes q, bias codes c and threshold θ: exactly what is exported."""
         theta, delta, unit = self.grid(u_in, skip_alphas)
+        return (*self._codes(delta, unit), theta)
+
+    def _codes(self, delta: float, unit: float) -> tuple[torch.Tensor, torch.Tensor]:
         q = weight_codes(self.weight.float(), delta, WEIGHT_QMAX)
         c = round_half_up(self.bias.detach().float() / unit).clamp(-BIAS_MAX - 1, BIAS_MAX)
-        return q, c, theta
+        return q, c
 
     def skip_codes(self, u_in: float, skip_alphas: tuple) -> list[tuple[torch.Tensor, float]]:
         """Per shortcut (integer codes q_s, step Δ_s = u/α^j); an identity's codes are one scalar."""
@@ -286,11 +300,71 @@ class QuantLayer(nn.Module):
             out.append((weight_codes(w.float(), step, WEIGHT_QMAX), step))
         return out
 
+    @torch.no_grad()
+    def accumulator(self, x: torch.Tensor, u_in: float, skips: tuple = ()) -> tuple[torch.Tensor, int | None]:
+        """(A, θ): the exported layer's integer accumulator for input ``x`` (float, on the grid) and its threshold.
+
+        ``A = T·(Σ q·x_raw + c)`` for the first layer, ``Σ q·k + T·c + Σ_j q_s·k^j`` for the others,
+        as :func:`fastsnn_lava.reference.qann_forward` computes it from the exported codes; exact
+        (integer-valued float32 or float64, see :func:`fastsnn_lava.quant.integer_sum`). The input's
+        integers are read back from ``x``: ``x/u_in`` (the raw input, which must be integers, as the
+        integer network takes them) or ``k = T·x/u_in`` (levels). The level is
+        :func:`fastsnn_lava.quant.integer_level` ``(A, θ, T)``.
+        """
+        theta, delta, unit = self.grid(u_in, tuple(a for _, a in skips))
+        return self._accumulator(x, u_in, skips, theta, delta, unit, 0)[0], theta
+
+    @torch.no_grad()
+    def _accumulator(self, x: torch.Tensor, u_in: float, skips: tuple, theta: int | None, delta: float,
+                     unit: float, shift: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(``A + shift`` (see :meth:`accumulator`), the weight codes q); bias and shift are added inside
+        the integer sum where possible."""
+        T, s = 2 ** self.bits - 1, self.spec
+        first = getattr(self, "first", False)  # a layer pickled before the flag: levels of T·x_raw, also exact
+        # the input's integers: the raw input (first layer) or the levels k = T·x/u_in; x carries them
+        # to within a few float32 ulps, far from the next integer
+        m = x.detach().mul((1 if first else T) / u_in).round_()
+        if s["kind"] == "conv":
+            conv = (s.get("stride", 1), s.get("padding", 0))
+        else:  # average pooling: the integer layer repeats q over the P positions, i.e. sums them
+            conv, m = None, m.sum((2, 3)) if s.get("pool") else m.flatten(1)
+        q, c = self._codes(delta, unit)
+        # first layer: A = T·(Σ q·x + c), the sum exact on its own; else c enters as T·c (+ shift)
+        # |c| ≤ 2^12 (the 13-bit bias): a bound without a pass over c
+        main, bound = integer_sum(m, q, conv, c if first else c.mul(T).add_(shift),
+                                  BIAS_MAX + 1 if first else T * (BIAS_MAX + 1) + shift)
+        if first:
+            bound = T * bound + shift
+        terms = []
+        for sk, w_s, (y, a_src) in zip(self.skips, self.skip_weight if self.skips else [], skips):
+            k = y.detach().mul(T / a_src).round_()
+            q_s = weight_codes(w_s.float(), unit / a_src, WEIGHT_QMAX)
+            kind = sk.get("kind", "identity")
+            if kind == "identity":
+                terms.append((k, float(q_s)))
+                bound += abs(float(q_s)) * _max_abs(k)
+            else:
+                term, b_s = integer_sum(k if kind == "conv" else k.flatten(1), q_s,
+                                        (sk.get("stride", 1), sk.get("padding", 0)) if kind == "conv" else None)
+                terms.append((term, 1.0))
+                bound += b_s
+        # every partial sum of A (+ shift), and |A| + 2θ for the level (quant.integer_level), stays below
+        dtype = exact_dtype(bound + 2 * (theta or 0))
+        acc = main.to(dtype)
+        if first:
+            acc = acc.mul_(T).add_(shift) if shift else acc.mul_(T)
+        for term, code in terms:  # identity: acc += q_s·k^j in one pass
+            acc = acc.add_(term.to(dtype), alpha=code)
+        return acc, q
+
     def _synapse(self, x: torch.Tensor, u_in: float, skips: tuple, levels: int) -> torch.Tensor:
         alphas = tuple(a for _, a in skips)
         theta, delta, unit = self.grid(u_in, alphas)
-        extras = []
-        for sk, w_s, a_src, (y, _) in zip(self.skips, self.skip_weight if self.skips else [], alphas, skips):
+        # with levels V = A + θ/2 (the level is ⌊V/θ⌋), else A (pre_activation, the classifier)
+        acc, q = self._accumulator(x, u_in, skips, theta, delta, unit, theta // 2 if levels else 0)
+        extras = []  # the shortcut currents in float: they only carry gradients (the value comes from acc)
+        for sk, w_s, a_src, (y, _) in zip(self.skips if torch.is_grad_enabled() else [],
+                                          self.skip_weight if self.skips else [], alphas, skips):
             ws = fake_quant_weight(w_s, unit / a_src, WEIGHT_QMAX)
             kind = sk.get("kind", "identity")
             if kind == "identity":
@@ -304,17 +378,20 @@ class QuantLayer(nn.Module):
         else:
             conv, x = None, x.mean((2, 3)) if self.spec.get("pool") else x.flatten(1)
         grid = (delta, unit, WEIGHT_QMAX, -BIAS_MAX - 1, BIAS_MAX, levels)
-        return quant_synapse(x, self.weight, self.bias, self.alpha, grid, conv, tuple(extras))
+        return quant_synapse(x, self.weight, self.bias, self.alpha, grid, conv, tuple(extras),
+                             exact=(acc, theta, 2 ** self.bits - 1, q))
 
     def pre_activation(self, x: torch.Tensor, u_in: float, skips: tuple = ()) -> torch.Tensor:
         """``z = W_q·x + b_q + Σ_j S_q^j·y^j``; ``skips`` holds (y^j, α^j) per shortcut.
 
-        ``W_q = Δ·q`` and ``b_q = u·c`` exactly (straight-through gradients to W and b)."""
+        ``W_q = Δ·q`` and ``b_q = u·c`` exactly (straight-through gradients to W and b); the value is
+        ``u·A/T`` from the exact integer accumulator A (:meth:`accumulator`), rounded once to x's dtype."""
         return self._synapse(x, u_in, skips, 0)
 
     def forward(self, x: torch.Tensor, u_in: float, skips: tuple = ()) -> torch.Tensor:
         """``act_quant(pre_activation)`` for a hidden layer, ``pre_activation`` for the output layer,
-        as one autograd node (:func:`fastsnn_lava.quant.quant_synapse`)."""
+        as one autograd node (:func:`fastsnn_lava.quant.quant_synapse`), with the level taken from the
+        integer accumulator: ``α·clip(⌊(A + θ/2)/θ⌋, 0, T)/T``, the exported network's level, ties included."""
         return self._synapse(x, u_in, skips, 2 ** self.bits - 1 if self.hidden else 0)
 
 
@@ -328,7 +405,7 @@ class QuantNet(nn.Module):
         shapes = layer_shapes(spec, input_shape, n_classes)
         self.layers = nn.ModuleList(
             QuantLayer(s, i, o, bits, hidden=k < len(shapes) - 1,
-                       skip_shapes=tuple(shapes[sk["from"] - 1][2] for sk in s.get("skips", [])))
+                       skip_shapes=tuple(shapes[sk["from"] - 1][2] for sk in s.get("skips", [])), first=k == 0)
             for k, (s, i, o) in enumerate(shapes))
 
     def units_in(self) -> list[float]:
@@ -351,16 +428,21 @@ class QuantNet(nn.Module):
             outs.append(x)
         return x
 
+    @torch.no_grad()
     def levels(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Integer activation level k of every hidden layer (float forward), and the logits."""
+        """Integer activation level k of every hidden layer, as the forward pass computes it (from the
+        exact integer accumulator: the exported network's levels), and the logits."""
         out, outs, units = [], [], self.units_in()
+        T = 2 ** self.bits - 1
         x = x.reshape(-1, *self.input_shape) / self.input_max
         for k, (layer, u_in) in enumerate(zip(self.layers, units)):
-            z = layer.pre_activation(x, u_in, self._skips(k, outs))
+            skips = self._skips(k, outs)
             if not layer.hidden:
-                return out + [z]
-            out.append(activation_level(z, layer.alpha, self.bits))
-            x = act_quant(z, layer.alpha, self.bits)
+                return out + [layer(x, u_in, skips)]
+            acc, theta = layer.accumulator(x, u_in, skips)
+            level = integer_level(acc, theta, T)
+            out.append(level.to(x.dtype))
+            x = level_value(level, layer.alpha, T, x.dtype)  # = layer(x, u_in, skips)
             outs.append(x)
         return out
 

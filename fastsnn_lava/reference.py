@@ -5,7 +5,9 @@ Two forward passes over the same integers:
 * :func:`qann_forward`, the quantized ANN: layer ``l`` sums its input over the
   T steps in one go, ``A^l = W^l·k^{l-1} + Σ_j S^{l,j}·k^j + T·b^l`` (first layer:
   ``A^1 = T·(W^1·x + b^1)``; ``S^{l,j}`` are the layer's skip synapses), and quantizes
-  ``k^l = clip(floor((A^l + θ^l/2) / θ^l), 0, T)``; the last layer returns ``A^L``.
+  ``k^l = clip(floor((A^l + θ^l/2) / θ^l), 0, T)``; the last layer returns ``A^L``. A tie
+  (``A^l + θ^l/2`` a multiple of θ^l) rounds up. These are the integers the training forward
+  pass computes (:meth:`fastsnn_lava.models.QuantLayer.accumulator`), ties included.
 * :func:`snn_forward`, the spiking network: the same synapses applied to each
   step's spikes, the IF step of :mod:`fastsnn_lava.neuron` per step, and the last
   layer accumulating ``Σ_t I^L(t)``. A skip synapse from layer ``j`` adds

@@ -5,7 +5,10 @@
    :mod:`fastsnn_lava.normalize`; augmented when the dataset asks for it).
 2. BatchNorm (and the input normalisation) are folded into the weights, each layer's clip α
    is calibrated on training data, and the :class:`~fastsnn_lava.models.QuantNet` trains on
-   the integer grid the exporter writes (straight-through gradients).
+   the integer grid the exporter writes (straight-through gradients). Its forward pass takes
+   each level from the layer's exact integer accumulator, so ``qann_test_accuracy_float_forward``
+   (this forward pass on the test set) equals the exported integer QANN's ``qann_test_accuracy``
+   (the logits ``u·A/T`` keep the integer outputs' order and ties while ``|A| < 2^24``).
 
 *Progressive precision* (``init``): the b-bit QANN starts from a trained QANN of the same
 architecture and dataset (any bit width, typically b+1): step 1 is skipped and that

@@ -22,12 +22,21 @@ def test_netx_file_equals_checkpoint_qann(trained, tmp_path, arch, bits):
     qann, _, _ = checkpoint.load(model_path)
     assert to_network(qann).equals(loaded)
 
-    # Layer by layer, feed the integer network's levels into the checkpoint's float QANN
-    # (float64): its levels must equal the integer ones except at exact rounding ties,
-    # and its logits must be the integer outputs times the output unit.
+    # The QAT forward pass's own levels (from the exact integer accumulator) are the integer
+    # network's everywhere, ties included, and so are its predictions.
     ds = load_dataset("digits")
     T = loaded.timesteps
     trace = qann_forward(loaded, ds.x_test)
+    with torch.no_grad():
+        levels = qann.levels(torch.as_tensor(ds.x_test, dtype=torch.float32))
+    for k, ref in enumerate(trace.levels):
+        assert torch.equal(levels[k].double(), ref), f"layer {k + 1}"
+    assert torch.equal(levels[-1].argmax(1), trace.out.argmax(1))
+
+    # Layer by layer, feed the integer network's levels into the checkpoint's QANN (float64):
+    # the float quantizer formula (activation_level) on its pre-activation u·A/T must give the
+    # integer levels except at exact rounding ties (where float rounding may fall either side),
+    # and its logits must be the integer outputs times the output unit.
     qann = qann.double()
     units = qann.units_in()
     x = torch.as_tensor(ds.x_test, dtype=torch.float64) / loaded.input_max

@@ -119,13 +119,19 @@ def test_shortcut_delay_is_what_makes_lava_equal_the_reference(user_resnet, tmp_
 
 
 def test_user_resnet_is_lossless_and_snn_follows_qann(user_resnet):
-    """The integer QANN equals the float QAT network (levels up to exact ties, logits times the unit);
+    """The integer QANN equals the QAT network (every level, ties included, and the predictions; the
+    float quantizer formula on the pre-activation up to exact ties; logits times the unit);
     the SNN's spike counts equal the QANN levels where there is no sequential error (layer 1, whose
     input is constant); deeper layers, shortcut layers included, carry T = 3's sequential error."""
     qann, _, _ = user_resnet
     net = to_network(qann)
     ds = load_dataset("digits")
     trace = qann_forward(net, ds.x_test)
+    with torch.no_grad():
+        levels = qann.levels(torch.as_tensor(ds.x_test, dtype=torch.float32))
+    for k, ref in enumerate(trace.levels):
+        assert torch.equal(levels[k].double(), ref), k
+    assert torch.equal(levels[-1].argmax(1), trace.out.argmax(1))
     q = QuantNet(qann.spec, qann.input_shape, qann.n_classes, BITS, qann.input_max).double()
     q.load_state_dict(qann.state_dict())
     T, units = net.timesteps, q.units_in()
