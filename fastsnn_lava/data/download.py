@@ -66,9 +66,9 @@ def load_cifar10() -> tuple:
         return local
     if given and (Path(given) / "cifar-10-batches-py").is_dir():
         root = Path(given)
-    how = (f"set FASTSNN_CIFAR10 to the cifar10-jpeg.tar.gz archive (or the folder it unpacks to), or copy "
-           f"torchvision's cifar-10-batches-py/ into {root}, or run 'fastsnn-train --dataset cifar10' once on "
-           "a machine with internet access")
+    how = (f"set FASTSNN_CIFAR10 to the cifar10-jpeg.tar.gz archive (or the folder it unpacks to), or set "
+           f"FASTSNN_DATA to a folder holding torchvision's cifar-10-batches-py/ (now {root}), or run "
+           "'fastsnn-train --dataset cifar10' once on a machine with internet access")
     from torchvision.datasets import CIFAR10
     parts = []
     for train in (True, False):
