@@ -22,6 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from .ir import Layer, Network, Skip
+from .errors import FastSNNError
 from .models import QuantNet
 
 
@@ -61,3 +62,19 @@ def _skip(sk: dict, q_s, src_shape: tuple) -> Skip:
         return Skip(source=sk["from"], kind="dense", weight=q_s, in_shape=src_shape)
     st, p = sk.get("stride", 1), sk.get("padding", 0)
     return Skip(source=sk["from"], kind="conv", weight=q_s, in_shape=src_shape, stride=(st, st), padding=(p, p))
+
+
+def from_checkpoint(model_path: str, neuron: str = "signed", trust_pickle: bool = False, finetuned: bool = True) -> Network:
+    """The integer network of a checkpoint (``neuron``: signed or unsigned IF).
+
+    A fine-tuned checkpoint gives its tuned weights unless ``finetuned=False``.
+    """
+    neurons = {"signed": "signed_if", "unsigned": "unsigned_if"}
+    if neuron not in neurons:
+        raise FastSNNError(f"--neuron must be 'signed' or 'unsigned', got {neuron!r}")
+    from . import checkpoint
+    qann, _, meta = checkpoint.load(model_path, trust_pickle=trust_pickle)
+    keep = ("dataset", "arch", "bits", "seed", "classes", "float_test_accuracy", "qann_test_accuracy", "test_samples",
+            "finetune")
+    net = to_network(qann, neurons[neuron], {k: meta[k] for k in keep if k in meta})
+    return checkpoint.apply_snn(net, meta) if finetuned else net

@@ -103,16 +103,10 @@ def exact_dtype(bound: float) -> torch.dtype:
 @contextlib.contextmanager
 def _exact_kernels(device: torch.device):
     """No autocast and, on CUDA, no TF32 (10-bit mantissas) for the body."""
+    from .runtime import no_tf32
     with torch.autocast(device.type, enabled=False) if device.type in ("cpu", "cuda") else contextlib.nullcontext():
-        if device.type != "cuda":
+        with no_tf32(device):
             yield
-            return
-        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 def _max_abs(t: torch.Tensor) -> float:

@@ -44,18 +44,9 @@ class Runtime:
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
-    @contextlib.contextmanager
     def exact_float32(self):
         """float32 matmuls and convolutions without TF32 (QAT's rounding must match export)."""
-        if self.device.type != "cuda":
-            yield
-            return
-        saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
-        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
-        try:
-            yield
-        finally:
-            torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+        return no_tf32(self.device)
 
     def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
         """DistributedDataParallel around ``model`` when there are several processes
@@ -110,6 +101,20 @@ def setup(amp: bool = True) -> Runtime:
             dist.init_process_group("nccl" if cuda else "gloo")
         return Runtime(device, rank, world, amp)
     return Runtime(torch.device("cuda") if cuda else torch.device("cpu"), amp=amp)
+
+
+@contextlib.contextmanager
+def no_tf32(device: torch.device):
+    """The body's CUDA matmuls and convolutions without TF32 (10-bit mantissas); nothing on the CPU."""
+    if device.type != "cuda":
+        yield
+        return
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
 @contextlib.contextmanager
