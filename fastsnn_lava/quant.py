@@ -109,7 +109,7 @@ def _exact_kernels(device: torch.device):
             yield
 
 
-def _max_abs(t: torch.Tensor) -> float:
+def max_abs(t: torch.Tensor) -> float:
     """max|t| in one pass, no temporary."""
     if not t.numel():
         return 0.0
@@ -128,9 +128,9 @@ def integer_sum(m: torch.Tensor, q: torch.Tensor, conv: tuple | None = None, bia
     unfold + matmul, so that no Winograd/FFT algorithm (inexact) is picked (as
     :mod:`fastsnn_lava.engine` does).
     """
-    bound = float(q.abs().flatten(1).sum(1).max()) * _max_abs(m) if q.numel() else 0.0
+    bound = float(q.abs().flatten(1).sum(1).max()) * max_abs(m) if q.numel() else 0.0
     if bias is not None:
-        bound += _max_abs(bias) if bias_bound is None else bias_bound
+        bound += max_abs(bias) if bias_bound is None else bias_bound
     dtype = exact_dtype(bound)
     m, q = m.to(dtype), q.to(dtype)
     bias = bias.to(dtype) if bias is not None else None
