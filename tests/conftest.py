@@ -120,6 +120,8 @@ def lavadl_mnist_net(require_lava):
 def cifar10_archive():
     """The CIFAR-10 JPEG archive that CI finds in shared/data beside the checkout (never needed by users)."""
     from pathlib import Path
-    path = Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
-    need(path.is_file(), f"the CIFAR-10 archive {path} is not there (shared/data beside the checkout)")
+    given = os.environ.get("FASTSNN_CIFAR10")
+    path = Path(given) if given else Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10-jpeg.tar.gz"
+    need(path.is_file(), f"the CIFAR-10 archive {path} is not there (shared/data beside the checkout, or set "
+                         "FASTSNN_CIFAR10)")
     return path
