@@ -75,6 +75,7 @@ NETX_CASES = {
                                   _replace(f, "layer/1/bias", h5py.SoftLink("/layer/1/loop"))), "soft link"),
     "external link": (lambda f: _replace(f, "layer/1/weight", h5py.ExternalLink("other.h5", "/layer/1/weight")),
                       "external link"),
+    "input_shape 2-D": (lambda f: _replace(f, "fastsnn/input_shape", np.array([[64]])), "input_shape"),
     "stride 0": None,  # filled below for a conv network
 }
 

@@ -134,7 +134,10 @@ def _read(f: h5py.File, path: str) -> Network:
     if _scalar(meta_g, "reset_interval", f"/{META_GROUP}") != reset_interval(2 ** bits - 1):
         raise FastSNNError(f"/{META_GROUP}: reset_interval must be {reset_interval(2 ** bits - 1)} for {bits} bits")
     input_max = _scalar(meta_g, "input_max", f"/{META_GROUP}")
-    input_shape = tuple(int(a) for a in _int_array(meta_g, "input_shape", f"/{META_GROUP}"))
+    shape = _int_array(meta_g, "input_shape", f"/{META_GROUP}")
+    if shape.ndim != 1 or not 1 <= shape.size <= 3 or (shape < 1).any():
+        raise FastSNNError(f"/{META_GROUP}: key 'input_shape' must be 1 to 3 positive integers, found {shape.tolist()}")
+    input_shape = tuple(int(a) for a in shape)
     meta = _meta(meta_g, path)
     names = list(f["layer"].keys())
     if sorted(names, key=lambda s: (len(s), s)) != [str(i) for i in range(len(names))]:
