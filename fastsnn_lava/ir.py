@@ -211,6 +211,16 @@ class Layer:
             skip.check(self.out_shape)
 
     @property
+    def signed(self) -> bool:
+        """Whether the neurons are signed IF neurons (spikes in {-1, 0, +1})."""
+        return self.neuron == "signed_if"
+
+    @property
+    def accumulates(self) -> bool:
+        """Whether this is the accumulating output layer (no threshold, output Σ_t I(t))."""
+        return self.neuron == "accumulate"
+
+    @property
     def v_init(self) -> int:
         """Initial membrane θ/2 (0 for an accumulator)."""
         return 0 if self.threshold is None else self.threshold // 2
