@@ -1,6 +1,6 @@
 """Benchmark 7 — fine-tuning time: one epoch per layer on the Fashion-MNIST CNN (issue 3's budget: 30 min).
 
-``fastsnn_lava.finetune.finetune`` on the benchmark's cnn5 checkpoint, default rule (held-out
+``fastsnn_lava.tuning.finetune`` on the benchmark's cnn5 checkpoint, default rule (held-out
 mismatch, 10 % of the training set = 6,000 images, checked before and after each layer), one
 epoch per hidden layer 2..L−1, ``REPEATS`` runs. Reduced: ``SAMPLES`` training images per layer,
 and the full-epoch time estimated as (acceptance checks, which do not depend on the epoch size)
@@ -14,7 +14,7 @@ from benchmarks.common import BITS, DATASET, FULL, REPEATS, model_path
 from fastsnn_lava import checkpoint
 from fastsnn_lava.convert import to_network
 from fastsnn_lava.data import load_dataset
-from fastsnn_lava.finetune import finetune
+from fastsnn_lava.tuning import finetune
 
 SAMPLES = None if FULL else 2000
 HELDOUT = 0.1

@@ -45,15 +45,12 @@ def to_cuba(src: Path, dst: Path) -> None:
 def seconds_per_step(h5: Path, net, x: np.ndarray, steps: int) -> list:
     from lava.magma.core.run_conditions import RunSteps
     from lava.magma.core.run_configs import Loihi2SimCfg
-    from lava.lib.dl.netx import hdf5
 
-    from fastsnn_lava.lava.loader import INPUT_MESSAGE_BITS, install_neuron_types, lava_input
+    from fastsnn_lava.lava.loader import INPUT_MESSAGE_BITS, build_netx, lava_input
     from fastsnn_lava.lava.process import SampleSource, model_map
-    from fastsnn_lava.netx.schema import reset_interval
-    install_neuron_types()  # both files through netx with the same arguments (the CUBA one is not ours to validate)
-    R = reset_interval(net.timesteps)
-    lava_net = hdf5.Network(net_config=str(h5), input_message_bits=INPUT_MESSAGE_BITS, reset_interval=R,
-                            reset_offset=1)
+    R = net.reset_interval
+    # both files through netx with the same arguments; an IF file's θ comes from ``net`` (the CUBA one is netx's)
+    lava_net = build_netx(h5, net, INPUT_MESSAGE_BITS, R)
     total = steps * (REPEATS + 1)
     data = lava_input(net, x[:total // R + 2])
     src = SampleSource(data=data, timesteps=net.timesteps, reset_interval=R)

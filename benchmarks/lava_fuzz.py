@@ -36,6 +36,7 @@ import numpy as np
 
 from fastsnn_lava.errors import FastSNNError
 from fastsnn_lava.ir import Layer, Network, Skip
+from fastsnn_lava.neuron import Accumulator, if_neuron
 
 FLAVORS = ("no_positive", "mixed", "max_zero", "pow2_min", "negative", "no_negative", "min_zero", "extremes",
            "single", "pow2_scaled", "pow2_min_with_positive")
@@ -131,9 +132,9 @@ def _layer(rng, sp: dict, first: bool, last: bool, input_max: int, flavor_of) ->
         w, geo = codes(rng, (sp["out"][0], int(np.prod(sp["in"]))), flavor_of()), {}
     mag = max(1, int(np.abs(w).max()))
     fan_in = int(np.prod(w.shape[1:])) * (input_max if first else 1)
-    neuron = "accumulate" if last else str(rng.choice(["signed_if", "unsigned_if"]))
-    theta = None if last else _theta(rng, fan_in, mag)
-    return Layer(sp["kind"], w, _bias(rng, sp["out"][0], mag), neuron, theta, sp["in"], sp["out"], **geo)
+    name = None if last else str(rng.choice(["signed_if", "unsigned_if"]))
+    neuron = Accumulator() if last else if_neuron(name, _theta(rng, fan_in, mag))
+    return Layer(sp["kind"], w, _bias(rng, sp["out"][0], mag), neuron, sp["in"], sp["out"], **geo)
 
 
 def random_network(rng, case: int) -> Network:
@@ -227,7 +228,7 @@ def confirm_on_lava(w: np.ndarray, rng, path: Path) -> dict:
     x[1] = X
     if verdict.witness is not None:
         x[0] = verdict.witness[1]
-    net = Network((n,), [Layer("dense", w, np.zeros(m, np.int64), "accumulate", None, (n,), (m,))], bits=1,
+    net = Network((n,), [Layer("dense", w, np.zeros(m, np.int64), Accumulator(), (n,), (m,))], bits=1,
                   input_max=X)
     with without_exactness_check():
         write_network(net, path)
@@ -268,7 +269,7 @@ def features(net: Network) -> list:
     syn = [l.weight for l in net.layers] + [s.weight for l in net.layers for s in l.skips]
     f = {f"b={net.bits}", f"input_max={net.input_max}"}
     f |= {f"{l.kind} layer" for l in net.layers} | {f"{s.kind} skip" for l in net.layers for s in l.skips}
-    f |= {f"{l.neuron} neuron" for l in net.layers[:-1]}
+    f |= {f"{l.neuron.name} neuron" for l in net.layers[:-1]}
     f |= {"threshold 2^17-2" for l in net.layers if l.threshold == THETA_MAX}
     f |= {"bias -4096 or 4095" for l in net.layers if np.isin(l.bias, BIAS_EDGES).any()}
     f |= {"synapse without positive code" for w in syn if w.max() <= 0}

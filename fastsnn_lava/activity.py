@@ -23,10 +23,9 @@ steps of one sample):
   activation; ``qann_adds``: one bias add per neuron; ``qann_zero_fraction``: the share
   of zero activations entering the layer (over the main input and each skip's source together).
 
-Works on a signed/unsigned IF :class:`~fastsnn_lava.ir.Network` (spikes from
-:func:`~fastsnn_lava.reference.snn_forward`, levels from ``qann_forward``) and on a
-CUBA :class:`~fastsnn_lava.lif.LifNetwork` (spikes from :func:`~fastsnn_lava.lif.lif_forward`;
-its "QANN" inputs are the spike counts).
+Works on a :class:`~fastsnn_lava.ir.Network` of either neuron family: signed/unsigned IF
+(spikes from :func:`~fastsnn_lava.reference.snn_forward`, levels from ``qann_forward``) and
+CUBA LIF (spikes from :func:`~fastsnn_lava.lif.lif_forward`; its "QANN" inputs are the spike counts).
 """
 from __future__ import annotations
 
@@ -35,7 +34,8 @@ import torch
 import torch.nn.functional as F
 
 from .ir import Network
-from .lif import LifNetwork, lif_forward
+from .engine import Engine
+from .lif import lif_forward, run_lif_batches
 from .reference import qann_forward, snn_forward
 
 KEYS = ("input_events", "synops", "skip_input_events", "skip_synops", "spikes_pos", "spikes_neg", "neuron_updates",
@@ -92,7 +92,7 @@ def _batch(net, x) -> list:
     T = net.timesteps
     x = torch.as_tensor(np.asarray(x), dtype=torch.float64)
     rows = []
-    if isinstance(net, Network):
+    if net.family == "if":
         x = x.reshape(-1, *net.input_shape)
         tr = snn_forward(net, x, keep_spikes=True)
         levels = qann_forward(net, x).levels
@@ -117,7 +117,16 @@ def _batch(net, x) -> list:
     return rows
 
 
-def measure(net: Network | LifNetwork, x, batch_size: int = 256) -> list[dict]:
+def simulate(net: Network, x) -> np.ndarray:
+    """Integer outputs ``(N, n_out)`` of the reference simulation of ``net``'s neuron family: the batched
+    IF engine (:mod:`fastsnn_lava.engine`, bit-exact with :func:`~fastsnn_lava.reference.snn_forward`)
+    or the CUBA LIF reference (:func:`~fastsnn_lava.lif.run_lif_batches`)."""
+    if net.family == "cuba":
+        return run_lif_batches(net, x)
+    return Engine(net).run(x)
+
+
+def measure(net: Network, x, batch_size: int = 256) -> list[dict]:
     """Mean per-inference activity per layer over the samples ``x`` (see the module docstring)."""
     sums, n = None, 0
     with torch.no_grad():

@@ -7,7 +7,16 @@ A checkpoint (``model.pt``) is a dict of plain tensors and strings::
               norm: per-channel input mean/std of the float ANN or absent>",
      "qann": <state_dict of the QuantNet>,
      "float": <state_dict of the float ANN>,
+     "net": {"weight": [integer tensors], "bias": [integer tensors], "threshold": [int or None],
+             "skips": [[integer tensors]]},
      "snn": {"weight": [int64 tensors], "bias": [int64 tensors]}}   (optional)
+
+``net`` holds the integer network converted from the QANN when the checkpoint was written
+(:meth:`~fastsnn_lava.models.QuantNet.codes`, one entry per layer: weight codes, bias codes,
+threshold θ, None for the classifier, and shortcut codes): loading returns these integers
+(``meta["_codes"]``, :func:`fastsnn_lava.convert.checkpoint_network`), so nothing after
+conversion derives θ from α again. A checkpoint written before ``net`` existed still loads;
+its network is then converted from the QANN.
 
 ``snn`` is written by fine-tuning (``fastsnn-finetune``): the integer weights and
 biases of every layer of the tuned SNN. Its thresholds and shapes are those of
@@ -22,14 +31,17 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
 import torch
 
 from .atomic import atomic_path
 from .errors import FastSNNError
+from .grid import LayerCodes
 from .models import QuantNet, build_float
 from .normalize import InputNorm
 
 FORMAT, VERSION = "fastsnn-lava-checkpoint", 1
+NARROW = (np.int8, np.int16, np.int32, np.int64)  # the dtypes a stored network's codes are written in
 
 
 def save(path, qann: QuantNet, float_net: torch.nn.Module, meta: dict, snn=None) -> None:
@@ -40,7 +52,7 @@ def save(path, qann: QuantNet, float_net: torch.nn.Module, meta: dict, snn=None)
     if isinstance(first, InputNorm):
         meta["norm"] = {"mean": first.mean.tolist(), "std": first.std.tolist()}
     blob = {"format": FORMAT, "version": VERSION, "meta": json.dumps(meta),
-            "qann": qann.state_dict(), "float": float_net.state_dict()}
+            "qann": qann.state_dict(), "float": float_net.state_dict(), "net": _net_blob(qann.codes())}
     if snn is not None:
         blob["snn"] = {"weight": [torch.as_tensor(layer.weight) for layer in snn.layers],
                        "bias": [torch.as_tensor(layer.bias) for layer in snn.layers]}
@@ -102,9 +114,63 @@ def load(path, trust_pickle: bool = False) -> tuple[QuantNet, torch.nn.Module, d
                                    "diverged; train again (a lower --lr)")
     qann.eval()
     float_net.eval()
+    if "net" in blob:
+        meta["_codes"] = _stored_codes(path, blob["net"], qann)
     if "snn" in blob:
         meta["_snn"] = _snn_arrays(path, blob["snn"])
     return qann, float_net, meta
+
+
+def _net_blob(codes: list[LayerCodes]) -> dict:
+    """The ``net`` entry of a checkpoint: integer tensors, ints and None (``weights_only`` reads them), each
+    array in the narrowest signed dtype that holds it (8-bit weight codes take one byte, not eight)."""
+    def t(a):
+        lo, hi = (int(a.min()), int(a.max())) if a.size else (0, 0)
+        return torch.from_numpy(a.astype(next(d for d in NARROW if np.iinfo(d).min <= lo and hi <= np.iinfo(d).max)))
+    return {"weight": [t(c.weight) for c in codes], "bias": [t(c.bias) for c in codes],
+            "threshold": [c.threshold for c in codes], "skips": [[t(q) for q in c.skips] for c in codes]}
+
+
+def _int_array(path, t, shape: tuple, what: str):
+    """An integer tensor of the given shape as an int64 array, or a one-line error."""
+    if not torch.is_tensor(t) or t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise FastSNNError(f"{path}: the stored network holds {getattr(t, 'dtype', type(t).__name__)} values "
+                           f"where integer codes belong ({what}): save the checkpoint again")
+    if tuple(t.shape) != tuple(shape):
+        raise FastSNNError(f"{path}: the stored network's {what} has shape {tuple(t.shape)}, the QANN's "
+                           f"{tuple(shape)}: save the checkpoint again")
+    return t.numpy().astype("int64")
+
+
+def _stored_codes(path, net, qann: QuantNet) -> list[LayerCodes]:
+    """The integer network stored in a checkpoint, checked against the QANN's layers: integer codes of
+    its weights' shapes, an even threshold ≥ 2 for every hidden layer and None for the classifier."""
+    try:
+        rows = list(zip(net["weight"], net["bias"], net["threshold"], net["skips"], strict=True))
+        if len(rows) != len(qann.layers):
+            raise FastSNNError(f"{path}: the stored network has {len(rows)} layers, the QANN {len(qann.layers)}: "
+                               "save the checkpoint again")
+        out = []
+        for k, ((w, b, theta, skips), layer) in enumerate(zip(rows, qann.layers), start=1):
+            ok = theta is None if not layer.hidden else (isinstance(theta, int) and not isinstance(theta, bool)
+                                                         and theta >= 2 and theta % 2 == 0)
+            if not ok:
+                raise FastSNNError(f"{path}: layer {k} of the stored network has threshold {theta!r}, not "
+                                   f"{'None (the classifier)' if not layer.hidden else 'an even integer ≥ 2'}")
+            skip_shapes = [tuple(s.shape) for s in (layer.skip_weight if layer.skips else [])]
+            if len(skips) != len(skip_shapes):
+                raise FastSNNError(f"{path}: layer {k} of the stored network has {len(skips)} shortcuts, the "
+                                   f"QANN {len(skip_shapes)}")
+            out.append(LayerCodes(
+                _int_array(path, w, layer.weight.shape, f"layer {k} weights"),
+                _int_array(path, b, layer.bias.shape, f"layer {k} biases"), theta,
+                [_int_array(path, q, sh, f"layer {k} shortcut weights") for q, sh in zip(skips, skip_shapes)]))
+        return out
+    except FastSNNError:
+        raise
+    except Exception as e:
+        raise FastSNNError(f"{path} has a damaged stored network ({type(e).__name__}): "
+                           "save the checkpoint again") from None
 
 
 MAX_PARAMETERS = 2 ** 28  # the most weights a checkpoint's architecture may declare (1 GiB of float32)

@@ -26,7 +26,7 @@ output in Lava's 6-bit units, read out by a probe on ``v``. That is exact while
 ``|Σ_t I^L(t)| < 2^17 − 1``, which :func:`to_cuba` checks.
 
 **Registers** (:func:`check_registers`, lava-nc 0.10.0 ``lava/proc/lif/models.py``, 24-bit state,
-mirrored by :func:`fastsnn_lava.lif.lif_step`). With ``iDecay = 4096`` the current register holds
+mirrored by :func:`fastsnn_lava.lif.cuba_step`). With ``iDecay = 4096`` the current register holds
 ``u(t) = a_in(t)·2^6`` and **wraps** outside ``(−2^23, 2^23]``, so ``a_in`` must stay in
 ``(−2^17, 2^17]``; the voltage ``v(t) = v(t−1) + u(t) + b·2^6`` **saturates** at ``±(2^23 − 1)``.
 Both are bounded by interval arithmetic over the whole declared input range (raw inputs in
@@ -45,16 +45,18 @@ something else than this simulation's unbounded arithmetic, silently.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from .errors import FastSNNError
 from .hardware import membrane_bounds
 from .ir import Network
-from .lif import NEVER_FIRES, LifLayer, LifNetwork
-from .netx.schema import reset_interval
-
-THRESHOLD_MODES = ("theta", "half", "bias")
+from .neuron import NEVER_FIRES, CubaLIF
+from .options import CUBA_THRESHOLD, CUBA_THRESHOLDS as THRESHOLD_MODES
 
 
-def to_cuba(net: Network, threshold: str = "theta") -> LifNetwork:
+def to_cuba(net: Network, threshold: str = CUBA_THRESHOLD) -> Network:
+    """The IF network ``net`` with every neuron replaced by Lava's CUBA LIF (see the module)."""
+    net.require("if", "--neuron cuba (the mapping of IF neurons onto CUBA LIF)")
     if threshold not in THRESHOLD_MODES:
         raise FastSNNError(f"--cuba-threshold must be one of {THRESHOLD_MODES}, got {threshold!r}")
     if net.has_skips:
@@ -68,17 +70,16 @@ def to_cuba(net: Network, threshold: str = "theta") -> LifNetwork:
                            "narrower output layer, or export with the signed-IF neuron")
     layers = []
     for layer in net.layers:
-        geo = dict(stride=layer.stride, padding=layer.padding, dilation=layer.dilation, groups=layer.groups)
-        if layer.neuron == "accumulate":
+        if layer.accumulates:
             vth, bias = NEVER_FIRES, layer.bias
         else:
             theta = layer.threshold // 2 if threshold == "half" else layer.threshold
             bias = layer.bias + (round(layer.threshold / (2 * T)) if threshold == "bias" else 0)
             vth = theta - 1
-        layers.append(LifLayer(layer.kind, layer.weight, bias, vth, 4096, 0, layer.in_shape, layer.out_shape, **geo))
+        layers.append(dataclasses.replace(layer, bias=bias, neuron=CubaLIF(vth, 4096, 0)))
     check_registers(net, layers)
     meta = dict(net.meta, neuron="cuba", cuba_threshold=threshold)
-    return LifNetwork(net.input_shape, layers, T, reset_interval(T), net.input_max, net.bits, meta)
+    return dataclasses.replace(net, layers=layers, meta=meta)
 
 
 CURRENT_MAX = 2 ** 17   # a_in·2^6 must stay within the 24-bit current register: a_in ∈ (−2^17, 2^17]
@@ -98,7 +99,7 @@ def check_registers(net: Network, layers: list) -> None:
                                f"{int(hi[n]) if hi[n] > -lo[n] else int(lo[n])} per step, beyond the ±{CURRENT_MAX} "
                                "that Lava's 24-bit CUBA current register holds (a_in·2^6 would wrap): export with "
                                "the signed-IF neuron, or retrain with smaller weights or inputs")
-        if lif.vth >= NEVER_FIRES:  # the read-out: checked against its own limit by to_cuba
+        if lif.neuron.never_fires:  # the read-out: checked against its own limit by to_cuba
             continue
         down = 64 * net.timesteps * (lo + np.clip(np.asarray(lif.bias), None, 0))  # nothing resets v below θ
         reach = int(-down.min())

@@ -21,11 +21,11 @@ import numpy as np
 import torch
 
 from . import checkpoint
-from .convert import to_network
-from .data import load_dataset
+from .convert import checkpoint_network
 from .errors import FastSNNError
 from .ir import Network
 from .engine import Engine
+from .evaluation import dataset_samples
 from .reference import qann_forward, run_batches, snn_forward  # noqa: F401 - the specification the engine equals
 
 VARIANTS = ("unsigned", "signed", "signed_finetuned")
@@ -33,8 +33,8 @@ VARIANTS = ("unsigned", "signed", "signed_finetuned")
 
 def _variants(model_path: str) -> tuple[Network, dict, dict]:
     qann, _, meta = checkpoint.load(model_path)
-    signed = to_network(qann, "signed_if")
-    nets = {"unsigned": to_network(qann, "unsigned_if"), "signed": signed}
+    signed = checkpoint_network(qann, meta, "signed_if")
+    nets = {"unsigned": checkpoint_network(qann, meta, "unsigned_if"), "signed": signed}
     if meta.get("_snn"):
         nets["signed_finetuned"] = checkpoint.apply_snn(signed, meta)
     return signed, nets, meta
@@ -79,14 +79,7 @@ def diagnose(model_path: str, dataset: str | None = None, samples: int | None = 
     dataset = dataset or meta.get("dataset")
     if not dataset:
         raise FastSNNError(f"{model_path} does not name its dataset: pass --dataset")
-    ds = load_dataset(dataset)
-    if tuple(ds.input_shape) != ref.input_shape:
-        raise FastSNNError(f"{model_path} takes inputs of shape {ref.input_shape}, but {dataset} has "
-                           f"{ds.input_shape}: use the dataset the model was trained on")
-    n = len(ds.x_test) if samples is None else min(int(samples), len(ds.x_test))
-    if n < 1:
-        raise FastSNNError("--samples must be at least 1")
-    x, y = ds.x_test[:n], ds.y_test[:n]
+    x, y, n = dataset_samples(dataset, ref.input_shape, samples, f"{model_path} takes", "the model")
     errs, qout = layer_errors(ref, nets, x)
     record = {"model": str(model_path), "dataset": dataset, "samples": n, "bits": ref.bits,
               "timesteps": ref.timesteps, "qann_accuracy": float((qout.argmax(1) == y).mean()), "variants": {}}

@@ -14,14 +14,12 @@ import torch
 from . import checkpoint
 from .convert import from_checkpoint as convert
 from .data import load_dataset
-from .engine import Engine
+from .activity import simulate
 from .errors import FastSNNError
 from .hardware import check_network, load_target
 from .ir import Network
-from .netx import read_network
+from .options import BACKENDS
 from .reference import qann_forward, run_batches
-
-BACKENDS = ("reference", "lava-sim", "loihi2")
 
 
 def accuracy(out: np.ndarray, y: np.ndarray) -> float:
@@ -41,55 +39,29 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
     if backend == "loihi2":
         from .lava import require_loihi2
         require_loihi2()
-    from .inputs import open_hdf5
-    from .netx.cuba import is_lif_file
-    open_hdf5(net_path).close()  # a regular HDF5 file without soft or external links, before any sniffing
-    cuba = is_lif_file(net_path)
-    if cuba:
-        from .netx.cuba import read_lif_network
-        net = read_lif_network(net_path)
-        if hw:
-            from .hardware import check_lif
-            check_lif(net, load_target(hw))
-    else:
-        net = read_network(net_path)
-        if backend != "reference":  # refuse what netx + Lava would compute differently before simulating
-            from .netx.write import check_netx_weights
-            check_netx_weights(net)
-        if hw:
-            check_network(net, load_target(hw))
-    ds = load_dataset(dataset)
-    if tuple(ds.input_shape) != net.input_shape:
-        raise FastSNNError(f"{net_path} takes inputs of shape {net.input_shape}, but {dataset} has "
-                           f"{ds.input_shape}: use the dataset the network was trained on")
-    n = len(ds.x_test) if samples is None else min(int(samples), len(ds.x_test))
-    if n < 1:
-        raise FastSNNError("--samples must be at least 1")
+    handler, net = _open(net_path)
+    cuba = net.family == "cuba"
+    if backend != "reference" and not cuba:  # refuse what netx + Lava would compute differently before simulating
+        handler.check(net)
+    if hw:
+        check_network(net, load_target(hw))
+    x, y, n = dataset_samples(dataset, net.input_shape, samples, f"{net_path} takes", "the network")
     if model_path:
         _same_network(model_path, net, net_path)
-    x, y = ds.x_test[:n], ds.y_test[:n]
     t0 = time.time()
-    tuned = "finetune" in (getattr(net, "meta", None) or {})  # fine-tuned: its own integer QANN is not the trained one
+    tuned = "finetune" in net.meta  # fine-tuned: its own integer QANN is not the trained one
     trained = (run_batches(convert(model_path, finetuned=False), x, qann_forward)
                if model_path and (tuned or cuba) else None)
-    if cuba:
-        from .lif import run_lif_batches
-        ref = run_lif_batches(net, x)
-        own = None
-    else:
-        ref = Engine(net).run(x)  # the reference simulation, bit-exact and batched (engine.py)
-        own = run_batches(net, x, qann_forward)  # the integer QANN of the codes in the file
-        if not tuned:
-            trained = own
+    ref = simulate(net, x)  # the reference simulation, bit-exact and batched (engine.py / lif.py)
+    own = None if cuba else run_batches(net, x, qann_forward)  # the integer QANN of the codes in the file
+    if not (tuned or cuba):
+        trained = own
     info = {"steps_per_sample": net.timesteps + len(net.layers)}
     if backend in ("lava-sim", "loihi2"):
         from .lava import require_lava
         require_lava()
-        from .lava import isolated  # Lava in a worker session: Ctrl-C and SIGTERM end it cleanly
-        if cuba:
-            out, info = isolated.run("vanilla", net_path, x, hw_run=backend == "loihi2")
-        else:
-            out, info = isolated.run("runner", net_path, x, progress=progress, hw=hw, hw_run=backend == "loihi2")
+        # Lava in a worker session (lava/isolated.py): Ctrl-C and SIGTERM end it cleanly
+        out, info = handler.run_on_lava(net_path, x, progress=progress, hw=hw, hw_run=backend == "loihi2")
     else:
         out = ref
     wall = time.time() - t0
@@ -116,8 +88,21 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
             "tuned_qann_agreement": float((out.argmax(1) == own.argmax(1)).mean())} if tuned and own is not None
            else {}),
         "wall_seconds": round(wall, 3),
-        "neuron": ["cuba"] if cuba else sorted({layer.neuron for layer in net.layers[:-1]}),
+        "neuron": ["cuba"] if cuba else sorted({layer.neuron.name for layer in net.layers[:-1]}),
     }
+
+
+def dataset_samples(dataset: str, input_shape: tuple, samples: int | None, who: str, trained: str):
+    """``(x, y, n)``: the first ``samples`` (all if None) test samples of ``dataset``, refused in one
+    line when their shape is not ``input_shape`` (``who`` takes inputs …, ``trained`` was trained on)."""
+    ds = load_dataset(dataset)
+    if tuple(ds.input_shape) != tuple(input_shape):
+        raise FastSNNError(f"{who} inputs of shape {tuple(input_shape)}, but {dataset} has "
+                           f"{ds.input_shape}: use the dataset {trained} was trained on")
+    n = len(ds.x_test) if samples is None else min(int(samples), len(ds.x_test))
+    if n < 1:
+        raise FastSNNError("--samples must be at least 1")
+    return ds.x_test[:n], ds.y_test[:n], n
 
 
 def _first_difference(out: np.ndarray, ref: np.ndarray) -> dict | None:
@@ -137,22 +122,27 @@ def _same_network(model_path: str, net, net_path) -> None:
     """Refuse a ``--model`` checkpoint that is not the one ``net_path`` was exported from: the input
     shape, the bits, the number of layers and every layer's weight shape must agree."""
     model = convert(model_path)
-    ours = [tuple(np.shape(layer.weight)) for layer in net.layers if getattr(layer, "weight", None) is not None]
+    ours = [tuple(np.shape(layer.weight)) for layer in net.layers if layer.weight is not None]
     theirs = [tuple(layer.weight.shape) for layer in model.layers]
-    if (tuple(model.input_shape) != tuple(net.input_shape) or model.bits != getattr(net, "bits", model.bits)
+    if (tuple(model.input_shape) != tuple(net.input_shape) or model.bits != (net.bits or model.bits)
             or ours != theirs):
         raise FastSNNError(f"--model {model_path} is not the checkpoint {net_path} was exported from (its layers "
                            f"{theirs}, b = {model.bits}; the network's {ours}): pass the matching checkpoint")
 
 
-def load_any(net_path: str, steps: int | None = None):
-    """A netx file as an IF :class:`Network` (this project's neuron types) or a CUBA ``LifNetwork``."""
+def _open(net_path: str, steps: int | None = None):
+    """(format handler, network) of a network file (:mod:`fastsnn_lava.formats`); ``steps``: the time steps
+    of a slayer file without ``/fastsnn``."""
+    from . import formats
     from .inputs import open_hdf5
-    from .netx.cuba import is_lif_file, read_lif_network
     open_hdf5(net_path).close()  # a regular HDF5 file without soft or external links, before any sniffing
-    if is_lif_file(net_path):
-        return read_lif_network(net_path, steps)
-    return read_network(net_path)
+    handler = formats.detect(net_path)
+    return handler, handler.read(net_path, timesteps=steps)
+
+
+def load_any(net_path: str, steps: int | None = None) -> Network:
+    """The network of a file of any format (:mod:`fastsnn_lava.formats`): IF or CUBA neurons."""
+    return _open(net_path, steps)[1]
 
 
 def _load_input(path: str, net) -> np.ndarray:
@@ -179,7 +169,7 @@ def _load_input(path: str, net) -> np.ndarray:
     if not ok or x.dtype.kind not in "iuf" or not np.all(np.isfinite(x) & (x == np.round(x))):
         raise FastSNNError(f"{path}: expected integer inputs of shape (N, {', '.join(map(str, shape))}) or a time "
                            f"series (N, T, ...), got {x.dtype} {x.shape}")
-    if isinstance(net, Network) and (x.min() < 0 or x.max() > net.input_max):  # a CUBA file declares no range
+    if net.family == "if" and (x.min() < 0 or x.max() > net.input_max):  # a CUBA file declares no range
         raise FastSNNError(f"{path}: inputs range over [{x.min()}, {x.max()}], but this network takes raw integers "
                            f"in [0, {net.input_max}] (the range it was trained on)")
     return x.astype(np.int64)

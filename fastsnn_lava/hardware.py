@@ -132,6 +132,9 @@ def _ranges(target: dict) -> dict:
 
 
 def check_network(net: Network, target: dict) -> None:
+    """Refuse a network whose integers or mapping do not fit ``target`` (a CUBA network: :func:`check_lif`)."""
+    if net.family == "cuba":
+        return check_lif(net, target)
     lim, name = _ranges(target), target["name"]
     wmax = 2 ** (lim["weight_bits"] - 1)
     tmax = 2 ** lim["threshold_bits"] - 1
@@ -176,7 +179,7 @@ def check_messages(net: Network, target: dict) -> None:
     if "graded_spike_bits" in lim:
         g = lim["graded_spike_bits"]
         need_in = input_message_bits(net.input_max)
-        signed = any(layer.neuron == "signed_if" for layer in net.layers)
+        signed = any(layer.signed for layer in net.layers)
         if need_in > g or (signed and g < 2):
             raise FastSNNError(f"{name} carries {g}-bit graded spikes, but this network needs {need_in}-bit messages "
                                f"for its raw inputs (up to {net.input_max})"
@@ -205,7 +208,8 @@ def check_messages(net: Network, target: dict) -> None:
 
 
 def check_lif(net, target: dict) -> None:
-    """Integer ranges of a CUBA :class:`~fastsnn_lava.lif.LifNetwork` (weights, bias, threshold) and its mapping."""
+    """Integer ranges of a CUBA :class:`~fastsnn_lava.ir.Network` (weights, bias, threshold) and its mapping."""
+    net.require("cuba", "the CUBA range check")
     lim, name = _ranges(target), target["name"]
     wmax, bmax, tmax = 2 ** (lim["weight_bits"] - 1), 2 ** (lim["bias_bits"] - 1), 2 ** lim["threshold_bits"] - 1
     for i, layer in enumerate(net.layers, start=1):
@@ -216,8 +220,8 @@ def check_lif(net, target: dict) -> None:
         if layer.bias.size and (layer.bias.max() > bmax - 1 or layer.bias.min() < -bmax):
             raise FastSNNError(f"layer {i} ({layer.kind}): biases in [{layer.bias.min()}, {layer.bias.max()}] exceed "
                                f"{name}'s {lim['bias_bits']}-bit bias: retrain with smaller biases")
-        if layer.vth > tmax + 1:  # netx's own default output neuron uses 2^17
-            raise FastSNNError(f"layer {i} ({layer.kind}): vThMant {layer.vth} exceeds {name}'s "
+        if layer.neuron.vth > tmax + 1:  # netx's own default output neuron uses 2^17
+            raise FastSNNError(f"layer {i} ({layer.kind}): vThMant {layer.neuron.vth} exceeds {name}'s "
                                f"{lim['threshold_bits']}-bit threshold: lower the threshold")
     from .mapping import MAPPING_LIMITS, map_network
     if all(k in lim for k in MAPPING_LIMITS):

@@ -66,7 +66,7 @@ def _fan_in(syn, out_shape: tuple) -> np.ndarray:
 def synapse_count(layer) -> tuple[int, int, int]:
     """(synapses, largest fan-in of one neuron, skip synapses) of a layer, its shortcuts included."""
     main = _fan_in(layer, layer.out_shape)
-    skips = [_fan_in(skip, layer.out_shape) for skip in getattr(layer, "skips", [])]
+    skips = [_fan_in(skip, layer.out_shape) for skip in layer.skips]
     total = main + sum(skips) if skips else main
     return int(total.sum()), int(total.max()), int(sum(f.sum() for f in skips))
 
@@ -91,7 +91,7 @@ def _syn_inputs(syn, out_shape: tuple, n_c: int) -> int:
 
 def _core_inputs(layer, n_c: int) -> int:
     return _syn_inputs(layer, layer.out_shape, n_c) + sum(
-        _syn_inputs(skip, layer.out_shape, n_c) for skip in getattr(layer, "skips", []))
+        _syn_inputs(skip, layer.out_shape, n_c) for skip in layer.skips)
 
 
 def _destinations(syn, out_shape: tuple, dest_map) -> int:
@@ -111,7 +111,7 @@ def _fan_out(i: int, layers: list, maps: list) -> int:
     dest = _destinations(layers[i + 1], layers[i + 1].out_shape, maps[i + 1])
     for k in range(i + 1, len(layers)):
         dest += sum(_destinations(skip, layers[k].out_shape, maps[k])
-                    for skip in getattr(layers[k], "skips", []) if skip.source == i + 1)
+                    for skip in layers[k].skips if skip.source == i + 1)
     return dest
 
 

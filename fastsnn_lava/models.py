@@ -1,54 +1,26 @@
-"""Architectures: a float ANN (with BatchNorm) and its b-bit quantized twin.
+"""The quantized ANN (QAT network) :class:`QuantNet`: b-bit activations on the integer grid of :mod:`.grid`.
 
-The layer lists they are built from (presets, shapes, shortcut rules) are in :mod:`.spec`.
+The layer lists it is built from (presets, shapes, shortcut rules) are in :mod:`.spec`, the float ANN in
+:mod:`.float_net` (both re-exported here), the clips' percentile initialisation in :mod:`.clip_init`.
 
-The quantized network :class:`QuantNet` takes raw integer inputs ``x`` and sees
-``x / input_max``. Layer ``l`` has a float master weight ``W`` and bias ``b``.
-Its input arrives in units of ``u_in`` (``1/input_max`` for the first layer,
-the previous layer's clip ``α^{l-1}`` for the others: a spike carries θ^{l-1} = α^{l-1}).
-A hidden layer picks an even integer threshold θ and derives its grid::
-
-    θ  = min(θ_max, 2·max(1, floor(α·q_max / (2·u_in·max|W|))))   (finest grid not clipping W;
-                                                              θ_max = 2^17 − 2)
-    u  = α / θ          (the layer's current unit: θ·u = α)
-    Δ  = u / u_in       (weight step)
-    W ≈ Δ·q,  b ≈ u·c,  q, c integers, |q| ≤ q_max
-
-so that the layer's integer current is ``Σ q·(input code) + c`` and its level is
-``clip(floor((T·current + θ/2)/θ), 0, T)``. Bias codes are clipped to the
-13-bit signed range of Loihi 2's bias mantissa, during training as at export. The output layer (no activation)
-takes ``Δ = max|W| / q_max``. Training sees exactly these grids (straight-through
-rounding), and its forward value comes from the integers themselves: each layer
-recovers its input's integers (the raw input ``x/u_in``, or the levels ``k = T·x/u_in``),
-computes the accumulator ``A`` of the exported layer exactly
-(:meth:`QuantLayer.accumulator`) and outputs ``α·clip(⌊(A + θ/2)/θ⌋, 0, T)/T``
-(the classifier ``u·A/T``), while the gradients are the straight-through ones of the float
-layer. So the exported codes give the levels training computed, ties included (a tie,
-``A + θ/2 ≡ 0 mod θ``, computed in float32 can land on either side, see
-:mod:`fastsnn_lava.quant`), and the same predictions (``u·A/T`` rounded to float32 keeps the order of
-the integer outputs and their ties while ``|A| < 2^24``).
-
-**Global average pooling** folded into a dense layer: with ``P = H·W`` positions,
-``z = W·mean_hw(a) + b = Σ_{c,h,w} (W[:,c]/P)·a[c,h,w] + b``, so the integer layer
-is a dense layer over the flattened ``(C,H,W)`` input whose code ``q[o,c]`` is
-repeated at the P positions of channel c, and the grid is the one above with
-``u_in`` replaced by ``u_in / P`` (``u = Δ·u_in/P``). Nothing is rounded twice.
-
-**Residual shortcuts.** A shortcut from hidden layer j brings that layer's
-output ``α^j·k^j/T``, i.e. its spikes carry ``α^j``. In the receiving layer's unit
-u its synapse has step ``Δ_s = u/α^j`` and integer codes ``q_s = round(S/Δ_s)``
-(an identity has ``S = 1``: one code ``round(α^j/u)`` on the diagonal). Both
-tensors must fit ``|q| ≤ q_max``, so θ is the largest even integer with::
-
-    θ ≤ α·q_max / (u_in·max|W|)   and   θ ≤ α·q_max / (α^j·max|S|)  for every shortcut j
-
-(an identity has max|S| = 1, so its code lands in (q_max/2, q_max] unless the main
-weights bind θ lower). Training sees ``Δ_s·q_s`` and adds ``q_s·k^j`` to the integer
-accumulator: the exported integers add no error.
+Layer ``l`` keeps a float master weight ``W``, bias ``b`` and (hidden layers) a learnable clip α;
+:mod:`.grid` derives from them its threshold θ, weight step Δ, current unit u and integer codes
+``W ≈ Δ·q``, ``b ≈ u·c`` (shortcuts ``S ≈ Δ_s·q_s``). Training sees exactly these grids
+(straight-through rounding), and its forward value comes from the integers themselves: each layer
+recovers its input's integers (the raw input ``x/u_in``, or the levels ``k = T·x/u_in``), computes the
+accumulator ``A`` of the exported layer exactly (:meth:`QuantLayer.accumulator`; a shortcut adds
+``q_s·k^j``) and outputs ``α·clip(⌊(A + θ/2)/θ⌋, 0, T)/T`` (the classifier ``u·A/T``), while the
+gradients are the straight-through ones of the float layer. So the exported codes give the levels
+training computed, ties included (a tie, ``A + θ/2 ≡ 0 mod θ``, computed in float32 can land on
+either side, see :mod:`fastsnn_lava.quant`), and the same predictions (``u·A/T`` rounded to float32
+keeps the order of the integer outputs and their ties while ``|A| < 2^24``). A dense layer after
+global average pooling sums its input over the P positions (the 1/P lives in its grid's ``u_in``).
 """
 from __future__ import annotations
 
 import math
+
+import numpy as np
 
 import torch
 import torch.nn as nn
@@ -56,15 +28,13 @@ import torch.nn.functional as F
 
 from .errors import FastSNNError
 from .float_net import ResidualNet, build_float, fold_batchnorm  # noqa: F401 - also the float side's API here
-from .normalize import InputNorm, fold
+from . import clip_init, grid as grid_
+from .grid import BIAS_MAX, LOIHI2, WEIGHT_QMAX, LayerCodes, bias_codes
 from .quant import (max_abs, exact_dtype, fake_quant_weight, integer_level, integer_sum, level_value, quant_synapse,
-                    round_half_up, weight_codes)
+                    weight_codes)
 from .spec import (PRESETS, has_residuals, json_copy, layer_shapes, resnet_spec, resolve_arch,  # noqa: F401
                    skip_out_shape, vgg_spec)
 
-WEIGHT_QMAX = 127  # 8-bit signed weight mantissa on Loihi 2
-THETA_MAX = 2 ** 17 - 2  # largest even 17-bit threshold
-BIAS_MAX = 2 ** 12 - 1  # 13-bit signed bias mantissa on Loihi 2
 
 class QuantLayer(nn.Module):
     """One layer of the quantized ANN on its integer grid (see the module docstring).
@@ -101,7 +71,8 @@ class QuantLayer(nn.Module):
         return [float(w.detach().abs().max()) or 1e-12 for w in getattr(self, "skip_weight", [])]
 
     def grid(self, u_in: float, skip_alphas: tuple = ()) -> tuple[int | None, float, float]:
-        """(θ, Δ, u): integer threshold (None for the output layer), weight step, current unit."""
+        """(θ, Δ, u): integer threshold (None for the output layer), weight step, current unit
+        (:func:`fastsnn_lava.grid.hidden_grid` / :func:`~fastsnn_lava.grid.output_grid`)."""
         if len(skip_alphas) != len(self.skips):
             raise FastSNNError(f"a layer with {len(self.skips)} shortcuts needs as many source clips α")
         u_in = u_in / self.pool
@@ -109,17 +80,14 @@ class QuantLayer(nn.Module):
         if not self.hidden:
             if self.skips:
                 raise FastSNNError("the classifier cannot receive shortcuts: end with a hidden layer")
-            delta = maxabs / WEIGHT_QMAX
-            return None, delta, delta * u_in
-        alpha = self.alpha.item()
-        if not alpha > 0:
-            raise FastSNNError("a clip value α became non-positive during training: lower the learning rate")
-        bound = alpha * WEIGHT_QMAX / (u_in * maxabs)
-        for a_src, m in zip(skip_alphas, self._skip_maxabs()):
-            bound = min(bound, alpha * WEIGHT_QMAX / (a_src * m))
-        theta = min(THETA_MAX, 2 * max(1, math.floor(bound / 2)))
-        unit = alpha / theta
-        return theta, unit / u_in, unit
+            return grid_.output_grid(u_in, maxabs, LOIHI2)
+        skips = tuple(zip(skip_alphas, self._skip_maxabs()))
+        return grid_.hidden_grid(self.alpha.item(), u_in, maxabs, skips, LOIHI2)
+
+    def steps(self, u_in: float, theta: int) -> tuple[float, float]:
+        """(Δ, u) of this hidden layer for a known threshold θ (:func:`fastsnn_lava.grid.steps`): the
+        grid :meth:`grid` gives when θ is the network's, without deriving θ again."""
+        return grid_.steps(self.alpha.item(), theta, u_in / self.pool)
 
     def codes(self, u_in: float, skip_alphas: tuple = ()) -> tuple[torch.Tensor, torch.Tensor, int | None]:
         """Integer weight codes q, bias codes c and threshold θ: exactly what is exported."""
@@ -127,9 +95,7 @@ class QuantLayer(nn.Module):
         return (*self._codes(delta, unit), theta)
 
     def _codes(self, delta: float, unit: float) -> tuple[torch.Tensor, torch.Tensor]:
-        q = weight_codes(self.weight.float(), delta, WEIGHT_QMAX)
-        c = round_half_up(self.bias.detach().float() / unit).clamp(-BIAS_MAX - 1, BIAS_MAX)
-        return q, c
+        return weight_codes(self.weight.float(), delta, WEIGHT_QMAX), bias_codes(self.bias, unit, LOIHI2)
 
     def skip_codes(self, u_in: float, skip_alphas: tuple) -> list[tuple[torch.Tensor, float]]:
         """Per shortcut (integer codes q_s, step Δ_s = u/α^j); an identity's codes are one scalar."""
@@ -251,20 +217,21 @@ class QuantNet(nn.Module):
     def units_in(self) -> list[float]:
         """u_in per layer: 1/input_max, then α of the layer before."""
         # iterate, not self.layers[:-1]: slicing a ModuleList builds a new module each training step
-        return [1.0 / self.input_max] + [m.alpha.item() for m in self.layers if m.hidden]
+        return grid_.units_in(self.input_max, [m.alpha.item() for m in self.layers if m.hidden])
 
     def skip_alphas(self, k: int) -> tuple:
         """α^j of each shortcut source of layer k (0-based)."""
         return tuple(float(self.layers[sk["from"] - 1].alpha.detach()) for sk in self.layers[k].skips)
 
-    def _skips(self, k: int, outs: list) -> tuple:
+    def skip_inputs(self, k: int, outs: list) -> tuple:
+        """(y^j, α^j) of each shortcut of layer k, given the outputs ``outs`` of the layers before."""
         return tuple((outs[sk["from"] - 1], a) for sk, a in zip(self.layers[k].skips, self.skip_alphas(k)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(-1, *self.input_shape) / self.input_max
         outs = []
         for k, (layer, u_in) in enumerate(zip(self.layers, self.units_in())):
-            x = layer(x, u_in, self._skips(k, outs))
+            x = layer(x, u_in, self.skip_inputs(k, outs))
             outs.append(x)
         return x
 
@@ -276,7 +243,7 @@ class QuantNet(nn.Module):
         T = 2 ** self.bits - 1
         x = x.reshape(-1, *self.input_shape) / self.input_max
         for k, (layer, u_in) in enumerate(zip(self.layers, units)):
-            skips = self._skips(k, outs)
+            skips = self.skip_inputs(k, outs)
             if not layer.hidden:
                 return out + [layer(x, u_in, skips)]
             acc, theta = layer.accumulator(x, u_in, skips)
@@ -287,45 +254,22 @@ class QuantNet(nn.Module):
         return out
 
     @torch.no_grad()
-    def init_from_float(self, float_net: nn.Module, calib_x: torch.Tensor, percentile: float = 99.7):
-        """Copy BN-folded float weights, then set each α, layer by layer, to a percentile
-        of that layer's positive pre-activations given the already-quantized layers before."""
-        if isinstance(float_net, ResidualNet):
-            folded = float_net.folded()
-        else:
-            folded = [{"weight": w, "bias": b, "skips": []} for w, b in fold_batchnorm(float_net)]
-            if isinstance(float_net[0], InputNorm):  # normalisation → first layer (exact, see normalize.py)
-                w0, b0 = fold(folded[0]["weight"], folded[0]["bias"], float_net[0], self.input_shape)
-                folded[0] = {"weight": w0, "bias": b0, "skips": []}
-        for layer, f in zip(self.layers, folded):
-            layer.weight.copy_(f["weight"].view_as(layer.weight))
-            layer.bias.copy_(f["bias"])
-            for w_s, sw in zip(layer.skip_weight if layer.skips else [], f["skips"]):
-                if sw is not None:
-                    w_s.copy_(sw.view_as(w_s))
-        self.calibrate(calib_x, percentile)
+    def codes(self) -> list[LayerCodes]:
+        """The integers of every layer (weights, biases, threshold, shortcut codes) on its grid:
+        exactly what conversion writes (:func:`fastsnn_lava.convert.to_network`)."""
+        out = []
+        for k, (layer, u_in) in enumerate(zip(self.layers, self.units_in())):
+            alphas = self.skip_alphas(k)
+            q, c, theta = layer.codes(u_in, alphas)
+            skips = [q_s.numpy().astype(np.int64) for q_s, _ in layer.skip_codes(u_in, alphas)]
+            out.append(LayerCodes(q.numpy().astype(np.int64), c.numpy().astype(np.int64), theta, skips))
+        return out
 
-    @torch.no_grad()
+    def init_from_float(self, float_net: nn.Module, calib_x: torch.Tensor, percentile: float = 99.7):
+        """Copy the BN-folded float weights, then calibrate the clips α
+        (:func:`fastsnn_lava.clip_init.init_from_float`)."""
+        clip_init.init_from_float(self, float_net, calib_x, percentile)
+
     def calibrate(self, calib_x: torch.Tensor, percentile: float = 99.7):
-        """Set each α, layer by layer, to a percentile of the layer's positive pre-activations
-        given the current weights and the already-quantized layers before."""
-        x = calib_x.reshape(-1, *self.input_shape).float() / self.input_max
-        outs = []
-        for k, layer in enumerate(self.layers):
-            u_in = self.units_in()[k]
-            if not layer.hidden:
-                break
-            s = layer.spec
-            if s["kind"] == "conv":
-                z = F.conv2d(x, layer.weight, layer.bias, s.get("stride", 1), s.get("padding", 0))
-            else:
-                z = F.linear(x.mean((2, 3)) if s.get("pool") else x.flatten(1), layer.weight, layer.bias)
-            for sk, w_s in zip(layer.skips, layer.skip_weight if layer.skips else []):
-                y, kind = outs[sk["from"] - 1], sk.get("kind", "identity")
-                z = z + (y if kind == "identity" else F.conv2d(y, w_s, None, sk.get("stride", 1), sk.get(
-                    "padding", 0)) if kind == "conv" else F.linear(y.flatten(1), w_s))
-            pos = z[z > 0]
-            alpha = torch.quantile(pos[torch.randperm(len(pos))[:100000]], percentile / 100) if len(pos) else 1.0
-            layer.alpha.fill_(max(float(alpha), 1e-3))
-            x = layer(x, u_in, self._skips(k, outs))
-            outs.append(x)
+        """Set each α to a percentile of its positive pre-activations (:func:`fastsnn_lava.clip_init.calibrate`)."""
+        clip_init.calibrate(self, calib_x, percentile)

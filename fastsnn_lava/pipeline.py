@@ -11,7 +11,9 @@ function           command                does
 ``diagnose``       ``fastsnn-diagnose``   per-layer SNN-vs-QANN error, accuracy vs T
 =================  =====================  ==============================================
 
-``evaluate`` is ``run`` under its older name.
+``evaluate`` is ``run`` under its older name, ``tune`` is ``finetune``. Every keyword default comes
+from :mod:`fastsnn_lava.options` (the command line's defaults too); fine-tuning dispatches through
+the table ``TUNING`` (method → tuner, default learning rate).
 """
 from __future__ import annotations
 
@@ -21,23 +23,24 @@ from pathlib import Path
 import numpy as np
 
 from . import checkpoint
-from .convert import from_checkpoint as convert, to_network
+from .convert import checkpoint_network, from_checkpoint as convert, to_network
 from .data import load_dataset
 from .errors import FastSNNError
 from .hardware import check_network, load_target
 from .engine import Engine
 from .ir import Network
+from .options import (CALIBRATE_SAMPLES, FORMATS, LAYERWISE_LR, NEURONS, RUN_BACKEND, TANDEM_LR, TUNERS,
+                      DiagnoseOptions, ExportOptions, ReportOptions, RunOptions, TrainOptions, TuneOptions)
 from .spec import resolve_arch
 from .netx import write_network
 from .reference import qann_forward, run_batches
-from .training import train as _train
-from .evaluation import BACKENDS, accuracy, evaluate, load_any, report, run  # noqa: F401 - the API, one name per command
+from .training import train as train_networks
+from . import evaluation
+from .evaluation import BACKENDS, accuracy, load_any  # noqa: F401 - part of the API
 
-METHODS = ("layerwise", "tandem", "calibrate")  # fine-tuning methods (pipeline.finetune)
-CALIBRATE_SAMPLES = 256  # images for --method calibrate when --calibrate is not given
-
-NEURONS = ("signed", "unsigned", "cuba")
-FORMATS = ("netx", "nir")  # fastsnn-export --format: lava-dl netx HDF5, or a NIR graph (--neuron cuba only)
+METHODS = TUNERS  # the older name of the fine-tuning methods
+_T, _X, _F, _D = TrainOptions, ExportOptions, TuneOptions, DiagnoseOptions  # the defaults below come from options.py
+_U, _R = RunOptions, ReportOptions
 
 
 def _check_init(path: str, dataset: str, arch: str, spec: list[dict]) -> tuple:
@@ -50,11 +53,12 @@ def _check_init(path: str, dataset: str, arch: str, spec: list[dict]) -> tuple:
     return qann, float_net, meta
 
 
-def train(dataset: str = "digits", arch: str = "cnn", bits: int = 2, out: str | None = None, epochs: int = 30,
-          qat_epochs: int = 30, seed: int = 0, batch_size: int = 64, progress: bool = True,
-          init: str | None = None, resume: str | None = None, lr: float = 2e-3, qat_lr: float = 5e-4,
-          amp: bool = True, on_epoch=None, runtime=None, threads: int | None = None,
-          train_samples: int | None = None):
+def train(dataset: str = _T.dataset, arch: str = _T.arch, bits: int = _T.bits, out: str | None = _T.out,
+          epochs: int = _T.epochs, qat_epochs: int = _T.qat_epochs, seed: int = _T.seed,
+          batch_size: int = _T.batch_size, progress: bool = _T.progress, init: str | None = _T.init,
+          resume: str | None = _T.resume, lr: float = _T.lr, qat_lr: float = _T.qat_lr, amp: bool = _T.amp,
+          on_epoch=None, runtime=None, threads: int | None = _T.threads,
+          train_samples: int | None = _T.train_samples):
     """Train a float ANN and its b-bit QANN; save the checkpoint to ``out`` if given.
 
     ``init``: a trained checkpoint (same arch and dataset, any bits) to start the QANN from
@@ -98,7 +102,7 @@ def train(dataset: str = "digits", arch: str = "cnn", bits: int = 2, out: str | 
                   threads=threads, train_samples=train_samples)
     try:
         with cpu_threads(threads):
-            qann, float_net, metrics = _train(
+            qann, float_net, metrics = train_networks(
                 ds, spec, bits, epochs=epochs, qat_epochs=qat_epochs, seed=seed, batch_size=batch_size, lr=lr,
                 qat_lr=qat_lr, progress=progress, init=None if state else source, runtime=rt, resume_state=state,
                 resume_file=resume_mod.resume_path(out) if out else None, config=config, on_epoch=on_epoch)
@@ -121,29 +125,65 @@ def train(dataset: str = "digits", arch: str = "cnn", bits: int = 2, out: str | 
     return qann, float_net, meta
 
 
-def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int = 1, rule: str = "mismatch",
-             force: bool = False, lr: float | None = None, batch_size: int = 128,
-             max_samples: int | None = None, seed: int = 0, progress: bool = True, accuracy_samples: int = 5000,
-             checks: int = 1, method: str = "layerwise", schedule: str = "halve",
-             label_weight: float = 0.0, calibrate: int | None = None, gradient: str = "bptt",
-             classifier: bool = False, average: float = 0.0) -> tuple[Network, dict]:
+def _tune_layerwise(qann, net0, start, ds, o: TuneOptions, lr: float) -> tuple:
+    """Fast-SNN's layer-wise fine-tuning (:mod:`fastsnn_lava.tuning.layerwise`): (network, layer reports, record)."""
+    from .tuning import finetune as layerwise
+    net, reports = layerwise(qann, net0, ds.x_train, ds.y_train, epochs=o.epochs, lr=lr, batch_size=o.batch_size,
+                             rule=o.rule, force=o.force, max_samples=o.max_samples, seed=o.seed,
+                             progress=o.progress, accuracy_samples=o.accuracy_samples, checks=o.checks, start=start)
+    return net, reports, {"rule": "force" if o.force else o.rule, "epochs_per_layer": o.epochs}
+
+
+def _tune_tandem(qann, net0, start, ds, o: TuneOptions, lr: float) -> tuple:
+    """All hidden layers at once, distilled from the QANN (:mod:`fastsnn_lava.tuning.distillation`)."""
+    from .tuning import tandem
+    net, summary = tandem(qann, net0, ds.x_train, epochs=o.epochs, lr=lr, batch_size=o.batch_size,
+                          max_samples=o.max_samples, seed=o.seed, progress=o.progress, checks=o.checks,
+                          schedule=o.schedule, y=ds.y_train, label_weight=o.label_weight, start=start,
+                          gradient=o.gradient, classifier=o.classifier, average=o.average)
+    return net, [], {"rule": "heldout_kl" + ("+labels" if o.label_weight else ""), "epochs": o.epochs,
+                     "schedule": o.schedule, "label_weight": o.label_weight, "gradient": o.gradient,
+                     "classifier": o.classifier, "average": o.average, "tandem": summary.__dict__}
+
+
+def _tune_calibrate(qann, net0, start, ds, o: TuneOptions, lr: float) -> tuple:
+    """Bias calibration only (:mod:`fastsnn_lava.tuning.calibration`, done before the tuner runs): nothing more."""
+    return start, [], {"rule": "mean_count"}
+
+
+TUNING = {"layerwise": (_tune_layerwise, LAYERWISE_LR), "tandem": (_tune_tandem, TANDEM_LR),
+          "calibrate": (_tune_calibrate, LAYERWISE_LR)}  # method: (tuner, its default learning rate)
+
+
+def finetune(model_path: str, out: str, dataset: str | None = _F.dataset, epochs: int = _F.epochs,
+             rule: str = _F.rule, force: bool = _F.force, lr: float | None = _F.lr, batch_size: int = _F.batch_size,
+             max_samples: int | None = _F.max_samples, seed: int = _F.seed, progress: bool = _F.progress,
+             accuracy_samples: int = _F.accuracy_samples, checks: int = _F.checks, method: str = _F.method,
+             schedule: str = _F.schedule, label_weight: float = _F.label_weight,
+             calibrate: int | None = _F.calibrate, gradient: str = _F.gradient, classifier: bool = _F.classifier,
+             average: float = _F.average) -> tuple[Network, dict]:
     """Fine-tuning of a checkpoint's signed-IF SNN: ``method="layerwise"`` (the paper's,
-    :mod:`fastsnn_lava.finetune`; ``rule`` and ``force`` apply) or ``"tandem"`` (all hidden layers
-    at once, distilled from the QANN, :mod:`fastsnn_lava.tandem`; ``epochs`` are whole-network epochs,
+    :mod:`fastsnn_lava.tuning.layerwise`; ``rule`` and ``force`` apply) or ``"tandem"`` (all hidden layers
+    at once, distilled from the QANN, :mod:`fastsnn_lava.tuning.distillation`; ``epochs`` are whole-network epochs,
     ``gradient`` its backward: ``"bptt"`` or ``"qann"``, ``classifier`` whether the classifier is tuned too,
     ``average`` the decay of the averaged codes it judges, 0 for none),
-    or ``"calibrate"`` (bias calibration only, :mod:`fastsnn_lava.calibrate`, no gradients).
+    or ``"calibrate"`` (bias calibration only, :mod:`fastsnn_lava.tuning.calibration`, no gradients).
     ``calibrate=N`` calibrates the biases on N seeded training images first (0 or None: not,
-    except for ``method="calibrate"``, which then uses 256).
+    except for ``method="calibrate"``, which then uses 256). The keywords are the fields of
+    :class:`~fastsnn_lava.options.TuneOptions`.
 
     Writes ``out``: the same checkpoint plus the tuned integer SNN, so it still exports
     losslessly. Returns the tuned network and the record stored in its meta under ``finetune``.
     """
-    if method not in METHODS:
-        raise FastSNNError(f"--method must be one of {METHODS}, got {method!r}")
-    from .tandem import LR as TANDEM_LR
-    lr = lr if lr is not None else (TANDEM_LR if method == "tandem" else 1e-3)  # layerwise: the paper's 1e-3
-    from .finetune import finetune as _finetune, heldout_count
+    if method not in TUNING:
+        raise FastSNNError(f"--method must be one of {TUNERS}, got {method!r}")
+    tuner, default_lr = TUNING[method]
+    lr = lr if lr is not None else default_lr
+    o = TuneOptions(dataset=dataset, method=method, calibrate=calibrate, epochs=epochs, rule=rule, force=force,
+                    checks=checks, lr=lr, schedule=schedule, gradient=gradient, label_weight=label_weight,
+                    classifier=classifier, average=average, batch_size=batch_size, max_samples=max_samples,
+                    accuracy_samples=accuracy_samples, seed=seed, progress=progress)
+    from .tuning import heldout_count
     qann, float_net, meta = checkpoint.load(model_path)
     dataset = dataset or meta.get("dataset")
     if not dataset:
@@ -154,34 +194,18 @@ def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int 
     if tuple(ds.input_shape) != tuple(qann.input_shape):
         raise FastSNNError(f"{model_path} takes inputs of shape {tuple(qann.input_shape)}, but {dataset} has "
                            f"{ds.input_shape}: use the dataset the model was trained on")
-    net0 = to_network(qann)
+    net0 = checkpoint_network(qann, meta)  # the network the checkpoint stores
     t0 = time.time()
     n_cal = calibrate if calibrate is not None else (CALIBRATE_SAMPLES if method == "calibrate" else 0)
     if n_cal < 0 or (method == "calibrate" and n_cal == 0):
         raise FastSNNError(f"--calibrate takes a number of training images ≥ 1 (0: off), got {n_cal}")
     start, calib = net0, {}
     if n_cal:
-        from .calibrate import calibrate as _calibrate
+        from .tuning import calibrate as calibrate_biases
         idx = np.random.default_rng(seed).choice(len(ds.x_train), min(n_cal, len(ds.x_train)), replace=False)
-        start, report = _calibrate(net0, ds.x_train[np.sort(idx)])
-        calib = {"calibration": report.__dict__}
-    if method == "calibrate":
-        net, reports, extra = start, [], {"rule": "mean_count"}
-    elif method == "tandem":
-        from .tandem import tandem
-        net, summary = tandem(qann, net0, ds.x_train, epochs=epochs, lr=lr, batch_size=batch_size,
-                              max_samples=max_samples, seed=seed, progress=progress, checks=checks, schedule=schedule,
-                              y=ds.y_train, label_weight=label_weight, start=start, gradient=gradient,
-                              classifier=classifier, average=average)
-        reports, extra = [], {"rule": "heldout_kl" + ("+labels" if label_weight else ""), "epochs": epochs,
-                              "schedule": schedule, "label_weight": label_weight, "gradient": gradient,
-                              "classifier": classifier, "average": average,
-                              "tandem": summary.__dict__}
-    else:
-        net, reports = _finetune(qann, net0, ds.x_train, ds.y_train, epochs=epochs, lr=lr, batch_size=batch_size,
-                                 rule=rule, force=force, max_samples=max_samples, seed=seed, progress=progress,
-                                 accuracy_samples=accuracy_samples, checks=checks, start=start)
-        extra = {"rule": "force" if force else rule, "epochs_per_layer": epochs}
+        start, cal_report = calibrate_biases(net0, ds.x_train[np.sort(idx)])
+        calib = {"calibration": cal_report.__dict__}
+    net, reports, extra = tuner(qann, net0, start, ds, o, lr)
     snn = Engine(net).run(ds.x_test)  # the reference simulation, bit-exact and batched (engine.py)
     snn0 = Engine(net0).run(ds.x_test)
     record = {"method": method, **extra, **calib, "checks_per_epoch": checks, "lr": lr,
@@ -194,25 +218,28 @@ def finetune(model_path: str, out: str, dataset: str | None = None, epochs: int 
     return net, record
 
 
-def export(model_path: str, out: str, neuron: str = "signed", hw: str | None = "loihi2",
-           trust_pickle: bool = False, cuba_threshold: str = "half", format: str = "netx"):
+tune = finetune  # the same function under the name of the fastsnn_lava.tuning package
+
+
+def export(model_path: str, out: str, neuron: str = _X.neuron, hw: str | None = _X.hw,
+           trust_pickle: bool = _X.trust_pickle, cuba_threshold: str = _X.cuba_threshold, format: str = _X.format):
     """Convert a checkpoint and write it as a netx HDF5 network (checked against ``hw``).
 
     ``neuron="cuba"`` writes a vanilla netx network of Lava's standard LIF (lossy, see
-    :mod:`fastsnn_lava.cuba`) and returns its :class:`~fastsnn_lava.lif.LifNetwork`.
+    :mod:`fastsnn_lava.cuba`) and returns its :class:`~fastsnn_lava.ir.Network` (CUBA LIF neurons).
     ``format="nir"`` (``neuron="cuba"`` only) writes that network as a NIR graph instead
-    (:mod:`fastsnn_lava.nir_export`); the IF neurons and residual networks are refused.
+    (:mod:`fastsnn_lava.formats.nir_graph`); the IF neurons and residual networks are refused.
     """
     if neuron not in NEURONS:
         raise FastSNNError(f"--neuron must be one of {NEURONS}, got {neuron!r}")
     if format not in FORMATS:
         raise FastSNNError(f"--format must be one of {FORMATS}, got {format!r}")
     if format == "nir" and neuron != "cuba":
-        from .nir_export import refusal
+        from .formats.nir_graph import refusal
         raise FastSNNError(refusal(neuron))
     net = convert(model_path, "signed" if neuron == "cuba" else neuron, trust_pickle)
     if format == "nir" and net.has_skips:
-        from .nir_export import RESIDUAL
+        from .formats.nir_graph import RESIDUAL
         raise FastSNNError(RESIDUAL)
     if hw:
         check_network(net, load_target(hw))
@@ -223,7 +250,7 @@ def export(model_path: str, out: str, neuron: str = "signed", hw: str | None = "
         if hw:
             check_lif(lif, load_target(hw))
         if format == "nir":
-            from .nir_export import write_nir
+            from .formats.nir_graph import write_nir
             write_nir(lif, out)
         else:
             from .netx.cuba import write_lif_network
@@ -233,8 +260,26 @@ def export(model_path: str, out: str, neuron: str = "signed", hw: str | None = "
     return net
 
 
-def diagnose(model_path: str, dataset: str | None = None, samples: int | None = None, sweep_samples: int | None = 1000,
-             json_path: str | None = None, plot_path: str | None = None) -> dict:
+def run(net_path: str, dataset: str = _U.dataset, backend: str = RUN_BACKEND, samples: int | None = _U.samples,
+        model_path: str | None = _U.model, progress: bool = _U.progress, hw: str | None = _U.hw) -> dict:
+    """Run the first ``samples`` test samples of ``dataset`` through ``backend`` (default: the
+    reference simulation); the ``out.json`` record (:func:`fastsnn_lava.evaluation.evaluate`)."""
+    return evaluation.evaluate(net_path, dataset, backend, samples, model_path, progress, hw)
+
+
+evaluate = run  # the older name
+
+
+def report(net_path: str, dataset: str | None = _R.dataset, input_path: str | None = _R.input, hw: str = _R.hw,
+           samples: int | None = _R.samples, steps: int | None = _R.steps, json_path: str | None = _R.json,
+           plot_path: str | None = _R.plot) -> dict:
+    """Hardware report of a netx file (:func:`fastsnn_lava.evaluation.report`, export/REPORT.md)."""
+    return evaluation.report(net_path, dataset, input_path, hw, samples, steps, json_path, plot_path)
+
+
+def diagnose(model_path: str, dataset: str | None = _D.dataset, samples: int | None = _D.samples,
+             sweep_samples: int | None = _D.sweep_samples, json_path: str | None = _D.json,
+             plot_path: str | None = _D.plot) -> dict:
     """Per-layer SNN-vs-QANN error and accuracy against T (see :mod:`fastsnn_lava.diagnose`)."""
     import json
 

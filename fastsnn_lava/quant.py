@@ -10,7 +10,7 @@ membrane θ/2 and a ``≥`` test implements. Gradients (APoT / PACT style): ``�
 ``0 < x̂ ≤ 1``, else 0; ``∂y/∂α = 1`` where ``x̂ > 1``, else ``q̂ − x̂`` with
 ``q̂ = floor(T·x̂ + 1/2) / T``.
 
-**Ties.** On the grid of :mod:`fastsnn_lava.models` the exact pre-activation is ``z = u·A/T``
+**Ties.** On the grid of :mod:`fastsnn_lava.grid` the exact pre-activation is ``z = u·A/T``
 with an integer accumulator ``A`` and ``α = θ·u``, so ``T·x̂ + 1/2 = (A + θ/2)/θ``: whenever
 ``A + θ/2`` is a multiple of θ (a *tie*) it is an integer. Computed in float32 from the grids
 (``Δ·q``, ``u·c``, ``α`` and ``1/input_max`` rounded to float32, products and sums rounded in an
@@ -24,7 +24,7 @@ its grid: :func:`quant_synapse` takes the integer accumulator (``exact=``, compu
 
 Weights live on the integer grid the exporter writes: ``W = Δ·q`` with integer
 codes ``|q| ≤ q_max`` and biases ``b = u·c`` with integer codes ``c``, where
-``u = Δ·u_in`` is the layer's current unit (see :mod:`fastsnn_lava.models`).
+``u = Δ·u_in`` is the layer's current unit (see :mod:`fastsnn_lava.grid`).
 """
 from __future__ import annotations
 

@@ -81,7 +81,7 @@ class SnnTrace:
 
 def skip_sum(layer: Layer, outputs: list, steps: int | None = None, dtype: torch.dtype = DTYPE):
     """Σ_j S^{l,j}·y^j over the layer's skips; ``outputs[j-1]`` is y^j: levels or counts (B, ...), or
-    spike trains (T, B, ...) when ``steps`` is given. Shared by the reference and fine-tuning."""
+    spike trains (T, B, ...) when ``steps`` is given."""
     total = 0
     for skip in layer.skips:
         y, w = outputs[skip.source - 1], torch.as_tensor(np.asarray(skip.weight), dtype=dtype)
@@ -103,7 +103,7 @@ def qann_forward(net: Network, x) -> QannTrace:
         acc = T * (syn(a) + syn.bias) if i == 0 else syn(a) + T * syn.bias
         if layer.skips:
             acc = acc + skip_sum(layer, levels)
-        if layer.neuron == "accumulate":
+        if layer.accumulates:
             return QannTrace(levels, acc, accs)
         a = ((acc + layer.threshold // 2) // layer.threshold).clip(0, T)
         levels.append(a)
@@ -137,13 +137,13 @@ def snn_forward(net: Network, x, keep_spikes: bool = False, timesteps: int | Non
             currents = cur.view(T, -1, *cur.shape[1:]) + syn.bias
         if layer.skips:
             currents = currents + skip_sum(layer, kept, T)
-        if layer.neuron == "accumulate":
+        if layer.accumulates:
             return SnnTrace(counts, currents.sum(0), spikes_all if keep_spikes else None, negs)
         v = torch.full_like(currents[0], layer.v_init)
         n = torch.zeros_like(v)
         out = torch.empty_like(currents)
         for t in range(T):
-            v, n, out[t] = if_step(v, n, currents[t], layer.threshold, layer.neuron == "signed_if")
+            v, n, out[t] = if_step(v, n, currents[t], layer.threshold, layer.signed)
         spikes = out
         kept.append(out if i + 1 in sources else None)
         counts.append(n)

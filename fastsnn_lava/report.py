@@ -26,9 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .activity import KEYS, measure
+from .activity import KEYS, measure, simulate
 from .hardware import load_target, need
-from .ir import Network
 from .mapping import map_network
 
 TARGETS = ("loihi2", "loihi1")
@@ -82,7 +81,7 @@ def qann_estimate(layers: list, target: dict) -> dict:
 def build_report(net, x, y=None, source: str = "", hw: str = "loihi2", targets=TARGETS) -> dict:
     """The report record (see ``export/REPORT.md``) of ``net`` on raw inputs ``x`` (labels ``y`` optional)."""
     T, L = net.timesteps, len(net.layers)
-    R = net.reset_interval if hasattr(net, "reset_interval") else 2 ** net.bits
+    R = net.reset_interval
     acts = measure(net, x)
     tgts = {name: load_target(name) for name in dict.fromkeys((hw,) + tuple(targets))}
     maps = {name: map_network(net, t) for name, t in tgts.items()}
@@ -94,7 +93,7 @@ def build_report(net, x, y=None, source: str = "", hw: str = "loihi2", targets=T
         m = maps[hw]["layers"][i]
         layers.append({"layer": i + 1, "kind": layer.kind, "neuron": _neuron(net, layer),
                        "in_shape": list(layer.in_shape), "out_shape": list(layer.out_shape),
-                       "skips_from": [skip.source for skip in getattr(layer, "skips", [])],
+                       "skips_from": [skip.source for skip in layer.skips],
                        "neurons": m["neurons"], "synapses": m["synapses"], "skip_synapses": m["skip_synapses"],
                        "fan_in": m["fan_in"],
                        "cores": {n: maps[n]["layers"][i]["cores"] for n in tgts},
@@ -106,7 +105,7 @@ def build_report(net, x, y=None, source: str = "", hw: str = "loihi2", targets=T
     totals = {k: sum(a[k] for a in acts) for k in KEYS if k != "qann_zero_fraction"}
     totals.update({k: sum(layer[k] for layer in layers) for k in ("neurons", "synapses", "skip_synapses")})
     rec = {"network": source, "neuron": sorted({_neuron(net, layer) for layer in net.layers}),
-           "bits": getattr(net, "bits", None), "timesteps": T, "reset_interval": R, "synaptic_layers": L,
+           "bits": net.bits, "timesteps": T, "reset_interval": R, "synaptic_layers": L,
            "samples": int(len(x)), "hw": hw, "layers": layers, "totals": totals,
            "estimates": {**est, "qann_baseline": qann},
            "ratio_qann_over_loihi2": {
@@ -116,21 +115,18 @@ def build_report(net, x, y=None, source: str = "", hw: str = "loihi2", targets=T
                      "'estimates' entry); no number here is measured on a chip.",
                      "Loihi 2 has no published per-operation energies: loihi2.yaml uses Loihi 1 figures "
                      "(Davies et al. 2018), so the two targets differ only in their mapping and static power.",
-                     "Spike alphabet: " + ("signed ternary {-1,0,+1}" if isinstance(net, Network) else "binary {0,1}")
+                     "Spike alphabet: " + ("signed ternary {-1,0,+1}" if net.family == "if" else "binary {0,1}")
                      + f" at T = {T}; the first layer receives graded input values."]}
     if y is not None:
-        from .engine import Engine
         from .reference import qann_forward, run_batches
-        from .lif import run_lif_batches
-        out = Engine(net).run(x) if isinstance(net, Network) else run_lif_batches(net, x)
-        rec["accuracy"] = {"snn": float((out.argmax(1) == y).mean())}
-        if isinstance(net, Network):  # the integer QANN of the file's codes: the trained one unless fine-tuned
+        rec["accuracy"] = {"snn": float((simulate(net, x).argmax(1) == y).mean())}
+        if net.family == "if":  # the integer QANN of the file's codes: the trained one unless fine-tuned
             key = "tuned_qann" if "finetune" in net.meta else "qann"
             rec["accuracy"][key] = float((run_batches(net, x, qann_forward).argmax(1) == y).mean())
     return rec
 
 
 def _neuron(net, layer) -> str:
-    if isinstance(net, Network):
-        return layer.neuron
-    return "cuba (read-out voltage)" if layer is net.layers[-1] and net.readout == "voltage" else "cuba"
+    if layer is net.layers[-1] and net.readout == "voltage":
+        return f"{layer.neuron.name} (read-out voltage)"
+    return layer.neuron.name

@@ -16,7 +16,7 @@ residual networks:
   (``{"from": j, "kind": "dense"}`` between flat layers), BatchNorm folded.
 * ``{"kind": "avgpool"}`` (global average pooling) before a dense layer, or
   last, before the appended classifier. It is not a layer of its own: it is
-  folded into the dense layer (see :mod:`.models`).
+  folded into the dense layer (see :mod:`.grid`).
 """
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ rank 0 shows progress bars and writes files. After every epoch rank 0 writes the
 (:mod:`fastsnn_lava.resume`); a run resumed from it repeats the uninterrupted run exactly
 (same process count).
 
-Both phases show a progress bar; ``seed`` makes a run reproducible on one machine.
+Both phases show a progress bar; ``seed`` makes a run reproducible on one machine. Both phases
+run :func:`fit` (public: the benchmarks time it); the defaults are :class:`fastsnn_lava.options.TrainOptions`'s.
 
 Run as ``python -m fastsnn_lava.train`` or ``torchrun --nproc_per_node=N -m fastsnn_lava.train``
 with the options of ``fastsnn-train``.
@@ -42,6 +43,7 @@ from . import resume
 from .data import Dataset
 from .data.augment import crop_flip
 from .models import QuantNet, build_float
+from .options import TrainOptions
 from .runtime import Runtime
 
 CALIB_SAMPLES = 2000
@@ -113,9 +115,12 @@ def _init_from_quant(qann: QuantNet, source: QuantNet, calib: torch.Tensor, cali
     return "kept"
 
 
-def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = 30, qat_epochs: int = 30,
-          batch_size: int = 64, lr: float = 2e-3, qat_lr: float = 5e-4, seed: int = 0,
-          progress: bool = True, init: tuple | None = None, runtime: Runtime | None = None,
+_T = TrainOptions  # the defaults below: fastsnn-train's, written once in options.py
+
+
+def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = _T.epochs, qat_epochs: int = _T.qat_epochs,
+          batch_size: int = _T.batch_size, lr: float = _T.lr, qat_lr: float = _T.qat_lr, seed: int = _T.seed,
+          progress: bool = _T.progress, init: tuple | None = None, runtime: Runtime | None = None,
           resume_state: dict | None = None, resume_file: str | None = None, config: dict | None = None,
           on_epoch: Callable | None = None) -> tuple[QuantNet, nn.Module, dict]:
     """Train the float ANN and the quantized ANN; returns (qann, float_net, metrics), on the CPU.

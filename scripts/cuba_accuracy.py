@@ -18,10 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fastsnn_lava.atomic import fill_section  # noqa: E402
-from fastsnn_lava.cuba import THRESHOLD_MODES, to_cuba  # noqa: E402
+from fastsnn_lava.cuba import to_cuba  # noqa: E402
 from fastsnn_lava.engine import Engine  # noqa: E402
 from fastsnn_lava.data import load_dataset  # noqa: E402
 from fastsnn_lava.lif import run_lif_batches  # noqa: E402
+from fastsnn_lava.options import CUBA_THRESHOLDS  # noqa: E402
 from fastsnn_lava.pipeline import convert  # noqa: E402
 from fastsnn_lava.reference import qann_forward, run_batches  # noqa: E402
 
@@ -41,7 +42,7 @@ def main():
         net = convert(path)
         q = run_batches(net, x, qann_forward).argmax(1)
         outs = {"signed IF": Engine(net).run(x).argmax(1)}
-        outs.update({f"cuba/{m}": run_lif_batches(to_cuba(net, m), x).argmax(1) for m in THRESHOLD_MODES})
+        outs.update({f"cuba/{m}": run_lif_batches(to_cuba(net, m), x).argmax(1) for m in CUBA_THRESHOLDS})
         row = {"model": Path(path).name, "bits": net.bits, "qann": float((q == y).mean())}
         for k, p in outs.items():
             row[k] = {"accuracy": float((p == y).mean()), "qann_agreement": float((p == q).mean())}

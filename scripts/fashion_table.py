@@ -6,9 +6,9 @@ acceptance rules (held-out mismatch, the default; training accuracy, the
 paper's) — all on the full 10k test set with the reference simulation — plus
 the per-layer errors of ``fastsnn-diagnose`` and Lava's simulator running the
 fine-tuned network on the first ``--lava-samples`` test samples. ``--calibrate N`` adds the
-bias calibration alone (:mod:`fastsnn_lava.calibrate`, on N training images; added to a cached
+bias calibration alone (:mod:`fastsnn_lava.tuning.calibration`, on N training images; added to a cached
 row without redoing the rest); ``--tandem-calibrate N`` starts tandem from it. ``--tandem`` adds
-whole-network fine-tuning (:mod:`fastsnn_lava.tandem`), which then is the network that
+whole-network fine-tuning (:mod:`fastsnn_lava.tuning.distillation`), which then is the network that
 the diagnosis and Lava run; ``--rules ''`` skips the layer-wise rules (deep networks).
 Writes ``benchmarks/results/fashion_<arch>.json``, the diagnosis plots
 ``benchmarks/results/fashion_<arch>_b{b}_diagnose.png``, and the README table
@@ -33,11 +33,11 @@ sys.path.insert(0, str(ROOT))
 from fastsnn_lava.atomic import fill_section  # noqa: E402
 from fastsnn_lava.data import load_dataset  # noqa: E402
 from fastsnn_lava.diagnose import diagnose, plot  # noqa: E402
-from fastsnn_lava.finetune import heldout_count  # noqa: E402
+from fastsnn_lava.tuning import heldout_count  # noqa: E402
 from fastsnn_lava.engine import run  # noqa: E402
 from fastsnn_lava.pipeline import convert, export, finetune  # noqa: E402
 from fastsnn_lava.reference import run_batches, snn_forward  # noqa: E402
-from fastsnn_lava.tandem import GRADIENTS, SCHEDULES  # noqa: E402
+from fastsnn_lava.options import GRADIENTS, LAYERWISE_LR, SCHEDULES, TANDEM_LR, TuneOptions  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -196,18 +196,19 @@ def main():
     ap.add_argument("--lava-samples", type=int, default=500)
     ap.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per layer")
     ap.add_argument("--max-samples", type=int, default=None, help="fine-tuning samples per epoch (default: all)")
-    ap.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate (default: the paper's 1e-3)")
+    ap.add_argument("--lr", type=float, default=LAYERWISE_LR,
+                    help="fine-tuning learning rate (default: the paper's %(default)s)")
     ap.add_argument("--checks", type=int, default=1, help="fine-tuning acceptance checks per epoch (default 1)")
     ap.add_argument("--rules", default="mismatch,accuracy",
                     help="layer-wise acceptance rules to run, comma-separated ('' for none)")
     ap.add_argument("--tandem", action="store_true", help="also fine-tune the whole network at once (tandem); "
                     "it becomes the headline network that the diagnosis and Lava run")
     ap.add_argument("--tandem-epochs", type=int, default=1)
-    ap.add_argument("--tandem-lr", type=float, default=0.005)
+    ap.add_argument("--tandem-lr", type=float, default=TANDEM_LR)
     ap.add_argument("--tandem-checks", type=int, default=8)
     ap.add_argument("--tandem-max-samples", type=int, default=None)
-    ap.add_argument("--tandem-schedule", default="halve", choices=SCHEDULES)
-    ap.add_argument("--tandem-gradient", default="bptt", choices=GRADIENTS,
+    ap.add_argument("--tandem-schedule", default=TuneOptions.schedule, choices=SCHEDULES)
+    ap.add_argument("--tandem-gradient", default=TuneOptions.gradient, choices=GRADIENTS,
                     help="tandem's backward: BPTT through the steps (surrogate) or the QANN's graph at the counts")
     ap.add_argument("--tandem-classifier", action="store_true", help="tandem also tunes the classifier's codes")
     ap.add_argument("--tandem-average", type=float, default=0.0, metavar="D",

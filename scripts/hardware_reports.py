@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from fastsnn_lava.cli.report import summary  # noqa: E402
+from fastsnn_lava.tables import report_summary  # noqa: E402
 from fastsnn_lava.errors import FastSNNError  # noqa: E402
 from fastsnn_lava.pipeline import export, report  # noqa: E402
 
@@ -39,7 +39,7 @@ def main():
                 print(f"{model}, --neuron {neuron}: not reported: {e}", flush=True)
                 continue
             rec = report(f"{stem}.h5", a.dataset, hw=a.hw, json_path=f"{stem}.json", plot_path=f"{stem}.png")
-            print(summary(rec) + "\n", flush=True)
+            print(report_summary(rec) + "\n", flush=True)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,7 @@ lava-dl netx HDF5 file. The hidden neurons are signed integrate-and-fire neurons
 starting from v = θ/2, so that the spike count over T steps is the ANN's level round(T·I/θ)."""),
     ("code", """net = pipeline.export("model.pt", "net.h5")
 for i, layer in enumerate(net.layers, 1):
-    print(f"layer {i}: {layer.kind:5} weight {str(layer.weight.shape):10} θ = {layer.threshold}  neuron {layer.neuron}")
+    print(f"layer {i}: {layer.kind:5} weight {str(layer.weight.shape):10} θ = {layer.threshold}  neuron {layer.neuron.name}")
 print("T =", net.timesteps)"""),
     ("md", "## Run: the reference simulation on the whole test set, then Lava's CPU simulator"),
     ("code", """ref = pipeline.run("net.h5", "digits", backend="reference", progress=False)
@@ -135,9 +135,10 @@ import numpy as np
 from fastsnn_lava.errors import FastSNNError
 from fastsnn_lava.hardware import check_network, load_target
 from fastsnn_lava.ir import Layer, Network
+from fastsnn_lava.neuron import SignedIF, Accumulator
 
-wide = Network((5000,), [Layer("dense", np.ones((16, 5000), int) * 2, np.zeros(16, int), "signed_if", 20000, (5000,), (16,)),
-                         Layer("dense", np.ones((10, 16), int), np.zeros(10, int), "accumulate", None, (16,), (10,))],
+wide = Network((5000,), [Layer("dense", np.ones((16, 5000), int) * 2, np.zeros(16, int), SignedIF(20000), (5000,), (16,)),
+                         Layer("dense", np.ones((10, 16), int), np.zeros(10, int), Accumulator(), (16,), (10,))],
                bits=2, input_max=1)
 try:
     check_network(wide, load_target("loihi2"))

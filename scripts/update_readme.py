@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fastsnn_lava.atomic import fill_section  # noqa: E402
-from fastsnn_lava.cli.demo import table  # noqa: E402
+from fastsnn_lava.tables import demo_table  # noqa: E402
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 TOLERANCE_PP = 1.0  # accuracy columns, percentage points (the README says why)
@@ -68,7 +68,7 @@ def main() -> int:
                   file=sys.stderr)
         print("README demo table: current" if not problems else "README demo table: STALE")
         return 1 if problems else 0
-    body = (f"{table(rows)}\n\nMeasured by `make demo` ({rows[0]['test_samples']} digits test samples; "
+    body = (f"{demo_table(rows)}\n\nMeasured by `make demo` ({rows[0]['test_samples']} digits test samples; "
             f"machine: {platform.machine()}, {platform.python_implementation()} {platform.python_version()}); "
             "regenerate with `python scripts/update_readme.py`.")
     fill_section(README, "demo-table", body)

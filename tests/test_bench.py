@@ -12,6 +12,7 @@ from benchmarks.common import macs_per_image
 from benchmarks.lava_cost import to_cuba
 from fastsnn_lava.data import load_dataset
 from fastsnn_lava.ir import Layer, Network
+from fastsnn_lava.neuron import SignedIF, Accumulator
 from fastsnn_lava.netx import write_network
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -20,10 +21,10 @@ ROOT = Path(__file__).resolve().parent.parent
 def _net():
     rng = np.random.default_rng(0)
     return Network((1, 6, 6), [
-        Layer("conv", rng.integers(-9, 10, (4, 1, 3, 3)), np.zeros(4), "signed_if", 20, (1, 6, 6), (4, 3, 3),
+        Layer("conv", rng.integers(-9, 10, (4, 1, 3, 3)), np.zeros(4), SignedIF(20), (1, 6, 6), (4, 3, 3),
               stride=2, padding=1),
-        Layer("dense", rng.integers(-9, 10, (5, 36)), np.zeros(5), "signed_if", 20, (4, 3, 3), (5,)),
-        Layer("dense", rng.integers(-9, 10, (3, 5)), np.zeros(3), "accumulate", None, (5,), (3,))], bits=2)
+        Layer("dense", rng.integers(-9, 10, (5, 36)), np.zeros(5), SignedIF(20), (4, 3, 3), (5,)),
+        Layer("dense", rng.integers(-9, 10, (3, 5)), np.zeros(3), Accumulator(), (5,), (3,))], bits=2)
 
 
 def test_macs_per_image_counts_first_layer_once_and_last_on_counts():

@@ -1,4 +1,4 @@
-"""Bias calibration (fastsnn_lava.calibrate): integer bias shifts towards the QANN's mean levels."""
+"""Bias calibration (fastsnn_lava.tuning.calibration): integer bias shifts towards the QANN's mean levels."""
 import numpy as np
 import pytest
 import torch
@@ -6,16 +6,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from fastsnn_lava import checkpoint
-from fastsnn_lava.calibrate import _bisect, _channel_mean, calibrate
 from fastsnn_lava.cli.finetune import main as finetune_cli
 from fastsnn_lava.convert import to_network
 from fastsnn_lava.data import load_dataset
 from fastsnn_lava.engine import if_run
 from fastsnn_lava.errors import FastSNNError
 from fastsnn_lava.ir import Layer, Network
+from fastsnn_lava.neuron import SignedIF, Accumulator
 from fastsnn_lava.netx import read_network
 from fastsnn_lava.pipeline import convert, export, finetune
 from fastsnn_lava.reference import qann_forward, snn_forward
+from fastsnn_lava.tuning.calibration import bisect_shift, calibrate, channel_mean
 
 
 @settings(max_examples=60, deadline=None)
@@ -30,13 +31,13 @@ def test_spike_count_never_falls_when_every_step_gains_current(seed, theta, step
 
 
 def test_bisection_finds_the_best_shift_of_every_channel():
-    """_bisect's δ equals the exhaustive argmin over δ ∈ [−θ, θ] of |mean count − target| (ties: either)."""
+    """bisect_shift's δ equals the exhaustive argmin over δ ∈ [−θ, θ] of |mean count − target| (ties: either)."""
     g = torch.Generator().manual_seed(1)
     theta, T = 12, 3
-    layer = Layer("dense", np.zeros((5, 4), dtype=np.int64), np.zeros(5, dtype=np.int64), "signed_if", theta, (4,), (5,))
+    layer = Layer("dense", np.zeros((5, 4), dtype=np.int64), np.zeros(5, dtype=np.int64), SignedIF(theta), (4,), (5,))
     cur = torch.randint(-20, 21, (T, 50, 5), generator=g).double()
     target = torch.tensor([0.0, 0.7, 1.5, 2.2, 3.0], dtype=torch.float64)
-    delta = _bisect(cur, layer, target, (-1,))
+    delta = bisect_shift(cur, layer, target)
     for c in range(5):
         errs = [abs(float(if_run(cur[:, :, c] + d, theta, True, False, T).sum(0).mean()) - float(target[c]))
                 for d in range(-theta, theta + 1)]
@@ -61,7 +62,7 @@ def test_calibration_only_shifts_hidden_biases_and_brings_mean_counts_to_the_qan
     # recomputed independently with the reference simulation on the same images
     snn, ref = snn_forward(cal, x), qann_forward(net, x)
     for li in range(1, len(net.layers) - 1):
-        err = float((_channel_mean(snn.counts[li]) - _channel_mean(ref.levels[li])).abs().mean())
+        err = float((channel_mean(snn.counts[li]) - channel_mean(ref.levels[li])).abs().mean())
         assert err == pytest.approx(rep.mismatch_after[li - 1], abs=1e-9)
 
 
@@ -92,8 +93,8 @@ def test_calibration_refusals(resnet8, tmp_path, capsys):
     with pytest.raises(FastSNNError, match="at least one image"):
         calibrate(net, load_dataset("digits").x_train[:0])
     z = np.zeros
-    two = Network((4,), [Layer("dense", z((3, 4), int), z(3, int), "signed_if", 2, (4,), (3,)),
-                         Layer("dense", z((2, 3), int), z(2, int), "accumulate", None, (3,), (2,))], bits=2)
+    two = Network((4,), [Layer("dense", z((3, 4), int), z(3, int), SignedIF(2), (4,), (3,)),
+                         Layer("dense", z((2, 3), int), z(2, int), Accumulator(), (3,), (2,))], bits=2)
     with pytest.raises(FastSNNError, match="no hidden layer after the first"):
         calibrate(two, np.zeros((5, 4), dtype=np.int64))
     assert finetune_cli([str(resnet8), "--method", "calibrate", "--calibrate", "0", "-o", str(tmp_path / "z.pt")]) == 2

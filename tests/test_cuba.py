@@ -7,7 +7,9 @@ import pytest
 
 from fastsnn_lava.cuba import to_cuba
 from fastsnn_lava.data import load_dataset
-from fastsnn_lava.lif import LifLayer, LifNetwork, run_lif_batches
+from fastsnn_lava.ir import Layer, Network
+from fastsnn_lava.lif import run_lif_batches
+from fastsnn_lava.neuron import CubaLIF
 from fastsnn_lava.netx.cuba import is_lif_file, read_lif_network, write_lif_network
 from fastsnn_lava.pipeline import convert, export
 from fastsnn_lava.reference import qann_forward, run_batches
@@ -46,9 +48,9 @@ def test_lif_reference_matches_lava_with_leaks(require_lava, tmp_path):
     from fastsnn_lava.lava.vanilla import run_vanilla
     rng = np.random.default_rng(1)
     w1, w2 = 2 * rng.integers(-30, 31, (12, 6)), 2 * rng.integers(-30, 31, (4, 12))
-    net = LifNetwork((6,), [LifLayer("dense", w1, rng.integers(-20, 21, 12), 90, 1024, 300, (6,), (12,)),
-                            LifLayer("dense", w2, rng.integers(-5, 6, 4), 40, 2048, 100, (12,), (4,))],
-                     timesteps=7, reset_interval=8, input_max=15)
+    net = Network((6,), [Layer("dense", w1, rng.integers(-20, 21, 12), CubaLIF(90, 1024, 300), (6,), (12,)),
+                         Layer("dense", w2, rng.integers(-5, 6, 4), CubaLIF(40, 2048, 100), (12,), (4,))],
+                  timesteps=7, reset_interval=8, input_max=15)
     h5 = tmp_path / "leaky.h5"
     write_lif_network(net, h5)
     x = rng.integers(0, 16, (12, 6))
@@ -71,9 +73,9 @@ def test_cuba_accuracy_close_to_qann(trained):
 
 def test_cuba_output_bound_is_checked():
     from fastsnn_lava.errors import FastSNNError
-    from fastsnn_lava.ir import Layer, Network
-    net = Network((100,), [Layer("dense", np.full((8, 100), 100), np.zeros(8), "signed_if", 40, (100,), (8,)),
-                           Layer("dense", np.full((2, 8), 127), np.zeros(2), "accumulate", None, (8,), (2,))],
+    from fastsnn_lava.neuron import Accumulator, SignedIF
+    net = Network((100,), [Layer("dense", np.full((8, 100), 100), np.zeros(8), SignedIF(40), (100,), (8,)),
+                           Layer("dense", np.full((2, 8), 127), np.zeros(2), Accumulator(), (8,), (2,))],
                   bits=8, input_max=255)
     with pytest.raises(FastSNNError, match=r"layer 2 \(output\).*never-firing"):
         to_cuba(net)
@@ -84,6 +86,6 @@ def test_slayer_mnist_export_is_read(lavadl_mnist_net):
     path = lavadl_mnist_net
     net = read_lif_network(path, timesteps=8)
     assert [layer.kind for layer in net.layers] == ["identity", "dense", "dense", "dense"]
-    assert net.readout == "voltage" and net.layers[1].v_decay == 123 and net.layers[1].vth == 80
+    assert net.readout == "voltage" and net.layers[1].neuron == CubaLIF(80, net.layers[1].neuron.i_decay, 123)
     out = run_lif_batches(net, np.random.default_rng(0).integers(0, 2, (4, 784)))
     assert out.shape == (4, 10)

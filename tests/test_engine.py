@@ -1,4 +1,7 @@
 """The evaluation engine equals the reference simulation (and Lava) bit for bit."""
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -8,54 +11,15 @@ from hypothesis import strategies as st
 from fastsnn_lava import engine
 from fastsnn_lava.data import load_dataset
 from fastsnn_lava.errors import FastSNNError
-from fastsnn_lava.ir import Layer, Network, conv_out_hw
+from fastsnn_lava.ir import Network
 from fastsnn_lava.neuron import if_step
 from fastsnn_lava.pipeline import convert, evaluate, export
 from fastsnn_lava.reference import run_batches, snn_forward
 
-
-@st.composite
-def networks(draw):
-    """Random integer networks: 0-2 conv layers (stride, padding, groups), 0-2 dense, signed or unsigned."""
-    seed = draw(st.integers(0, 2 ** 31))
-    rng = np.random.default_rng(seed)
-    neuron = draw(st.sampled_from(["signed_if", "unsigned_if"]))
-    wmax = draw(st.sampled_from([3, 127]))
-    n_conv, n_dense = draw(st.integers(0, 2)), draw(st.integers(0, 2))
-    shape = (draw(st.sampled_from([1, 2, 4])), draw(st.integers(3, 9)), draw(st.integers(3, 9)))
-    if n_conv == 0:
-        shape = (int(np.prod(shape)),)
-    input_shape, layers = shape, []
-
-    def theta():
-        return 2 * int(rng.integers(1, 400))
-    for _ in range(n_conv):
-        groups = draw(st.sampled_from([1, 2])) if shape[0] % 2 == 0 else 1
-        c_out = groups * draw(st.integers(1, 4))
-        k, s, p = draw(st.integers(1, 3)), draw(st.integers(1, 2)), draw(st.integers(0, 1))
-        hw = conv_out_hw(shape[1], shape[2], (k, k), (s, s), (p, p), (1, 1))
-        if min(hw) < 1:
-            break
-        out = (c_out, *hw)
-        layers.append(Layer("conv", rng.integers(-wmax, wmax + 1, (c_out, shape[0] // groups, k, k)),
-                            rng.integers(-300, 301, c_out), neuron, theta(), shape, out, stride=s, padding=p,
-                            groups=groups))
-        shape = out
-    for _ in range(n_dense):
-        out = (draw(st.integers(1, 12)),)
-        layers.append(Layer("dense", rng.integers(-wmax, wmax + 1, (out[0], int(np.prod(shape)))),
-                            rng.integers(-300, 301, out[0]), neuron, theta(), shape, out))
-        shape = out
-    last_kind = draw(st.sampled_from(["dense", "conv"])) if len(shape) == 3 else "dense"
-    if last_kind == "conv":
-        layers.append(Layer("conv", rng.integers(-wmax, wmax + 1, (3, shape[0], 1, 1)), rng.integers(-50, 51, 3),
-                            "accumulate", None, shape, (3, *shape[1:])))
-    else:
-        layers.append(Layer("dense", rng.integers(-wmax, wmax + 1, (5, int(np.prod(shape)))),
-                            rng.integers(-50, 51, 5), "accumulate", None, shape, (5,)))
-    net = Network(input_shape, layers, bits=draw(st.integers(1, 4)), input_max=255)
-    x = rng.integers(0, 256, (draw(st.integers(1, 9)), *input_shape))
-    return net, x
+_spec = importlib.util.spec_from_file_location("fastsnn_test_netgen", Path(__file__).with_name("netgen.py"))
+netgen = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(netgen)  # the random network builders, shared with test_kernel (importlib mode)
+make_layer, networks, skip_networks = netgen.make_layer, netgen.networks, netgen.skip_networks
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -84,10 +48,10 @@ def spec_outputs(net: Network, x: np.ndarray, steps: int) -> np.ndarray:
         a = x
         for i, layer in enumerate(net.layers):
             cur = np.rint(syn(layer, a)).astype(np.int64) + bias[i]
-            if layer.neuron == "accumulate":
+            if layer.accumulates:
                 v[i] = v[i] + cur
                 break
-            v[i], n[i], a = if_step(v[i], n[i], cur, layer.threshold, layer.neuron == "signed_if")
+            v[i], n[i], a = if_step(v[i], n[i], cur, layer.threshold, layer.signed)
     return v[-1]
 
 
@@ -101,8 +65,10 @@ def test_timesteps_override_equals_step_by_step_spec(case, steps):
 def test_float64_when_float32_cannot_hold_the_values():
     rng = np.random.default_rng(1)
     big = 2 ** 20
-    net = Network((6,), [Layer("dense", rng.integers(-127, 128, (4, 6)), np.zeros(4), "signed_if", 2 * big, (6,), (4,)),
-                         Layer("dense", rng.integers(-127, 128, (3, 4)), np.zeros(3), "accumulate", None, (4,), (3,))],
+    net = Network((6,), [make_layer("dense", rng.integers(-127, 128, (4, 6)), np.zeros(4), "signed_if", 2 * big, (6,),
+                                    (4,)),
+                         make_layer("dense", rng.integers(-127, 128, (3, 4)), np.zeros(3), "accumulate", None, (4,),
+                                    (3,))],
                   bits=3, input_max=big)
     assert engine.exact_dtype(net, 7, big) == torch.float64
     x = rng.integers(0, big, (20, 6))
@@ -152,47 +118,6 @@ def test_engine_equals_lava(trained, tmp_path, arch, neuron, n):
     assert np.array_equal(engine.run(net, x), out)
 
 
-@st.composite
-def skip_networks(draw):
-    """Random residual networks: 2-4 conv layers (3×3, stride 1 or 2), 0-2 dense, a dense read-out, and random
-    shortcuts into later layers — 1×1 conv skips (stride 1 or 2) between conv layers of matching size, dense
-    skips between flat layers."""
-    from fastsnn_lava.ir import Skip
-    rng = np.random.default_rng(draw(st.integers(0, 2 ** 31)))
-    neuron = draw(st.sampled_from(["signed_if", "unsigned_if"]))
-    shape = (draw(st.integers(1, 3)), draw(st.integers(4, 8)), draw(st.integers(4, 8)))
-    input_shape, layers = shape, []
-    for _ in range(draw(st.integers(2, 4))):
-        s = draw(st.sampled_from([1, 1, 2]))
-        out = (draw(st.integers(1, 4)), *conv_out_hw(shape[1], shape[2], (3, 3), (s, s), (1, 1), (1, 1)))
-        layers.append(Layer("conv", rng.integers(-20, 21, (out[0], shape[0], 3, 3)), rng.integers(-30, 31, out[0]),
-                            neuron, 2 * int(rng.integers(5, 60)), shape, out, stride=s, padding=1))
-        shape = out
-    for _ in range(draw(st.integers(0, 2))):
-        out = (draw(st.integers(2, 10)),)
-        layers.append(Layer("dense", rng.integers(-20, 21, (out[0], int(np.prod(shape)))),
-                            rng.integers(-30, 31, out[0]), neuron, 2 * int(rng.integers(5, 60)), shape, out))
-        shape = out
-    layers.append(Layer("dense", rng.integers(-20, 21, (4, int(np.prod(shape)))), rng.integers(-9, 10, 4),
-                        "accumulate", None, shape, (4,)))
-    for li in range(2, len(layers)):
-        tgt = layers[li]
-        for j in range(1, li):  # source: 1-based hidden layer j, not the previous layer's own path
-            src = layers[j - 1].out_shape
-            if not draw(st.booleans()):
-                continue
-            if tgt.kind == "dense" and len(src) == 1:
-                tgt.skips.append(Skip(j, "dense", rng.integers(-20, 21, (tgt.out_shape[0], src[0])), src))
-            elif tgt.kind == "conv":
-                s = next((s for s in (1, 2) if conv_out_hw(src[1], src[2], (1, 1), (s, s), (0, 0), (1, 1))
-                          == tuple(tgt.out_shape[1:])), None)
-                if s is not None:
-                    tgt.skips.append(Skip(j, "conv", rng.integers(-20, 21, (tgt.out_shape[0], src[0], 1, 1)),
-                                          src, stride=s))
-    net = Network(input_shape, layers, bits=draw(st.integers(1, 3)), input_max=255)
-    return net, rng.integers(0, 256, (draw(st.integers(1, 9)), *input_shape))
-
-
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(skip_networks(), st.booleans(), st.integers(1, 9))
 def test_engine_equals_reference_on_random_residual_networks(case, unfold, steps):
@@ -210,10 +135,10 @@ def test_engine_runs_residual_networks_itself(monkeypatch):
     """A residual network no longer falls back to the reference simulation."""
     from fastsnn_lava.ir import Skip
     rng = np.random.default_rng(0)
-    conv = [Layer("conv", rng.integers(-9, 10, (3, 1 if i == 0 else 3, 3, 3)), rng.integers(-3, 4, 3), "signed_if",
-                  40, (1 if i == 0 else 3, 4, 4), (3, 4, 4), padding=(1, 1)) for i in range(3)]
+    conv = [make_layer("conv", rng.integers(-9, 10, (3, 1 if i == 0 else 3, 3, 3)), rng.integers(-3, 4, 3),
+                       "signed_if", 40, (1 if i == 0 else 3, 4, 4), (3, 4, 4), padding=(1, 1)) for i in range(3)]
     conv[2].skips = [Skip(1, "conv", 20 * np.eye(3, dtype=int)[:, :, None, None], (3, 4, 4))]
-    out = Layer("dense", rng.integers(-9, 10, (5, 48)), np.zeros(5, int), "accumulate", None, (3, 4, 4), (5,))
+    out = make_layer("dense", rng.integers(-9, 10, (5, 48)), np.zeros(5, int), "accumulate", None, (3, 4, 4), (5,))
     net = Network((1, 4, 4), conv + [out], bits=2, input_max=16)
     x = np.random.default_rng(1).integers(0, 256, (6, *net.input_shape))
     ref = run_batches(net, x, snn_forward)

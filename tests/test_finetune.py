@@ -68,7 +68,7 @@ def test_force_keeps_every_epoch_and_the_paper_rule_runs(trained, tmp_path):
 
 
 def test_finetune_refuses_unsigned_and_refinetuning(trained, tuned, tmp_path):
-    from fastsnn_lava.finetune import finetune as raw
+    from fastsnn_lava.tuning import finetune as raw
     q, _, _, path = trained("cnn", 2)
     unsigned = convert(str(path), "unsigned")
     with pytest.raises(FastSNNError, match="signed IF"):

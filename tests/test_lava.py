@@ -33,7 +33,7 @@ def test_unsigned_export_runs_exactly_on_lava(trained, tmp_path):
     from fastsnn_lava.lava.runner import run_lava
     _, _, _, model_path = trained("mlp", 2)
     net = export(str(model_path), str(tmp_path / "u.h5"), neuron="unsigned")
-    assert {l.neuron for l in net.layers[:-1]} == {"unsigned_if"}
+    assert {l.neuron.name for l in net.layers[:-1]} == {"unsigned_if"}
     x = load_dataset("digits").x_test[:16]
     out, _ = run_lava(tmp_path / "u.h5", x, progress=False)
     assert np.array_equal(out, run_batches(net, x, snn_forward))
@@ -48,6 +48,7 @@ def test_floating_and_fixed_models_agree_with_reference():
     from lava.proc.dense.process import Dense
     from lava.proc.io.sink import RingBuffer
     from fastsnn_lava.ir import Layer, Network
+    from fastsnn_lava import neuron
     from fastsnn_lava.lava.process import Accumulator, SampleSource, SignedIF, model_map
 
     rng = np.random.default_rng(0)
@@ -55,8 +56,8 @@ def test_floating_and_fixed_models_agree_with_reference():
     # so a hand-built graph uses even weights; netx's optimize_weight_bits does this for files.
     w1, w2 = 2 * rng.integers(-20, 21, (6, 5)), 2 * rng.integers(-20, 21, (3, 6))
     b1, b2 = rng.integers(-10, 11, 6), rng.integers(-5, 6, 3)
-    net = Network((5,), [Layer("dense", w1, b1, "signed_if", 40, (5,), (6,)),
-                         Layer("dense", w2, b2, "accumulate", None, (6,), (3,))], bits=3, input_max=15)
+    net = Network((5,), [Layer("dense", w1, b1, neuron.SignedIF(40), (5,), (6,)),
+                         Layer("dense", w2, b2, neuron.Accumulator(), (6,), (3,))], bits=3, input_max=15)
     x = rng.integers(0, 16, (4, 5))
     ref = run_batches(net, x, snn_forward)
     T, R, L = 7, 8, 2

@@ -19,6 +19,7 @@ from benchmarks.lava_fuzz import fuzz, without_exactness_check
 from fastsnn_lava.engine import Engine
 from fastsnn_lava.errors import FastSNNError
 from fastsnn_lava.ir import Layer, Network, Skip
+from fastsnn_lava.neuron import SignedIF, UnsignedIF, Accumulator
 from fastsnn_lava.netx import lava_weights as lw
 from fastsnn_lava.netx import write_network
 from fastsnn_lava.reference import qann_forward, run_batches, snn_forward
@@ -41,7 +42,7 @@ def lava(path, x):
 def classifier(w, input_max=7, bits=2) -> Network:
     w = np.asarray(w)
     n = w.shape[1]
-    return Network((n,), [Layer("dense", w, np.zeros(len(w), int), "accumulate", None, (n,), (len(w),))],
+    return Network((n,), [Layer("dense", w, np.zeros(len(w), int), Accumulator(), (n,), (len(w),))],
                    bits=bits, input_max=input_max)
 
 
@@ -75,18 +76,18 @@ def _skip_net(code: int, kind: str) -> Network:
     """stem → hidden → output, a shortcut stem → output whose codes have no positive value and min −2^j."""
     rng = np.random.default_rng(3)
     if kind == "dense":
-        stem = Layer("dense", rng.integers(0, 10, (6, 8)), rng.integers(-3, 4, 6), "signed_if", 30, (8,), (6,))
-        hid = Layer("dense", rng.integers(-9, 10, (6, 6)), rng.integers(-3, 4, 6), "signed_if", 12, (6,), (6,))
+        stem = Layer("dense", rng.integers(0, 10, (6, 8)), rng.integers(-3, 4, 6), SignedIF(30), (8,), (6,))
+        hid = Layer("dense", rng.integers(-9, 10, (6, 6)), rng.integers(-3, 4, 6), SignedIF(12), (6,), (6,))
         s = rng.integers(code, 1, (3, 6)) * (rng.random((3, 6)) < 0.7)
         s[:, :2] = code  # two clipped codes per row: the netx encoding errs when both neurons fire
-        out = Layer("dense", rng.integers(-9, 10, (3, 6)), np.zeros(3, int), "accumulate", None, (6,), (3,),
+        out = Layer("dense", rng.integers(-9, 10, (3, 6)), np.zeros(3, int), Accumulator(), (6,), (3,),
                     skips=[Skip(1, "dense", s, (6,))])
         return Network((8,), [stem, hid, out], bits=3, input_max=15)
-    stem = Layer("conv", rng.integers(-9, 10, (2, 1, 3, 3)), [1, -1], "signed_if", 30, (1, 4, 4), (2, 4, 4),
+    stem = Layer("conv", rng.integers(-9, 10, (2, 1, 3, 3)), [1, -1], SignedIF(30), (1, 4, 4), (2, 4, 4),
                  padding=1)
-    hid = Layer("conv", np.full((2, 2, 1, 1), code), [2, 3], "unsigned_if", 12, (2, 4, 4), (2, 4, 4))
+    hid = Layer("conv", np.full((2, 2, 1, 1), code), [2, 3], UnsignedIF(12), (2, 4, 4), (2, 4, 4))
     hid.skips = [Skip(1, "conv", np.full((2, 2, 1, 1), code), (2, 4, 4))]
-    out = Layer("dense", rng.integers(-9, 10, (3, 32)), np.zeros(3, int), "accumulate", None, (2, 4, 4), (3,))
+    out = Layer("dense", rng.integers(-9, 10, (3, 32)), np.zeros(3, int), Accumulator(), (2, 4, 4), (3,))
     return Network((1, 4, 4), [stem, hid, out], bits=3, input_max=15)
 
 
@@ -116,7 +117,7 @@ def test_shortcuts_and_convs_without_positive_codes_run_exactly(tmp_path, code, 
 def test_fastsnn_run_refuses_a_file_written_before_the_check(tmp_path):
     """A 64→10 digits classifier with codes in [−64, 0]: fastsnn-run exited 0 with agreement 0.0; now 2, one line."""
     w = -64 * (np.random.default_rng(0).random((10, 64)) < 0.5)
-    net = Network((1, 8, 8), [Layer("dense", w, np.zeros(10, int), "accumulate", None, (1, 8, 8), (10,))],
+    net = Network((1, 8, 8), [Layer("dense", w, np.zeros(10, int), Accumulator(), (1, 8, 8), (10,))],
                   bits=2, input_max=16)
     with without_exactness_check():
         write_network(net, tmp_path / "old.h5")

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from fastsnn_lava.errors import FastSNNError
 from fastsnn_lava.ir import Layer, Network, Skip
+from fastsnn_lava.neuron import SignedIF, Accumulator
 from fastsnn_lava.netx import lava_weights as lw
 from fastsnn_lava.netx.write import check_netx_weights
 
@@ -150,7 +151,7 @@ def test_within_8_bit_codes_only_a_nonpositive_matrix_with_min_minus_2j_fails():
 
 def _classifier(w, input_max=7, bits=2) -> Network:
     w = np.asarray(w)
-    return Network((w.shape[1],), [Layer("dense", w, np.zeros(len(w), int), "accumulate", None, (w.shape[1],),
+    return Network((w.shape[1],), [Layer("dense", w, np.zeros(len(w), int), Accumulator(), (w.shape[1],),
                                          (len(w),))], bits=bits, input_max=input_max)
 
 
@@ -167,15 +168,15 @@ def test_export_check_refuses_the_reported_cases_in_one_line(name):
 def test_export_check_passes_the_exact_cases_and_conv_and_dense_skips():
     for w in FINE.values():
         check_netx_weights(_classifier(w))
-    first = Layer("conv", np.ones((2, 1, 1, 1), int), np.zeros(2, int), "signed_if", 8, (1, 3, 3), (2, 3, 3))
-    conv = Layer("conv", np.full((2, 2, 1, 1), -64), np.zeros(2, int), "signed_if", 8, (2, 3, 3), (2, 3, 3))
-    hid = Layer("dense", np.arange(18).reshape(1, 18) % 5 - 2, [0], "signed_if", 8, (2, 3, 3), (1,))
-    hid2 = Layer("dense", [[3]], [0], "signed_if", 8, (1,), (1,))
-    out = Layer("dense", [[2]], [0], "accumulate", None, (1,), (1,),
+    first = Layer("conv", np.ones((2, 1, 1, 1), int), np.zeros(2, int), SignedIF(8), (1, 3, 3), (2, 3, 3))
+    conv = Layer("conv", np.full((2, 2, 1, 1), -64), np.zeros(2, int), SignedIF(8), (2, 3, 3), (2, 3, 3))
+    hid = Layer("dense", np.arange(18).reshape(1, 18) % 5 - 2, [0], SignedIF(8), (2, 3, 3), (1,))
+    hid2 = Layer("dense", [[3]], [0], SignedIF(8), (1,), (1,))
+    out = Layer("dense", [[2]], [0], Accumulator(), (1,), (1,),
                 skips=[Skip(3, "dense", [[-64]], (1,)), Skip(4, "dense", [[-128]], (1,))])
     check_netx_weights(Network((1, 3, 3), [first, conv, hid, hid2, out], bits=2))  # conv −64, skips −64/−128
-    hidden_bad = Network((1,), [Layer("dense", [[1]], [0], "signed_if", 2, (1,), (1,)),
-                                Layer("dense", [[-64]], [0], "accumulate", None, (1,), (1,))], bits=2)
+    hidden_bad = Network((1,), [Layer("dense", [[1]], [0], SignedIF(2), (1,), (1,)),
+                                Layer("dense", [[-64]], [0], Accumulator(), (1,), (1,))], bits=2)
     with pytest.raises(FastSNNError, match=r"^layer 2: dense weights in \[-64, -64\]"):
         check_netx_weights(hidden_bad)
 

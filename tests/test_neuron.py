@@ -89,3 +89,23 @@ def test_no_plus_and_minus_in_one_step(signed):
         v2, n2, s = if_step(v, n, rng.integers(-100, 100, 1000), 40, signed)
         assert np.all(np.abs(n2 - n) <= 1) and np.array_equal(n2 - n, s)
         v, n = v2, n2
+
+
+def test_typed_neurons_validate_their_parameters_and_compare_by_value():
+    from fastsnn_lava.errors import FastSNNError
+    from fastsnn_lava.neuron import NEVER_FIRES, Accumulator, CubaLIF, SignedIF, UnsignedIF, if_neuron
+    assert SignedIF(4) == if_neuron("signed_if", 4) != UnsignedIF(4) and Accumulator() == Accumulator()
+    assert (SignedIF(4).signed, UnsignedIF(4).signed, Accumulator().accumulates) == (True, False, True)
+    assert Accumulator().threshold is None and CubaLIF(3, 4096, 0).threshold is None
+    assert CubaLIF(NEVER_FIRES, 0, 0).never_fires and not CubaLIF(NEVER_FIRES - 1, 0, 0).never_fires
+    assert {SignedIF(2).family, Accumulator().family, CubaLIF(1, 0, 0).family} == {"if", "cuba"}
+    for bad in (lambda: SignedIF(3), lambda: UnsignedIF(0), lambda: SignedIF(-2), lambda: SignedIF(2.5)):
+        with pytest.raises(FastSNNError, match="even positive integer"):
+            bad()
+    for bad in (lambda: CubaLIF(5, 4097, 0), lambda: CubaLIF(5, 0, -1)):
+        with pytest.raises(FastSNNError, match="must lie in 0..4096"):
+            bad()
+    with pytest.raises(FastSNNError, match="'cuba' is not supported"):
+        if_neuron("cuba", 2)
+    with pytest.raises(Exception):  # frozen: θ cannot change behind a validated layer's back
+        SignedIF(4).threshold = 6

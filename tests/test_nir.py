@@ -7,6 +7,7 @@ integers of the project's LIF reference (``run_lif_batches``), which equals Lava
 """
 import os
 import re
+from dataclasses import replace
 import warnings
 
 import nir
@@ -18,8 +19,9 @@ from fastsnn_lava.cli.export import main as export_main
 from fastsnn_lava.data import load_dataset
 from fastsnn_lava.errors import FastSNNError
 from fastsnn_lava.ir import Layer, Network, Skip
-from fastsnn_lava.lif import NEVER_FIRES, LifLayer, LifNetwork, lif_forward, replace, run_lif_batches
-from fastsnn_lava.nir_export import RESIDUAL, VOLTAGE_SCALE, to_nir, write_nir
+from fastsnn_lava.formats.nir_graph import RESIDUAL, VOLTAGE_SCALE, to_nir, write_nir
+from fastsnn_lava.lif import lif_forward, run_lif_batches
+from fastsnn_lava.neuron import NEVER_FIRES, Accumulator, CubaLIF, SignedIF
 from fastsnn_lava.pipeline import convert, export
 from fastsnn_lava.runtime import cpu_threads
 
@@ -83,8 +85,8 @@ def test_nir_file_reads_back_equal(trained, tmp_path, arch):
             assert tuple(syn.input_shape) == layer.in_shape[1:]
         neuron = g.nodes[f"if{i}" if i <= hidden else "readout"]
         assert isinstance(neuron, nir.IF) and neuron.v_threshold.shape == layer.out_shape
-        assert np.all(neuron.v_threshold == layer.vth + 0.5) and np.all(neuron.r == 1) and np.all(neuron.v_reset == 0)
-    assert lif.layers[-1].vth == NEVER_FIRES and np.all(g.nodes["readout"].v_threshold == 2 ** 17 - 0.5)
+        assert np.all(neuron.v_threshold == layer.neuron.vth + 0.5) and np.all(neuron.r == 1) and np.all(neuron.v_reset == 0)
+    assert lif.layers[-1].neuron.vth == NEVER_FIRES and np.all(g.nodes["readout"].v_threshold == 2 ** 17 - 0.5)
     assert tuple(g.nodes["input"].input_type["input"]) == lif.input_shape
     assert tuple(g.nodes["output"].output_type["output"]) == lif.output_shape
     m = g.metadata
@@ -110,11 +112,13 @@ def test_norse_matches_at_threshold_ties():
     """A random network whose membranes land exactly on ϑ - 1 and ϑ: v_threshold = vThMant + 1/2 fires as
     Lava's strict v > vThMant << 6 does; conv + per-channel bias, flatten, dense, a never-firing read-out."""
     rng = np.random.default_rng(3)
-    conv = LifLayer("conv", rng.integers(-2, 4, (3, 2, 3, 3)), rng.integers(-2, 3, 3), 2, 4096, 0, (2, 5, 5),
-                    (3, 3, 3), stride=(2, 2), padding=(1, 1))
-    dense = LifLayer("dense", rng.integers(-1, 3, (6, 27)), rng.integers(-1, 2, 6), 1, 4096, 0, (3, 3, 3), (6,))
-    out = LifLayer("dense", rng.integers(-3, 4, (4, 6)), rng.integers(-2, 3, 4), NEVER_FIRES, 4096, 0, (6,), (4,))
-    net = LifNetwork((2, 5, 5), [conv, dense, out], timesteps=7, reset_interval=8, input_max=3)
+    conv = Layer("conv", rng.integers(-2, 4, (3, 2, 3, 3)), rng.integers(-2, 3, 3), CubaLIF(2, 4096, 0),
+                 (2, 5, 5), (3, 3, 3), stride=(2, 2), padding=(1, 1))
+    dense = Layer("dense", rng.integers(-1, 3, (6, 27)), rng.integers(-1, 2, 6), CubaLIF(1, 4096, 0), (3, 3, 3),
+                  (6,))
+    out = Layer("dense", rng.integers(-3, 4, (4, 6)), rng.integers(-2, 3, 4), CubaLIF(NEVER_FIRES, 4096, 0), (6,),
+                (4,))
+    net = Network((2, 5, 5), [conv, dense, out], timesteps=7, reset_interval=8, input_max=3)
     x = rng.integers(0, 4, (40, 2, 5, 5))
     ref = run_lif_batches(net, x)
     peer = run_norse(to_nir(net), x, net.timesteps)
@@ -125,7 +129,7 @@ def test_norse_matches_at_threshold_ties():
         u, v = trace.currents[k], trace.voltages[k]
         bias = torch.as_tensor(layer.bias).reshape(-1, 1, 1) if layer.kind == "conv" else torch.as_tensor(layer.bias)
         before = torch.cat([torch.zeros_like(v[:1]), v[:-1]]) + u + 64 * bias  # v before the step's reset
-        assert (before == 64 * layer.vth).any() and (before == 64 * (layer.vth + 1)).any(), k
+        assert (before == 64 * layer.neuron.vth).any() and (before == 64 * (layer.neuron.vth + 1)).any(), k
 
 
 def test_cli_writes_nir_and_refuses_the_if_neurons(trained, tmp_path, capsys):
@@ -153,10 +157,10 @@ def test_signed_if_network_is_refused(trained):
 
 
 def _residual() -> Network:
-    hid = Layer("dense", np.eye(4, dtype=int) * 3, np.zeros(4), "signed_if", 4, (4,), (4,))
-    res = Layer("dense", np.eye(4, dtype=int) * 3, np.zeros(4), "signed_if", 4, (4,), (4,),
+    hid = Layer("dense", np.eye(4, dtype=int) * 3, np.zeros(4), SignedIF(4), (4,), (4,))
+    res = Layer("dense", np.eye(4, dtype=int) * 3, np.zeros(4), SignedIF(4), (4,), (4,),
                 skips=[Skip(1, "dense", np.eye(4, dtype=int) * 2, (4,))])
-    return Network((4,), [hid, res, Layer("dense", np.ones((2, 4)), np.zeros(2), "accumulate", None, (4,), (2,))],
+    return Network((4,), [hid, res, Layer("dense", np.ones((2, 4)), np.zeros(2), Accumulator(), (4,), (2,))],
                    bits=2, input_max=3)
 
 
@@ -176,19 +180,19 @@ def test_residual_checkpoint_is_refused_before_writing(tmp_path):
 
 
 def test_lif_layers_nir_cannot_hold_are_refused(tmp_path):
-    good = LifLayer("dense", np.ones((3, 4)), np.zeros(3), 5, 4096, 0, (4,), (3,))
-    cases = {"leaky CUBA layer (iDecay 1024, vDecay 0)": replace(good, i_decay=1024),
-             "leaky CUBA layer (iDecay 4096, vDecay 300)": replace(good, v_decay=300),
+    good = Layer("dense", np.ones((3, 4)), np.zeros(3), CubaLIF(5, 4096, 0), (4,), (3,))
+    cases = {"leaky CUBA layer (iDecay 1024, vDecay 0)": replace(good, neuron=CubaLIF(5, 1024, 0)),
+             "leaky CUBA layer (iDecay 4096, vDecay 300)": replace(good, neuron=CubaLIF(5, 4096, 300)),
              "synaptic delays": replace(good, delay=np.ones((3, 4))),
-             "identity": LifLayer("identity", None, np.zeros(4), 5, 4096, 0, (4,), (4,))}
+             "identity": Layer("identity", None, np.zeros(4), CubaLIF(5, 4096, 0), (4,), (4,))}
     for what, layer in cases.items():
         with pytest.raises(FastSNNError, match=re.escape(what)) as e:
-            write_nir(LifNetwork((4,), [layer], timesteps=3, reset_interval=4), tmp_path / "x.nir")
+            write_nir(Network((4,), [layer], timesteps=3, reset_interval=4), tmp_path / "x.nir")
         assert "\n" not in str(e.value)
-    conv = LifLayer("conv", np.ones((2, 1, 3, 3)), np.arange(2 * 4 * 4), 5, 4096, 0, (1, 4, 4), (2, 4, 4),
+    conv = Layer("conv", np.ones((2, 1, 3, 3)), np.arange(2 * 4 * 4), CubaLIF(5, 4096, 0), (1, 4, 4), (2, 4, 4),
                     padding=(1, 1))
     with pytest.raises(FastSNNError, match="one bias per channel"):
-        to_nir(LifNetwork((1, 4, 4), [conv], timesteps=3, reset_interval=4))
+        to_nir(Network((1, 4, 4), [conv], timesteps=3, reset_interval=4))
     uniform = replace(conv, bias=np.repeat([3, -1], 16))  # per neuron but constant per channel: collapsed
-    assert list(to_nir(LifNetwork((1, 4, 4), [uniform], timesteps=3, reset_interval=4)).nodes["conv1"].bias) == [3, -1]
+    assert list(to_nir(Network((1, 4, 4), [uniform], timesteps=3, reset_interval=4)).nodes["conv1"].bias) == [3, -1]
     assert not (tmp_path / "x.nir").exists()

@@ -9,6 +9,7 @@ import pytest
 from fastsnn_lava.errors import FastSNNError
 from fastsnn_lava.hardware import check_network, load_target
 from fastsnn_lava.ir import Layer, Network
+from fastsnn_lava.neuron import SignedIF, Accumulator
 from fastsnn_lava.mapping import map_network
 from fastsnn_lava.pipeline import export, report
 
@@ -76,8 +77,8 @@ def check_recomputable(rec: dict) -> None:
 
 
 def test_synops_equal_events_times_fanout_on_a_dense_net():
-    net = Network((4,), [Layer("dense", [[2, -1, 0, 3], [1, 1, 1, 1]], [0, 0], "signed_if", 4, (4,), (2,)),
-                         Layer("dense", [[1, -1]], [0], "accumulate", None, (2,), (1,))], bits=2, input_max=3)
+    net = Network((4,), [Layer("dense", [[2, -1, 0, 3], [1, 1, 1, 1]], [0, 0], SignedIF(4), (4,), (2,)),
+                         Layer("dense", [[1, -1]], [0], Accumulator(), (2,), (1,))], bits=2, input_max=3)
     from fastsnn_lava.activity import measure
     from fastsnn_lava.reference import snn_forward
     x = np.array([[3, 0, 1, 2]])
@@ -89,8 +90,8 @@ def test_synops_equal_events_times_fanout_on_a_dense_net():
 
 
 def oversized(n_in=5000):
-    return Network((n_in,), [Layer("dense", np.ones((16, n_in)), np.zeros(16), "signed_if", 2 ** 16, (n_in,), (16,)),
-                             Layer("dense", np.ones((2, 16)), np.zeros(2), "accumulate", None, (16,), (2,))],
+    return Network((n_in,), [Layer("dense", np.ones((16, n_in)), np.zeros(16), SignedIF(2 ** 16), (n_in,), (16,)),
+                             Layer("dense", np.ones((2, 16)), np.zeros(2), Accumulator(), (16,), (2,))],
                    bits=2, input_max=1)
 
 
@@ -98,8 +99,8 @@ def test_oversized_layers_are_rejected_naming_layer_and_limit():
     with pytest.raises(FastSNNError, match=r"layer 1 \(dense, 16 neurons\).*5000 distinct inputs.*fan_in_per_core"):
         check_network(oversized(), load_target("loihi2"))
     conv = Network((512, 8, 8), [
-        Layer("conv", np.ones((4, 512, 3, 3)), np.zeros(4), "signed_if", 2 ** 14, (512, 8, 8), (4, 8, 8), padding=1),
-        Layer("dense", np.ones((2, 256)), np.zeros(2), "accumulate", None, (4, 8, 8), (2,))], bits=1, input_max=1)
+        Layer("conv", np.ones((4, 512, 3, 3)), np.zeros(4), SignedIF(2 ** 14), (512, 8, 8), (4, 8, 8), padding=1),
+        Layer("dense", np.ones((2, 256)), np.zeros(2), Accumulator(), (4, 8, 8), (2,))], bits=1, input_max=1)
     with pytest.raises(FastSNNError, match=r"layer 1 \(conv.*fan_in_per_core.*fewer input channels"):
         check_network(conv, load_target("loihi2"))
     m = map_network(oversized(4000), load_target("loihi1"))  # fits: 4000 axons ≤ 4096
@@ -107,13 +108,13 @@ def test_oversized_layers_are_rejected_naming_layer_and_limit():
 
 
 def test_big_layer_is_split_over_cores():
-    net = Network((64,), [Layer("dense", np.ones((20000, 64)), np.zeros(20000), "signed_if", 2 ** 10, (64,), (20000,)),
-                          Layer("dense", np.ones((2, 20000)), np.zeros(2), "accumulate", None, (20000,), (2,))],
+    net = Network((64,), [Layer("dense", np.ones((20000, 64)), np.zeros(20000), SignedIF(2 ** 10), (64,), (20000,)),
+                          Layer("dense", np.ones((2, 20000)), np.zeros(2), Accumulator(), (20000,), (2,))],
                   bits=2, input_max=1)
     with pytest.raises(FastSNNError, match=r"layer 2 .*20000 distinct inputs"):
         map_network(net, load_target("loihi2"))
     first = map_network(Network((64,), net.layers[:1] + [
-        Layer("dense", np.ones((2, 20000)), np.zeros(2), "accumulate", None, (20000,), (2,))], bits=2), {
+        Layer("dense", np.ones((2, 20000)), np.zeros(2), Accumulator(), (20000,), (2,))], bits=2), {
         **load_target("loihi2"), "limits": dict(load_target("loihi2")["limits"], fan_in_per_core=10 ** 6)})
     l1 = first["layers"][0]
     assert l1["cores"] == -(-20000 // l1["neurons_per_core"]) and l1["neurons_per_core"] <= 8192

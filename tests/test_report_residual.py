@@ -9,6 +9,7 @@ import pytest
 from fastsnn_lava.activity import measure
 from fastsnn_lava.hardware import load_target
 from fastsnn_lava.ir import Layer, Network, Skip
+from fastsnn_lava.neuron import SignedIF, Accumulator
 from fastsnn_lava.mapping import map_network
 from fastsnn_lava.reference import qann_forward, snn_forward
 from fastsnn_lava.report import build_report
@@ -82,11 +83,11 @@ def test_full_identity_skip_counts_its_zeros_and_totals_include_it():
 
 def test_dense_skips_count_the_receiving_layer_as_fanout():
     rng = np.random.default_rng(1)
-    dense = [Layer("dense", rng.integers(-9, 10, (12, 16 if i == 0 else 12)), rng.integers(-3, 4, 12), "signed_if",
-                   40 if i == 0 else 20, (16,) if i == 0 else (12,), (12,)) for i in range(3)]
+    dense = [Layer("dense", rng.integers(-9, 10, (12, 16 if i == 0 else 12)), rng.integers(-3, 4, 12),
+                   SignedIF(40 if i == 0 else 20), (16,) if i == 0 else (12,), (12,)) for i in range(3)]
     dense[2].skips = [Skip(1, "dense", 13 * np.eye(12, dtype=int), (12,)),
                       Skip(2, "dense", rng.integers(-7, 8, (12, 12)), (12,))]
-    out = Layer("dense", rng.integers(-9, 10, (5, 12)), np.zeros(5, int), "accumulate", None, (12,), (5,))
+    out = Layer("dense", rng.integers(-9, 10, (5, 12)), np.zeros(5, int), Accumulator(), (12,), (5,))
     net = Network((16,), dense + [out], bits=2, input_max=16)
     x = _x().reshape(-1, 16)
     spikes = snn_forward(net, x, keep_spikes=True).spikes

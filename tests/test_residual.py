@@ -12,6 +12,7 @@ from fastsnn_lava.errors import FastSNNError
 from fastsnn_lava.fx import convert, quantize
 from fastsnn_lava.hardware import check_network, load_target
 from fastsnn_lava.ir import Layer, Network, Skip
+from fastsnn_lava.neuron import SignedIF, Accumulator
 from fastsnn_lava.models import QuantNet, build_float, resolve_arch
 from fastsnn_lava.netx import read_network, write_network
 from fastsnn_lava.quant import QReLU, activation_level
@@ -161,10 +162,10 @@ def test_user_resnet_is_lossless_and_snn_follows_qann(user_resnet):
 def _tiny_skip_net(delay_ok=True) -> Network:
     rng = np.random.default_rng(0)
     c = 3
-    conv = [Layer("conv", rng.integers(-9, 10, (c, 1 if i == 0 else c, 3, 3)), rng.integers(-3, 4, c), "signed_if",
-                  40, (1 if i == 0 else c, 4, 4), (c, 4, 4), padding=(1, 1)) for i in range(3)]
+    conv = [Layer("conv", rng.integers(-9, 10, (c, 1 if i == 0 else c, 3, 3)), rng.integers(-3, 4, c), SignedIF(40),
+                  (1 if i == 0 else c, 4, 4), (c, 4, 4), padding=(1, 1)) for i in range(3)]
     conv[2].skips = [Skip(1, "conv", 20 * np.eye(c, dtype=int)[:, :, None, None], (c, 4, 4))]
-    out = Layer("dense", rng.integers(-9, 10, (5, c * 16)), np.zeros(5, int), "accumulate", None, (c, 4, 4), (5,))
+    out = Layer("dense", rng.integers(-9, 10, (5, c * 16)), np.zeros(5, int), Accumulator(), (c, 4, 4), (5,))
     return Network((1, 4, 4), conv + [out], bits=2, input_max=16)
 
 
@@ -172,11 +173,11 @@ def test_dense_shortcuts_run_exactly_on_lava(tmp_path, require_lava):
     """Dense shortcuts through netx's weight optimizer: identity (delay 1) and a projection (delay 0)."""
     from fastsnn_lava.lava.runner import run_lava
     rng = np.random.default_rng(1)
-    dense = [Layer("dense", rng.integers(-9, 10, (12, 64 if i == 0 else 12)), rng.integers(-3, 4, 12), "signed_if",
-                   60 if i == 0 else 20, (64,) if i == 0 else (12,), (12,)) for i in range(3)]
+    dense = [Layer("dense", rng.integers(-9, 10, (12, 64 if i == 0 else 12)), rng.integers(-3, 4, 12),
+                   SignedIF(60 if i == 0 else 20), (64,) if i == 0 else (12,), (12,)) for i in range(3)]
     dense[2].skips = [Skip(1, "dense", 13 * np.eye(12, dtype=int), (12,)),
                       Skip(2, "dense", rng.integers(-7, 8, (12, 12)), (12,))]
-    out = Layer("dense", rng.integers(-9, 10, (10, 12)), np.zeros(10, int), "accumulate", None, (12,), (10,))
+    out = Layer("dense", rng.integers(-9, 10, (10, 12)), np.zeros(10, int), Accumulator(), (12,), (10,))
     net = Network((64,), dense + [out], bits=2, input_max=16)
     write_network(net, tmp_path / "d.h5")
     x = load_dataset("digits").x_test[:8].reshape(8, -1)

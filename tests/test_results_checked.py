@@ -68,9 +68,10 @@ def test_an_untuned_network_compares_with_its_own_qann(trained, tmp_path):
 
 def _conv_net(code: int, theta: int = 2000, bits: int = 2):
     from fastsnn_lava.ir import Layer, Network
+    from fastsnn_lava.neuron import Accumulator, SignedIF
     return Network((1, 3, 3), [
-        Layer("conv", np.full((1, 1, 3, 3), code), np.zeros(1, dtype=np.int64), "signed_if", theta, (1, 3, 3), (1, 1, 1)),
-        Layer("dense", np.ones((2, 1), dtype=np.int64), np.zeros(2, dtype=np.int64), "accumulate", None, (1, 1, 1), (2,)),
+        Layer("conv", np.full((1, 1, 3, 3), code), np.zeros(1, dtype=np.int64), SignedIF(theta), (1, 3, 3), (1, 1, 1)),
+        Layer("dense", np.ones((2, 1), dtype=np.int64), np.zeros(2, dtype=np.int64), Accumulator(), (1, 1, 1), (2,)),
     ], bits=bits, input_max=255)
 
 
@@ -105,6 +106,7 @@ def test_every_hardware_field_about_messages_and_delays_is_enforced(tmp_path):
     from fastsnn_lava.errors import FastSNNError
     from fastsnn_lava.hardware import check_network, input_message_bits, load_target
     from fastsnn_lava.ir import Layer, Network, Skip
+    from fastsnn_lava.neuron import Accumulator, SignedIF
     net = _conv_net(3)
     check_network(net, load_target("loihi2"))
     with pytest.raises(FastSNNError, match="loihi1 carries 0-bit graded spikes.*signed"):
@@ -117,10 +119,10 @@ def test_every_hardware_field_about_messages_and_delays_is_enforced(tmp_path):
     with pytest.raises(FastSNNError, match="10-bit messages for its raw inputs"):
         check_network(dataclasses.replace(net, input_max=1000), load_target(str(tmp_path / "g9.yaml")))
     rng = np.random.default_rng(0)
-    chain = [Layer("dense", rng.integers(1, 5, (4, 4)), np.zeros(4, dtype=np.int64), "signed_if", 8, (4,), (4,))
+    chain = [Layer("dense", rng.integers(1, 5, (4, 4)), np.zeros(4, dtype=np.int64), SignedIF(8), (4,), (4,))
              for _ in range(3)]
     chain[2] = dataclasses.replace(chain[2], skips=[Skip(1, "dense", rng.integers(1, 5, (4, 4)), (4,))])
-    chain.append(Layer("dense", np.ones((2, 4), dtype=np.int64), np.zeros(2, dtype=np.int64), "accumulate", None,
+    chain.append(Layer("dense", np.ones((2, 4), dtype=np.int64), np.zeros(2, dtype=np.int64), Accumulator(),
                        (4,), (2,)))
     deep = Network((4,), chain, bits=2, input_max=3)
     check_network(deep, load_target("loihi2"))  # the shortcut 1 → 3 waits one step
@@ -138,9 +140,10 @@ def test_weight_exp_bits_is_enforced(tmp_path):
     from fastsnn_lava.errors import FastSNNError
     from fastsnn_lava.hardware import check_network, load_target
     from fastsnn_lava.ir import Layer, Network
-    net = Network((4,), [Layer("dense", np.ones((3, 4), dtype=np.int64), np.zeros(3, dtype=np.int64), "signed_if",
-                               4, (4,), (3,)),
-                         Layer("dense", np.full((2, 3), 100), np.zeros(2, dtype=np.int64), "accumulate", None,
+    from fastsnn_lava.neuron import Accumulator, SignedIF
+    net = Network((4,), [Layer("dense", np.ones((3, 4), dtype=np.int64), np.zeros(3, dtype=np.int64), SignedIF(4),
+                               (4,), (3,)),
+                         Layer("dense", np.full((2, 3), 100), np.zeros(2, dtype=np.int64), Accumulator(),
                                (3,), (2,))], bits=2, input_max=3)
     check_network(net, load_target("loihi2"))
     cfg = yaml.safe_load(open(load_target("loihi2")["path"]))

@@ -10,15 +10,16 @@ from fastsnn_lava import checkpoint
 from fastsnn_lava.errors import FastSNNError
 from fastsnn_lava.hardware import check_network, load_target, membrane_bounds
 from fastsnn_lava.ir import Layer, Network
+from fastsnn_lava.neuron import SignedIF, Accumulator
 from fastsnn_lava.netx import read_network, write_network
 
 
 def small_net():
     rng = np.random.default_rng(0)
     return Network((1, 4, 4), [
-        Layer("conv", rng.integers(-9, 10, (2, 1, 3, 3)), rng.integers(-5, 6, 2), "signed_if", 40, (1, 4, 4),
+        Layer("conv", rng.integers(-9, 10, (2, 1, 3, 3)), rng.integers(-5, 6, 2), SignedIF(40), (1, 4, 4),
               (2, 2, 2), stride=2, padding=1),
-        Layer("dense", rng.integers(-9, 10, (3, 8)), rng.integers(-5, 6, 3), "accumulate", None, (2, 2, 2), (3,)),
+        Layer("dense", rng.integers(-9, 10, (3, 8)), rng.integers(-5, 6, 3), Accumulator(), (2, 2, 2), (3,)),
     ], bits=2, input_max=15)
 
 
@@ -108,8 +109,8 @@ def test_truncated_and_corrupted_checkpoints(good_ckpt, tmp_path, cut, flips):
 
 
 def test_membrane_overflow_is_caught_at_export():
-    net = Network((784,), [Layer("dense", np.full((4, 784), 127), np.zeros(4), "signed_if", 1000, (784,), (4,)),
-                           Layer("dense", np.ones((2, 4)), np.zeros(2), "accumulate", None, (4,), (2,))],
+    net = Network((784,), [Layer("dense", np.full((4, 784), 127), np.zeros(4), SignedIF(1000), (784,), (4,)),
+                           Layer("dense", np.ones((2, 4)), np.zeros(2), Accumulator(), (4,), (2,))],
                   bits=4, input_max=255)
     assert membrane_bounds(net)[0] == 1000 + 15 * 784 * 127 * 255
     with pytest.raises(FastSNNError, match=r"layer 1 .*membrane could reach .*24-bit state"):

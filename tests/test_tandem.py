@@ -14,8 +14,8 @@ from fastsnn_lava.pipeline import convert, export, finetune
 from fastsnn_lava.reference import qann_forward, run_batches, snn_forward
 from fastsnn_lava.engine import if_run
 from fastsnn_lava.surrogate import if_bptt, step
-from fastsnn_lava.finetune import heldout_count
-from fastsnn_lava.tandem import DIVERGED, GO_ON, KEEP, RESTORE, _kl, _Tuner, decide, qann_logits, tandem
+from fastsnn_lava.tuning import heldout_count
+from fastsnn_lava.tuning.distillation import DIVERGED, GO_ON, KEEP, RESTORE, Tuner, decide, kl, qann_logits, tandem
 
 
 def assert_run_followed_the_rule(resnet8, tuned, rec: dict) -> None:
@@ -45,14 +45,14 @@ def assert_run_followed_the_rule(resnet8, tuned, rec: dict) -> None:
     x = load_dataset("digits").x_train
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(0)).numpy()
     held = torch.as_tensor(x[perm[:heldout_count(len(x))]])
-    scale = _Tuner(qann, net0).scale
+    scale = Tuner(qann, net0).scale
     z_ref = qann_logits(net0, held, scale, torch.float64)
     z = scale * torch.as_tensor(Engine(tuned, device="cpu").run(held.numpy()), dtype=torch.float64)
-    assert float(_kl(z, z_ref, 1.0)) == pytest.approx(t["heldout_kl_after"], rel=1e-5, abs=1e-9)
+    assert float(kl(z, z_ref, 1.0)) == pytest.approx(t["heldout_kl_after"], rel=1e-5, abs=1e-9)
     if t["label_weight"]:  # the criterion is KL + w·CE on the held-out labels (checked at the start)
         y = torch.as_tensor(load_dataset("digits").y_train[perm[:len(held)]]).long()
         z0 = scale * torch.as_tensor(Engine(net0, device="cpu").run(held.numpy()), dtype=torch.float64)
-        want = float(_kl(z0, z_ref, 1.0) + t["label_weight"] * torch.nn.functional.cross_entropy(z0, y))
+        want = float(kl(z0, z_ref, 1.0) + t["label_weight"] * torch.nn.functional.cross_entropy(z0, y))
         assert h[0]["criterion"] == pytest.approx(want, rel=1e-5)
     if not kept:
         assert all(a.equals(b) for a, b in zip(net0.layers, tuned.layers))
@@ -105,7 +105,7 @@ def test_tandem_forward_value_is_the_snn_and_gradient_reaches_every_tuned_layer(
     qann, _, _ = checkpoint.load(str(resnet8))
     net = to_network(qann)
     x = torch.as_tensor(load_dataset("digits").x_test[:64])
-    tuner = _Tuner(qann, net, gradient)
+    tuner = Tuner(qann, net, gradient)
     z = tuner.forward(x)
     out = Engine(net).run(x.numpy())
     assert np.array_equal(out, run_batches(net, x.numpy(), snn_forward))
@@ -204,7 +204,7 @@ def test_tandem_classifier_option_tunes_the_readout_and_still_exports_losslessly
     qann, _, _ = checkpoint.load(str(resnet8))
     net = to_network(qann)
     x = torch.as_tensor(load_dataset("digits").x_test[:64])
-    tuner = _Tuner(qann, net, "bptt", classifier=True)
+    tuner = Tuner(qann, net, "bptt", classifier=True)
     z = tuner.forward(x)
     assert torch.equal(torch.round(z.detach().double() / tuner.scale),
                        torch.as_tensor(Engine(net).run(x.numpy()), dtype=torch.float64))
@@ -232,7 +232,7 @@ def test_tandem_average_judges_the_rounded_moving_average_and_still_exports_loss
     is recorded, keeps checks that lower the held-out KL, and the tuned network still exports exactly."""
     qann, _, _ = checkpoint.load(str(resnet8))
     net = to_network(qann)
-    tuner = _Tuner(qann, net, "bptt")
+    tuner = Tuner(qann, net, "bptt")
     for shift, moved in ((0.4, 0), (0.6, 1)):  # a state 0.4 codes above the masters rounds back; 0.6 rounds up
         cand = tuner.network([p.detach() + shift for p in tuner.params()])
         for a, b in zip(net.layers[1:-1], cand.layers[1:-1]):

@@ -33,7 +33,9 @@ import numpy as np
 import pytest
 
 from fastsnn_lava.cli import report
-from fastsnn_lava.lif import LifLayer, LifNetwork, lif_forward
+from fastsnn_lava.ir import Layer, Network
+from fastsnn_lava.lif import lif_forward
+from fastsnn_lava.neuron import CubaLIF
 from fastsnn_lava.netx.cuba import read_lif_network
 
 
@@ -146,9 +148,9 @@ def test_dense_block_ground_truth(lavadl_netx_dir):
     gts = lavadl_netx_dir / "gts" / "dense"
     w, x = np.load(gts / "weight.npy"), np.load(gts / "in.npy")  # (256, 200), (200, T)
     T, (n_out, n_in) = x.shape[1], w.shape
-    layer = LifLayer("dense", w, np.zeros(n_out, int), vth=6, i_decay=4096, v_decay=415, in_shape=(n_in,),
-                     out_shape=(n_out,))
-    tr = lif_forward(LifNetwork((n_in,), [layer], T, T), x.T[None], keep_spikes=True, keep_state=True)
+    layer = Layer("dense", w, np.zeros(n_out, int), CubaLIF(vth=6, i_decay=4096, v_decay=415), in_shape=(n_in,),
+                  out_shape=(n_out,))
+    tr = lif_forward(Network((n_in,), [layer], timesteps=T, reset_interval=T), x.T[None], keep_spikes=True, keep_state=True)
     out, cur = np.load(gts / "out.npy"), np.load(gts / "current.npy") * 64
     assert out.sum() > 100 and not out[:, 0].any() and not cur[:, 0].any()
     assert np.array_equal(out[:, 1:], _whc(tr.spikes[0])[:, :-1])

@@ -1,4 +1,5 @@
-"""What every command shares: a one-line-error parser and the error-to-exit-code wrapper."""
+"""What every command shares: a one-line-error parser built from :mod:`fastsnn_lava.options`, and the
+error-to-exit-code wrapper."""
 from __future__ import annotations
 
 import argparse
@@ -11,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from ..errors import Disagreement, FastSNNError
+from ..options import fields
 
 
 class _Parser(argparse.ArgumentParser):
@@ -52,6 +54,44 @@ def parser(prog: str, description: str, example: str) -> argparse.ArgumentParser
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show the full traceback of an internal error")
     return p
+
+
+def argument(p: argparse.ArgumentParser, cls, name: str, *flags: str, **overrides) -> None:
+    """Add the flag of field ``name`` of the options class ``cls`` (its default, help, range, choices).
+
+    The value lands in ``args.<name>``; ``flags`` replace the field's flag (e.g. ``"-o", "--output"``),
+    ``overrides`` any argparse keyword (e.g. ``choices`` known only at run time)."""
+    f = fields(cls)[name]
+    m = f.metadata
+    flags = flags or (m["flag"] or "--" + name.replace("_", "-"),)
+    if isinstance(f.default, bool):  # True: --no-NAME sets it off; False: --NAME sets it on
+        if f.default:
+            flags = tuple(x.replace("--", "--no-", 1) for x in flags)
+        kw = dict(action="store_false" if f.default else "store_true", help=m["help"])
+    else:
+        kind = m["type"] or (str if f.default is None else type(f.default))
+        if kind is int and m["low"] is not None:
+            kind = integer(m["low"])
+        elif kind is float and m["low"] is not None:
+            kind = real(m["low"], math.inf if m["high"] is None else m["high"], m["low_open"], m["high_open"])
+        kw = dict(default=f.default, type=None if kind is str else kind, choices=m["choices"], help=m["help"],
+                  metavar=m["metavar"], required=m["required"] or None)
+    kw.update(overrides)
+    p.add_argument(*flags, dest=name, **{k: v for k, v in kw.items() if v is not None})
+
+
+def arguments(p: argparse.ArgumentParser, cls, skip: tuple = (), **overrides: dict) -> None:
+    """:func:`argument` for every field of ``cls`` but ``skip``; ``overrides[name]``: that field's keywords
+    (``flags``: its flags)."""
+    for name in fields(cls):
+        if name not in skip:
+            kw = dict(overrides.get(name, {}))
+            argument(p, cls, name, *kw.pop("flags", ()), **kw)
+
+
+def options(cls, args: argparse.Namespace):
+    """The options object of ``cls`` from parsed ``args`` (fields the command has no flag for keep their default)."""
+    return cls(**{name: getattr(args, name) for name in fields(cls) if hasattr(args, name)})
 
 
 class Terminated(BaseException):

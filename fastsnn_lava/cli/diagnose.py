@@ -4,7 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
-from .common import check_outputs, integer, parser, real, run_cli
+from ..options import DiagnoseOptions
+from .common import arguments, check_outputs, options, parser, run_cli
 
 
 def main(argv=None) -> int:
@@ -14,27 +15,23 @@ def main(argv=None) -> int:
                "plus accuracy against the number of time steps T' = 1 .. 2(2^b - 1). Keys: export/DIAGNOSE.md.",
                "fastsnn-diagnose model_ft.pt --dataset digits --json diag.json --plot diag.png")
     p.add_argument("model", help="checkpoint (fastsnn-train or fastsnn-finetune)")
-    p.add_argument("--dataset", default=None, help="default: the checkpoint's dataset")
-    p.add_argument("--samples", type=integer(1), default=None, help="first N test samples (default: all)")
-    p.add_argument("--sweep-samples", type=integer(1), default=1000,
-                   help="test samples for the accuracy-vs-T sweep (default 1000)")
-    p.add_argument("--json", default=None, help="write the record here")
-    p.add_argument("--plot", default=None, help="write a PNG: per-layer error and accuracy vs T")
+    arguments(p, DiagnoseOptions)
     args = p.parse_args(argv)
 
     def go(a):
         from ..atomic import write_text
         from ..diagnose import diagnose, plot
-        check_outputs({"--json": a.json, "--plot": a.plot}, {"model": a.model})
-        rec = diagnose(a.model, a.dataset, a.samples, a.sweep_samples)
+        o = options(DiagnoseOptions, a)
+        check_outputs({"--json": o.json, "--plot": o.plot}, {"model": a.model})
+        rec = diagnose(a.model, o.dataset, o.samples, o.sweep_samples)
         print(f"QANN accuracy {rec['qann_accuracy']:.4f} on {rec['samples']} samples (b = {rec['bits']})")
         for name, v in rec["variants"].items():
             errs = " ".join(f"{r['mean_abs_error_theta']:.4f}" for r in v["layers"])
             print(f"{name:>17}: accuracy {v['accuracy']:.4f}  per-layer mean |N-K| (θ): {errs}")
-        if a.json:
-            write_text(a.json, json.dumps(rec, indent=2) + "\n")
-        if a.plot:
-            plot(rec, a.plot)
+        if o.json:
+            write_text(o.json, json.dumps(rec, indent=2) + "\n")
+        if o.plot:
+            plot(rec, o.plot)
     return run_cli("fastsnn-diagnose", go, args)
 
 

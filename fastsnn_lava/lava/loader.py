@@ -1,7 +1,7 @@
 """Build a Lava network from a fastsnn-lava netx file with netx's own blocks.
 
 netx's ``Network`` builds every layer through ``Network.get_neuron_params``,
-called by class name, so a subclass override has no effect (lava-netx.md §13).
+called by class name, so a subclass override has no effect (lava-dl v0.6.0 ``src/lava/lib/dl/netx/hdf5.py``).
 :func:`install_neuron_types` wraps that static method once: the neuron types
 ``SIGNED_IF``, ``UNSIGNED_IF`` and ``ACCUMULATE`` map to this project's
 processes, every other type goes to netx's original. The file is validated
@@ -27,35 +27,41 @@ from lava.lib.dl.netx import hdf5
 from ..hardware import check_network, input_message_bits, load_target
 from ..netx import read_network
 from ..netx.write import check_netx_weights
-from ..netx.schema import IR_NEURONS, META_GROUP, SKIP_GROUP
+from ..netx.layout import layer_groups
+from ..netx.schema import IR_NEURONS, SKIP_GROUP
 from .process import Accumulator, SignedIF, SpikeDelay
 
-# graded spikes: ±1 needs > 0 message bits on the receiving synapse (lava-netx.md §9)
+# graded spikes: ±1 needs > 0 message bits on the receiving synapse (with 0, lava-nc v0.10.0
+# src/lava/proc/dense/models.py and conv/models.py cast the input to bool: −1 would act as +1)
 SPIKE_MESSAGE_BITS = 2
 INPUT_MESSAGE_BITS = 8  # netx's default graded input width; a wider input range gets hardware.input_message_bits
 
 _original = hdf5.Network.get_neuron_params
-_SKIPS_WIRED = {"allowed": False}  # set only while load_network builds a network it will wire
+# while build_netx builds a network: its validated ir.Network and {/layer number: ir.Layer}
+_BUILDING = {"layers": None, "net": None}
 
 
 def _get_neuron_params(neuron_config, input=False, reset_interval=None, reset_offset=0, spike_exp=6):
-    ntype = neuron_config["type"]
-    if ntype not in IR_NEURONS:
+    """netx's neuron parameters of one block: this project's types from the validated network (θ, signed,
+    T, R), every other type from netx's original."""
+    if neuron_config["type"] not in IR_NEURONS:
         return _original(neuron_config, input=input, reset_interval=reset_interval, reset_offset=reset_offset,
                          spike_exp=spike_exp)
-    f = getattr(neuron_config, "f", None)
-    if f is not None and SKIP_GROUP in f.parent and not _SKIPS_WIRED["allowed"]:
-        raise NotImplementedError(
-            f"{f.parent.name} has residual skips, which netx alone would drop: load it with "
-            "fastsnn_lava.lava.loader.load_network")
-    meta = neuron_config.f.file[META_GROUP]
-    params = {"timesteps": int(meta["timesteps"][()]),
-              "reset_interval": int(reset_interval if reset_interval is not None else meta["reset_interval"][()]),
+    group = neuron_config.f.parent
+    layers = _BUILDING["layers"]
+    if layers is None:  # netx alone: refuse, naming what it would get wrong
+        skips = any(SKIP_GROUP in g for g in group.parent.values())
+        what = "residual skips, which netx alone would drop" if skips else "this project's neuron types"
+        raise NotImplementedError(f"{group.file.filename} has {what}: load it with "
+                                  "fastsnn_lava.lava.loader.load_network")
+    layer, net = layers[int(group.name.rsplit("/", 1)[1])], _BUILDING["net"]
+    params = {"timesteps": net.timesteps,
+              "reset_interval": int(reset_interval if reset_interval is not None else net.reset_interval),
               "reset_offset": int(reset_offset), "bias_key": "bias"}
-    if IR_NEURONS[ntype] == "accumulate":
+    if layer.accumulates:
         return dict(params, neuron_proc=Accumulator, num_message_bits=24)
-    return dict(params, neuron_proc=SignedIF, theta=int(neuron_config["theta"]),
-                signed=IR_NEURONS[ntype] == "signed_if", num_message_bits=SPIKE_MESSAGE_BITS)
+    return dict(params, neuron_proc=SignedIF, theta=layer.threshold, signed=layer.signed,
+                num_message_bits=SPIKE_MESSAGE_BITS)
 
 
 def install_neuron_types() -> None:
@@ -64,11 +70,23 @@ def install_neuron_types() -> None:
         hdf5.Network.get_neuron_params = staticmethod(_get_neuron_params)
 
 
+def build_netx(path, net, message_bits: int, reset_interval: int):
+    """netx's Network of the file at ``path``, whose validated description is ``net`` (the source of θ)."""
+    install_neuron_types()
+    _BUILDING.update(layers={k: net.layers[i - 1] for i, k in layer_groups(net).items()}, net=net)
+    try:
+        return hdf5.Network(net_config=str(path), input_message_bits=message_bits,
+                            reset_interval=reset_interval, reset_offset=1)
+    finally:
+        _BUILDING.update(layers=None, net=None)
+
+
 def load_network(path, hw: str | None = "loihi2"):
     """(netx Network, integer Network, reset interval R) for a fastsnn-lava netx file.
 
     The file is validated (keys, shapes, the synapses netx + Lava carry exactly, and unless ``hw``
-    is None the target's integer ranges and membrane bound) before any Lava process is built.
+    is None the target's integer ranges and membrane bound) before any Lava process is built; the
+    neurons' θ and the window come from that validated network, not from the file a second time.
 
     Block ``j`` (0-based) of the netx network gets reset offset ``j + 2``: the source
     sends sample k from step ``k·R + 1`` and each synapse adds one step of delay.
@@ -77,17 +95,9 @@ def load_network(path, hw: str | None = "loihi2"):
     check_netx_weights(net)  # also a file written before export refused what Lava corrupts
     if hw:
         check_network(net, load_target(hw))
-    install_neuron_types()
-    from ..netx.schema import reset_interval
-    R = reset_interval(net.timesteps)
-    _SKIPS_WIRED["allowed"] = True
-    try:
-        lava_net = hdf5.Network(net_config=str(path), input_message_bits=input_message_bits(net.input_max),
-                                reset_interval=R, reset_offset=1)
-    finally:
-        _SKIPS_WIRED["allowed"] = False
+    lava_net = build_netx(path, net, input_message_bits(net.input_max), net.reset_interval)
     lava_net.skip_processes = connect_skips(lava_net, net)
-    return lava_net, net, R
+    return lava_net, net, net.reset_interval
 
 
 def _lava_shape(shape) -> tuple:
@@ -96,7 +106,8 @@ def _lava_shape(shape) -> tuple:
 
 
 def skip_synapse(skip):
-    """The Lava synapse of a shortcut (lava-netx.md §6, §7).
+    """The Lava synapse of a shortcut, built as netx builds its blocks (lava-dl v0.6.0
+    ``src/lava/lib/dl/netx/hdf5.py``).
 
     A conv shortcut is built as netx builds a conv block. A dense shortcut is *not* built with
     netx's ``optimize_weight_bits``: netx calls a matrix whose largest code is 0 mixed-sign but does not

@@ -19,7 +19,8 @@ The window phase of a process is ``(t − reset_offset) mod reset_interval``;
 netx hands every block an offset one larger than the block before, which
 matches the one-step delay of each Dense/Conv synapse. Each process has a
 ``fixed_pt`` model (int32 arithmetic, what netx runs) and a ``floating_pt``
-model (float64, for standalone use). The models call the same step function
+model (float64, for standalone use), both made by :func:`_model_pair` from one
+class body and the port/variable widths; the models call the same step function
 as the reference simulation.
 """
 from __future__ import annotations
@@ -82,6 +83,21 @@ class SpikeDelay(AbstractProcess):
         self.buffer = Var(shape=(delay,) + tuple(shape), init=0)
 
 
+def _model_pair(proc, body: type, **widths) -> tuple[type, type]:
+    """The ``fixed_pt`` and ``floating_pt`` CPU models of ``proc``: ``body`` with each port/variable
+    ``name=(kind, bits)`` typed int32 of that precision, or float64. ``out_dtype`` is the dtype sent."""
+    pair = []
+    for tag_name, suffix in (("fixed_pt", "Fixed"), ("floating_pt", "Float")):
+        fixed = tag_name == "fixed_pt"
+        types = {name: LavaPyType(kind, np.int32, precision=bits) if fixed else LavaPyType(kind, float)
+                 for name, (kind, bits) in widths.items()}
+        cls = type(f"Py{proc.__name__}Model{suffix}", (body,),
+                   {**types, "out_dtype": np.int32 if fixed else float, "__module__": __name__,
+                    "__annotations__": {name: t.cls for name, t in types.items()}})
+        pair.append(implements(proc=proc, protocol=LoihiProtocol)(requires(CPU)(tag(tag_name)(cls))))
+    return pair[0], pair[1]
+
+
 class _DelayModel(PyLoihiProcessModel):
     def run_spk(self):
         a_in = self.a_in.recv()
@@ -91,22 +107,8 @@ class _DelayModel(PyLoihiProcessModel):
         self.s_out.send(out)
 
 
-@implements(proc=SpikeDelay, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PySpikeDelayModelFixed(_DelayModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=2)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=2)
-    buffer: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=2)
-
-
-@implements(proc=SpikeDelay, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PySpikeDelayModelFloat(_DelayModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    buffer: np.ndarray = LavaPyType(np.ndarray, float)
+PySpikeDelayModelFixed, PySpikeDelayModelFloat = _model_pair(
+    SpikeDelay, _DelayModel, a_in=(PyInPort.VEC_DENSE, 2), s_out=(PyOutPort.VEC_DENSE, 2), buffer=(np.ndarray, 2))
 
 
 class _WindowModel(PyLoihiProcessModel):
@@ -144,26 +146,9 @@ class _SignedIFModel(_WindowModel):
         self.s_out.send(s.astype(self.v.dtype))
 
 
-@implements(proc=SignedIF, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PySignedIFModelFixed(_SignedIFModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=2)
-    bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-    n: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=8)
-
-
-@implements(proc=SignedIF, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PySignedIFModelFloat(_SignedIFModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    bias: np.ndarray = LavaPyType(np.ndarray, float)
-    v: np.ndarray = LavaPyType(np.ndarray, float)
-    n: np.ndarray = LavaPyType(np.ndarray, float)
+PySignedIFModelFixed, PySignedIFModelFloat = _model_pair(
+    SignedIF, _SignedIFModel, a_in=(PyInPort.VEC_DENSE, 24), s_out=(PyOutPort.VEC_DENSE, 2), bias=(np.ndarray, 24),
+    v=(np.ndarray, 24), n=(np.ndarray, 8))
 
 
 class _AccumulatorModel(_WindowModel):
@@ -177,24 +162,9 @@ class _AccumulatorModel(_WindowModel):
         self.s_out.send(self.v.copy())
 
 
-@implements(proc=Accumulator, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PyAccumulatorModelFixed(_AccumulatorModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, np.int32, precision=24)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=32)
-    bias: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=24)
-    v: np.ndarray = LavaPyType(np.ndarray, np.int32, precision=32)
-
-
-@implements(proc=Accumulator, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PyAccumulatorModelFloat(_AccumulatorModel):
-    a_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    bias: np.ndarray = LavaPyType(np.ndarray, float)
-    v: np.ndarray = LavaPyType(np.ndarray, float)
+PyAccumulatorModelFixed, PyAccumulatorModelFloat = _model_pair(
+    Accumulator, _AccumulatorModel, a_in=(PyInPort.VEC_DENSE, 24), s_out=(PyOutPort.VEC_DENSE, 32),
+    bias=(np.ndarray, 24), v=(np.ndarray, 32))
 
 
 class _SourceModel(PyLoihiProcessModel):
@@ -212,20 +182,8 @@ class _SourceModel(PyLoihiProcessModel):
             self.s_out.send(np.zeros(self.data.shape[1:], dtype=self.out_dtype))
 
 
-@implements(proc=SampleSource, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("fixed_pt")
-class PySampleSourceFixed(_SourceModel):
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
-    out_dtype = np.int32
-
-
-@implements(proc=SampleSource, protocol=LoihiProtocol)
-@requires(CPU)
-@tag("floating_pt")
-class PySampleSourceFloat(_SourceModel):
-    s_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, float)
-    out_dtype = float
+PySampleSourceFixed, PySampleSourceFloat = _model_pair(SampleSource, _SourceModel,
+                                                       s_out=(PyOutPort.VEC_DENSE, 24))
 
 
 def model_map(tag_name: str = "fixed_pt") -> dict:

@@ -6,26 +6,24 @@ network is built, so what runs is exactly what stock lava-dl 0.6.0 builds. The
 samples stream through one compiled network in windows of R steps, as in
 :mod:`.runner` (``hdf5.Network(net_config=path, input_message_bits=8,
 reset_interval=R, reset_offset=1)``; the source sends sample k at steps
-``k·R+1 … k·R+T``). The output layer is read out as in :mod:`fastsnn_lava.lif`:
+``k·R+1 … k·R+T``; the loop is :func:`.stream.stream`, shared with :mod:`.runner`). The output
+layer is read out as in :mod:`fastsnn_lava.lif`:
 its membrane ``v`` (a ``Monitor`` probe) at the window's last active step, or its
 spike count over the window's T active steps.
 """
 from __future__ import annotations
 
 import contextlib
-import warnings
 
 import numpy as np
 from lava.lib.dl.netx import hdf5
-from lava.magma.core.run_conditions import RunSteps
 from lava.magma.core.run_configs import Loihi2SimCfg
-from lava.proc.io.sink import RingBuffer as SinkBuffer
-from lava.proc.monitor.process import Monitor
 
+from ..hardware import input_message_bits
 from ..netx.cuba import read_lif_network
 from . import loader
-from ..hardware import input_message_bits
 from .process import SampleSource, model_map
+from .stream import stream
 
 
 @contextlib.contextmanager
@@ -40,16 +38,12 @@ def stock_netx():
 
 
 def build(path, timesteps: int | None = None):
-    """(netx Network built by stock netx, LifNetwork) for a CUBA netx file."""
+    """(netx Network built by stock netx, its CUBA :class:`~fastsnn_lava.ir.Network`) for a CUBA netx file."""
     net = read_lif_network(path, timesteps)
     with stock_netx():
         lava_net = hdf5.Network(net_config=str(path), input_message_bits=input_message_bits(net.input_max),
                                 reset_interval=net.reset_interval, reset_offset=1)
     return lava_net, net
-
-
-def _lava_layout(shape: tuple, x: np.ndarray) -> np.ndarray:
-    return x.reshape(len(x), -1) if len(shape) == 1 else x.transpose(0, 3, 2, 1)
 
 
 def run_vanilla(path, x: np.ndarray, timesteps: int | None = None, hw_run: bool = False) -> tuple[np.ndarray, dict]:
@@ -59,9 +53,7 @@ def run_vanilla(path, x: np.ndarray, timesteps: int | None = None, hw_run: bool 
     (``Loihi2HwCfg``, needs lava-loihi; untested here: nobody on the project has a chip).
     """
     lava_net, net = build(path, timesteps)
-    T, R, L = net.timesteps, net.reset_interval, len(net.layers)
-    first = net.layers[0]
-    if first.kind == "identity":
+    if net.layers[0].kind == "identity":
         from ..errors import FastSNNError
         raise FastSNNError(f"{path} has an input layer with a neuron (slayer's input block), whose window offset "
                            "this runner does not align: use the reference simulation for it")
@@ -69,44 +61,15 @@ def run_vanilla(path, x: np.ndarray, timesteps: int | None = None, hw_run: bool 
         from ..errors import FastSNNError
         raise FastSNNError(f"{path} has synaptic delays, which carry spikes across the sample windows this runner "
                            "streams: use the reference simulation for it")
-    shape0 = (int(np.prod(net.input_shape)),) if first.kind == "dense" else net.input_shape
-    data = _lava_layout(shape0, np.asarray(x).reshape(len(x), *shape0)).astype(np.int32)
+    data = loader.lava_input(net, x)
     n = len(data)
-    total = (n - 1) * R + L + T
-    src = SampleSource(data=data, timesteps=T, reset_interval=R)
-    src.s_out.connect(lava_net.inp)
-    out_neuron = lava_net.layers[-1].neuron
-    probe = None
-    if net.readout == "voltage":
-        probe = Monitor()
-        probe.probe(out_neuron.v, total)
-    else:
-        probe = SinkBuffer(shape=lava_net.out.shape, buffer=total)
-        lava_net.out.connect(probe.a_in)
     if hw_run:
         from lava.magma.core.run_configs import Loihi2HwCfg
         cfg = Loihi2HwCfg(exception_proc_model_map={SampleSource: model_map("fixed_pt")[SampleSource]})
     else:
         cfg = Loihi2SimCfg(select_tag="fixed_pt", exception_proc_model_map=model_map("fixed_pt"))
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Cannot import module")
-            lava_net.run(condition=RunSteps(num_steps=total), run_cfg=cfg)
-        if net.readout == "voltage":
-            trace = np.asarray(probe.get_data()[out_neuron.name]["v"])  # (total, *shape), row t-1 = step t
-            trace = trace.reshape(total, -1).T
-        else:
-            trace = probe.data.get().reshape(-1, total)
-    finally:
-        lava_net.stop()
-    # the last block (offset L+1) ends sample k's active phases at step k·R + L + T
-    ends = np.arange(n) * R + L + T
-    if net.readout == "voltage":
-        out = trace[:, ends - 1].T
-    else:
-        out = np.stack([trace[:, e - T:e].sum(1) for e in ends])
+    out, info = stream(lava_net, data, net.timesteps, net.reset_interval, net.readout, cfg)
     if len(net.output_shape) == 3:  # Lava's (W,H,C) back to torch's flatten order
         w_, h_, c_ = net.output_shape[2], net.output_shape[1], net.output_shape[0]
         out = out.reshape(n, w_, h_, c_).transpose(0, 3, 2, 1).reshape(n, -1)
-    return out.astype(np.int64), {"timesteps": T, "reset_interval": R, "synaptic_layers": L, "steps_run": total,
-                                  "steps_per_sample": T + L}
+    return out, info

@@ -26,7 +26,7 @@ It needs no Lava.
 input held for the step (the raw sample ``x`` and the bias are currents, constant over a step; a spike
 is a Dirac pulse of unit area that moves ``v`` by ``R·W_ij`` at once), it gives
 ``v(t) = v(t-1) + W·s(t) + b``. Lava computes, with ``iDecay = 4096`` and ``vDecay = 0``
-(``lif_step``: ``u = a_in << 6``, ``v += u + (b << 6)``), the same sum in 6-bit units, so
+(``cuba_step``: ``u = a_in << 6``, ``v += u + (b << 6)``), the same sum in 6-bit units, so
 **NIR's v = Lava's v / 64**, ``R = 1``, and weights and biases stay the file's integers.
 
 **Threshold.** Lava fires when ``v > vThMant << 6``; v being a multiple of 64, that is
@@ -72,7 +72,7 @@ NIR's ODEs in continuous time would differ in these respects, all of them Lava's
 reset by subtracting θ are neither in NIR's IF, LIF nor CubaLIF, which spike {0, 1} and reset to
 v_reset), the unsigned IF (reset by subtraction and the initial membrane θ/2 have no NIR parameter),
 residual networks (their shortcuts exist only with the signed IF: the CUBA mapping has none), and in a
-:class:`~fastsnn_lava.lif.LifNetwork`: leaky layers (``iDecay != 4096`` or ``vDecay != 0``, whose
+:class:`~fastsnn_lava.ir.Network` of CUBA LIF neurons: leaky layers (``iDecay != 4096`` or ``vDecay != 0``, whose
 fixed-point decay NIR's LIF/CubaLIF reproduce only approximately), synaptic delays, identity input
 layers and a conv bias that varies within a channel (NIR's Conv2d has one bias per channel).
 """
@@ -80,9 +80,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from .atomic import atomic_path
-from .errors import FastSNNError
-from .lif import LifNetwork
+from ..atomic import atomic_path
+from ..errors import FastSNNError
+from ..ir import Layer, Network, reset_window
+from ..neuron import CubaLIF
+from .base import Format, hdf5_keys
 
 DT = 1.0            # the graph's time unit: one Lava step
 VOLTAGE_SCALE = 64  # Lava's u and v are in 6-bit units: Lava's v = 64 · NIR's v
@@ -112,15 +114,12 @@ def _nir():
     return nir
 
 
-def _check(net) -> None:
-    from .ir import Network
-    if isinstance(net, Network):
+def check(net: Network) -> None:
+    """Refuse, in one line, what a NIR graph cannot hold: IF neurons, residual networks, leaky or delayed layers."""
+    if net.family == "if":
         if net.has_skips:
             raise FastSNNError(RESIDUAL)
-        kind = {"unsigned_if": "unsigned"}.get(net.layers[0].neuron, "signed")
-        raise FastSNNError(refusal(kind))
-    if not isinstance(net, LifNetwork):
-        raise FastSNNError(f"to_nir needs a LifNetwork (--neuron cuba), got {type(net).__name__}")
+        raise FastSNNError(refusal("signed" if net.layers[0].signed else "unsigned"))
     for i, layer in enumerate(net.layers, start=1):
         where = f"layer {i} ({layer.kind})"
         if layer.kind == "identity":
@@ -128,8 +127,9 @@ def _check(net) -> None:
                                "with fastsnn-export --neuron cuba")
         if layer.delay is not None:
             raise FastSNNError(f"{where}: synaptic delays are not exported to NIR: export without delays")
-        if layer.i_decay != 4096 or layer.v_decay != 0:
-            raise FastSNNError(f"{where}: a leaky CUBA layer (iDecay {layer.i_decay}, vDecay {layer.v_decay}) is not "
+        if layer.neuron.i_decay != 4096 or layer.neuron.v_decay != 0:
+            raise FastSNNError(f"{where}: a leaky CUBA layer (iDecay {layer.neuron.i_decay}, vDecay "
+                               f"{layer.neuron.v_decay}) is not "
                                "exported: NIR's IF is exact only for iDecay 4096 and vDecay 0 (as --neuron cuba "
                                "writes), and NIR's LIF/CubaLIF approximate Lava's fixed-point decay")
         if layer.kind == "conv" and _channel_bias(layer) is None:
@@ -152,10 +152,10 @@ def _neurons(nir, shape: tuple, vth: int):
     return nir.IF(r=np.ones(shape, dtype=np.float64), v_threshold=full, v_reset=np.zeros(shape, dtype=np.float64))
 
 
-def to_nir(lif_net: LifNetwork):
+def to_nir(lif_net: Network):
     """The NIR graph of a CUBA network (see the module docstring for the mapping); refuses what NIR
     cannot hold (an ``ir.Network`` of IF neurons, residual networks, leaky or delayed layers)."""
-    _check(lif_net)
+    check(lif_net)
     nir = _nir()
     nodes = {"input": nir.Input(input_type={"input": np.array(lif_net.input_shape)})}
     names = ["input"]
@@ -175,8 +175,8 @@ def to_nir(lif_net: LifNetwork):
             nodes[syn] = nir.Conv2d(input_shape=tuple(int(a) for a in prev[1:]), weight=w,
                                     stride=layer.stride, padding=layer.padding, dilation=layer.dilation,
                                     groups=layer.groups, bias=_channel_bias(layer).astype(np.int64))
-        neuron = READOUT if i == last and layer.never_fires else f"if{i}"
-        nodes[neuron] = _neurons(nir, layer.out_shape, layer.vth)
+        neuron = READOUT if i == last and layer.neuron.never_fires else f"if{i}"
+        nodes[neuron] = _neurons(nir, layer.out_shape, layer.neuron.vth)
         names += [syn, neuron]
         prev = layer.out_shape
     nodes["output"] = nir.Output(output_type={"output": np.array(prev)})
@@ -205,7 +205,7 @@ def to_nir(lif_net: LifNetwork):
     return nir.NIRGraph(nodes=nodes, edges=edges, metadata=meta)
 
 
-def write_nir(lif_net: LifNetwork, path) -> None:
+def write_nir(lif_net: Network, path) -> None:
     """Write :func:`to_nir`'s graph to ``path`` (NIR's HDF5 file, ``nir.write``), atomically."""
     graph = to_nir(lif_net)
     nir = _nir()
@@ -213,4 +213,62 @@ def write_nir(lif_net: LifNetwork, path) -> None:
         nir.write(tmp, graph)
 
 
-__all__ = ["to_nir", "write_nir", "refusal", "RESIDUAL"]
+def from_nir(graph) -> Network:
+    """The CUBA network of a graph :func:`to_nir` wrote (its node names, ``IF`` nodes, metadata)."""
+    meta, nodes = dict(graph.metadata), graph.nodes
+    if meta.get("producer") != "fastsnn-lava" or "timesteps" not in meta:
+        raise FastSNNError("this NIR graph was not written by fastsnn-export --format nir: only those are read")
+    T = int(meta["timesteps"])
+    layers, prev = [], tuple(int(a) for a in np.asarray(nodes["input"].input_type["input"]).ravel())
+    input_shape, i = prev, 1
+    while f"affine{i}" in nodes or f"conv{i}" in nodes:
+        neuron = nodes.get(f"if{i}", nodes.get(READOUT))
+        out_shape = tuple(int(a) for a in np.shape(neuron.v_threshold))
+        cell = CubaLIF(int(np.asarray(neuron.v_threshold).ravel()[0] - 0.5), 4096, 0)
+        if f"affine{i}" in nodes:
+            syn = nodes[f"affine{i}"]
+            layers.append(Layer("dense", np.asarray(syn.weight), np.asarray(syn.bias), cell, prev, out_shape))
+        else:
+            syn = nodes[f"conv{i}"]
+            geo = {k: tuple(int(a) for a in np.broadcast_to(getattr(syn, k), (2,)))
+                   for k in ("stride", "padding", "dilation")}
+            layers.append(Layer("conv", np.asarray(syn.weight), np.asarray(syn.bias), cell, prev, out_shape,
+                                groups=int(syn.groups), **geo))
+        prev, i = out_shape, i + 1
+    info = {k: meta[k] for k in ("cuba_threshold",) if k in meta}
+    return Network(input_shape, layers, meta.get("bits"), int(meta["input_max"]), dict(info, neuron="cuba"),
+                   timesteps=T, reset_interval=reset_window(T))
+
+
+def read_nir(path) -> Network:
+    """Read a NIR file :func:`write_nir` wrote back into its CUBA network."""
+    try:
+        graph = _nir().read(str(path))
+    except FastSNNError:
+        raise
+    except Exception as e:  # h5py/nir errors of a file that is not a NIR graph
+        raise FastSNNError(f"{path} is not a readable NIR graph ({type(e).__name__}: {str(e)[:100]})") from None
+    return from_nir(graph)
+
+
+__all__ = ["to_nir", "write_nir", "from_nir", "read_nir", "check", "refusal", "RESIDUAL"]
+
+
+class NirGraph(Format):
+    name = "nir"
+    summary = "NIR graph"
+
+    def detect(self, path) -> bool:
+        return "node" in hdf5_keys(path)
+
+    def read(self, path, **options) -> Network:
+        return read_nir(path)
+
+    def check(self, net: Network) -> None:
+        check(net)
+
+    def save(self, net: Network, path) -> None:
+        write_nir(net, path)
+
+
+HANDLER = NirGraph()

@@ -1,0 +1,191 @@
+"""The values of a traced model and the rules that combine them (:mod:`fastsnn_lava.fx` walks the graph).
+
+Every value of the graph is one of :class:`Input` (the network input x), :class:`Act` (an
+activation ``y^j``: hidden layer j), :class:`View` (a flattened or globally average-pooled
+activation), :class:`Pre` (a pre-activation ``z = Σ_i op_i(v_i) + b``, a sum of :class:`Term`)
+or :class:`Const` (a non-tensor value). The functions here are the patterns of a supported model,
+each turning the values of its arguments into the value of a node:
+
+* ``Conv2d``/``Linear`` on an input, activation or view: a pre-activation with one term
+  (:func:`conv_term`, :func:`linear_term`);
+* BatchNorm on a pre-activation folds into every term (:func:`fold_batchnorm`): with
+  ``s = γ/√(σ² + ε)``, ``op ← s·op`` and ``b ← β + s·(b − μ)``; an identity term becomes the
+  diagonal ``diag(s)`` (a 1×1 conv or a square dense);
+* a residual ``+`` adds two pre-activations, their terms and biases (:func:`add_terms`; an
+  activation added as it is is an identity term);
+* ``Flatten``/``view(B, -1)`` and global average pooling make views (:func:`flatten_view`,
+  :func:`pool_view`).
+
+Anything else raises a :class:`~fastsnn_lava.errors.FastSNNError` (:func:`fail`) naming the node
+and what to use instead.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.fx
+import torch.nn as nn
+
+from .errors import FastSNNError
+
+ALLOWED = "Conv2d, Linear, BatchNorm, QReLU/ReLU, Flatten, global AvgPool and residual additions"
+
+
+@dataclass
+class Input:
+    """The network input x."""
+    shape: tuple
+
+
+@dataclass
+class Act:
+    """An activation y^j: the output of hidden layer j."""
+    index: int  # 1-based hidden layer
+    shape: tuple
+
+
+@dataclass
+class View:
+    """An activation flattened or globally average-pooled."""
+    src: object  # Act or Input
+    pool: bool   # global average pooling (else flatten)
+    shape: tuple
+
+
+@dataclass
+class Term:
+    """One linear term ``op(v)`` of a pre-activation."""
+    src: object          # Input, Act or View
+    kind: str            # conv | dense | identity
+    weight: torch.Tensor | None = None  # float, folded
+    geometry: dict = field(default_factory=dict)
+
+
+@dataclass
+class Pre:
+    """A pre-activation ``z = Σ_i op_i(v_i) + b``."""
+    terms: list
+    bias: torch.Tensor
+    shape: tuple
+
+
+@dataclass
+class Const:
+    """A non-tensor value of the trace (``x.size(0)``, ``x.shape``): only reshapes may use it."""
+
+
+def fail(what: str, fix: str):
+    raise FastSNNError(f"{what} is not supported: {fix}")
+
+
+def node_shape(node: torch.fx.Node) -> tuple:
+    meta = node.meta.get("tensor_meta")
+    return tuple(meta.shape[1:]) if meta is not None and hasattr(meta, "shape") else ()
+
+
+def as_pre(v, name: str) -> Pre:
+    """``v`` as a pre-activation: an activation added as it is becomes an identity term."""
+    if isinstance(v, Pre):
+        return v
+    if isinstance(v, Act):
+        return Pre([Term(v, "identity")], torch.zeros(v.shape[0]), v.shape)
+    if isinstance(v, Input):
+        fail(f"the shortcut from the network input at '{name}'", "start the model with a Conv2d/Linear stem "
+             "and a QReLU, and add shortcuts from there")
+    fail(f"adding the flattened or pooled value at '{name}'", "add activations before Flatten/AvgPool")
+
+
+def spatial(v, attr, name) -> int:
+    """A square Conv2d attribute (kernel, stride, padding, dilation) as one int."""
+    a = tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+    if a[0] != a[1]:
+        fail(f"Conv2d '{name}' with unequal {attr} {a}", f"use a square {attr}")
+    return int(a[0])
+
+
+def source(v, what: str, name: str):
+    """``v`` checked as the input of a Conv2d/Linear: the input, an activation or a view."""
+    if isinstance(v, Pre):
+        fail(f"{what} '{name}' after another linear layer without an activation",
+             "put a QReLU between them")
+    if not isinstance(v, (Input, Act, View)):
+        fail(f"{what} '{name}' on a constant", f"build the model from {ALLOWED}")
+    return v
+
+
+def conv_term(m: nn.Conv2d, name: str, v, shape) -> Pre:
+    """``Conv2d`` ``m`` on ``v``: a pre-activation with one conv term (square geometry, groups 1)."""
+    v = source(v, "Conv2d", name)
+    if isinstance(v, View) or len(v.shape) != 3:
+        fail(f"Conv2d '{name}' on a flattened or pooled value", "convolve (C, H, W) activations")
+    if m.groups != 1 or spatial(m.dilation, "dilation", name) != 1 or m.padding_mode != "zeros" \
+            or isinstance(m.padding, str):
+        fail(f"Conv2d '{name}' with groups, dilation, string padding or non-zero padding mode",
+             "use groups=1, dilation=1 and integer zero padding")
+    geometry = {"kernel": spatial(m.kernel_size, "kernel", name), "stride": spatial(m.stride, "stride", name),
+                "padding": spatial(m.padding, "padding", name)}
+    bias = m.bias.detach().clone() if m.bias is not None else torch.zeros(m.out_channels)
+    return Pre([Term(v, "conv", m.weight.detach().clone(), geometry)], bias, shape)
+
+
+def linear_term(m: nn.Linear, name: str, v, shape) -> Pre:
+    """``Linear`` ``m`` on a flat ``v``: a pre-activation with one dense term."""
+    v = source(v, "Linear", name)
+    if len(shape) != 1:
+        fail(f"Linear '{name}' on a (C, H, W) value", "flatten or pool before it")
+    bias = m.bias.detach().clone() if m.bias is not None else torch.zeros(m.out_features)
+    return Pre([Term(v, "dense", m.weight.detach().clone())], bias, shape)
+
+
+def fold_batchnorm(m, name: str, v) -> Pre:
+    """BatchNorm ``m`` (eval statistics) folded into every term of the pre-activation ``v``."""
+    if not isinstance(v, Pre):
+        fail(f"{type(m).__name__} '{name}' that does not follow a Conv2d/Linear",
+             "put BatchNorm right after a Conv2d or Linear (or a residual sum of them)")
+    if m.running_mean is None:
+        fail(f"{type(m).__name__} '{name}' without running statistics", "use track_running_stats=True")
+    gamma = m.weight.detach() if m.weight is not None else torch.ones_like(m.running_mean)
+    beta = m.bias.detach() if m.bias is not None else torch.zeros_like(m.running_mean)
+    scale = gamma / torch.sqrt(m.running_var + m.eps)
+    terms = []
+    for t in v.terms:
+        if t.kind == "identity":  # a scaled identity becomes a diagonal 1×1 conv / dense
+            n = t.src.shape[0]
+            diag = torch.diag(scale.clone())
+            if len(t.src.shape) == 3:
+                terms.append(Term(t.src, "conv", diag[:, :, None, None], {"kernel": 1, "stride": 1, "padding": 0}))
+            else:
+                terms.append(Term(t.src, "dense", diag.reshape(n, n)))
+        else:
+            terms.append(Term(t.src, t.kind, t.weight * scale.view(-1, *([1] * (t.weight.dim() - 1))),
+                               t.geometry))
+    return Pre(terms, beta + scale * (v.bias - m.running_mean), v.shape)
+
+
+def add_terms(name: str, args) -> Pre:
+    """A residual ``+``: the terms and biases of both sides."""
+    if not all(isinstance(a, (Pre, Act, Input, View)) for a in args):
+        fail(f"adding a constant at '{name}'", "add only layer outputs (residual additions)")
+    a, b = (as_pre(x, name) for x in args)
+    return Pre(a.terms + b.terms, a.bias + b.bias, a.shape)
+
+
+def flatten_view(name: str, v, shape):
+    """``Flatten``/``view(B, -1)`` of an activation or the input (a flat one stays as it is)."""
+    if len(shape) != 1:
+        fail(f"the reshape at '{name}' to {shape}", "only flatten to (batch, features)")
+    if isinstance(v, View):
+        return View(v.src, v.pool, shape)
+    if isinstance(v, (Act, Input)):
+        return v if len(v.shape) == 1 else View(v, False, shape)
+    fail(f"Flatten at '{name}' between a linear layer and its activation", "flatten activations only")
+
+
+def pool_view(what: str, name: str, v, shape) -> View:
+    """Global average pooling of a (C, H, W) activation."""
+    if not isinstance(v, Act) or len(v.shape) != 3 or math.prod(shape) != v.shape[0]:
+        fail(f"{what} '{name}'", "average pooling only as global pooling of an activation right before a "
+             "Linear layer; downsample with a stride-2 Conv2d")
+    return View(v, True, (v.shape[0],))

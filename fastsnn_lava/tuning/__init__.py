@@ -1,0 +1,17 @@
+"""Tuning the integer SNN after conversion, on the frozen grid (the result still exports losslessly):
+
+* :mod:`.layerwise`: Fast-SNN's layer-wise fine-tuning (:func:`finetune`);
+* :mod:`.calibration`: gradient-free per-channel bias calibration (:func:`calibrate`);
+* :mod:`.distillation`: all hidden layers at once, distilled from the QANN (:func:`tandem`);
+* :mod:`.common`: what they share (held-out split, codes on the frozen grid, exact dtypes).
+
+All of them simulate through the layer loop of :mod:`fastsnn_lava.kernel`.
+"""
+from .calibration import CalibrationReport, calibrate
+from .common import HELDOUT, heldout_count
+from .layerwise import RULES, LayerReport, finetune
+from .distillation import DIVERGED, GO_ON, GRADIENTS, KEEP, LR, RESTORE, SCHEDULES, TandemReport, decide, tandem
+
+__all__ = ["finetune", "calibrate", "tandem", "LayerReport", "CalibrationReport", "TandemReport", "decide",
+           "KEEP", "GO_ON", "RESTORE", "DIVERGED", "LR", "SCHEDULES", "GRADIENTS", "RULES", "HELDOUT",
+           "heldout_count"]
