@@ -30,6 +30,7 @@ module (its qualified name) and says what to use instead.
 """
 from __future__ import annotations
 
+import functools
 import operator
 from dataclasses import dataclass
 
@@ -41,7 +42,7 @@ from torch.fx.passes.shape_prop import ShapeProp
 
 from .errors import FastSNNError
 from .fx_patterns import (ALLOWED, Act, Const, Input, Pre, Term, View, add_terms, conv_term, fail, flatten_view,
-                          fold_batchnorm, linear_term, node_shape, pool_view)
+                          fold_batchnorm, linear_term, node_shape, pool_view, pool_window)
 from .models import QuantNet, ResidualNet, build_float
 from .spec import layer_shapes
 from .quant import QReLU
@@ -50,6 +51,22 @@ _IDENTITY_MODULES = (nn.Identity, nn.Dropout)
 
 
 class _Tracer(torch.fx.Tracer):
+    """torch.fx's tracer with QReLU as a leaf, and ``F.avg_pool2d``/``F.adaptive_avg_pool2d`` recorded as calls
+    also when only their size argument is traced (``F.avg_pool2d(x, x.size(3))``: C functions that cannot
+    take a traced size otherwise; the shape pass then knows its value)."""
+
+    POOLS = ("avg_pool2d", "adaptive_avg_pool2d")
+
+    def trace(self, root, concrete_args=None):
+        originals = {name: getattr(F, name) for name in self.POOLS}
+        try:
+            for name, fn in originals.items():
+                setattr(F, name, _recorded(fn))
+            return super().trace(root, concrete_args)
+        finally:
+            for name, fn in originals.items():
+                setattr(F, name, fn)
+
     def is_leaf_module(self, m: nn.Module, name: str) -> bool:
         return isinstance(m, QReLU) or super().is_leaf_module(m, name)
 
@@ -86,7 +103,7 @@ class _Converter:
         gm.eval()
         try:
             with torch.no_grad():
-                ShapeProp(gm).propagate(torch.zeros(2, *self.input_shape))
+                _ValueProp(gm).propagate(torch.zeros(2, *self.input_shape))
         except Exception as e:
             raise FastSNNError(f"the model does not run on input shape {self.input_shape} "
                                f"({type(e).__name__}: {str(e)[:120]})") from None
@@ -128,13 +145,19 @@ class _Converter:
                 return self.activation(name, args[0], shape)
             if isinstance(m, nn.Flatten):
                 return flatten_view(name, args[0], shape)
-            if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d)):
-                return pool_view(type(m).__name__, name, args[0], shape)
+            if isinstance(m, nn.AdaptiveAvgPool2d):
+                return pool_view(type(m).__name__, name, args[0], shape,
+                                 _window(args[0], "adaptive", output_size=m.output_size))
+            if isinstance(m, nn.AvgPool2d):
+                return pool_view(type(m).__name__, name, args[0], shape, _window(
+                    args[0], "avg", kernel=m.kernel_size, padding=m.padding, divisor_override=m.divisor_override))
             if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
                 fail(f"{type(m).__name__} '{name}'", "use a stride-2 Conv2d")
             fail(f"{type(m).__name__} '{name}'", f"build the model from {ALLOWED}")
         target = node.target
         fname = getattr(target, "__name__", str(target))
+        if "value" in node.meta:  # not a tensor (a size, a shape, arithmetic on them): only reshapes/pools read it
+            return Const()
         if node.op == "call_method" and target in ("size", "dim") or node.op == "call_function" and target in (
                 getattr, operator.getitem) and not isinstance(args[0], (Pre, Act, View, Input)) or (
                 node.op == "call_function" and target is getattr and args[1] == "shape"):
@@ -145,7 +168,8 @@ class _Converter:
             if target in ("flatten", "view", "reshape"):
                 return flatten_view(node.name, args[0], shape)
             if target == "mean":
-                return pool_view("mean", node.name, args[0], shape)
+                dims = _value(node.args[1] if len(node.args) > 1 else node.kwargs.get("dim"))
+                return pool_view("mean", node.name, args[0], shape, _window(args[0], "mean", dims=dims))
             if target in ("add", "__add__"):
                 return add_terms(node.name, args)
             fail(f"the tensor method '{target}' at '{node.name}'", f"build the model from {ALLOWED}")
@@ -155,8 +179,15 @@ class _Converter:
             return self.activation(node.name, args[0], shape)
         if target is torch.flatten:
             return flatten_view(node.name, args[0], shape)
-        if target in (F.adaptive_avg_pool2d, F.avg_pool2d):
-            return pool_view(fname, node.name, args[0], shape)
+        if target is F.adaptive_avg_pool2d:
+            return pool_view(fname, node.name, args[0], shape, _window(args[0], "adaptive", output_size=_value(
+                node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size"))))
+        if target is F.avg_pool2d:
+            names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+            given = dict(zip(names, (_value(a) for a in node.args[1:])), **{k: _value(a) for k, a in node.kwargs.items()})
+            return pool_view(fname, node.name, args[0], shape, _window(
+                args[0], "avg", kernel=given.get("kernel_size"), padding=given.get("padding", 0),
+                divisor_override=given.get("divisor_override")))
         if target in (F.max_pool2d, torch.max_pool2d):
             fail(f"max_pool2d at '{node.name}'", "use a stride-2 Conv2d")
         fail(f"the function '{fname}' at '{node.name}'", f"build the model from {ALLOWED}")
@@ -285,6 +316,7 @@ def convert(module: nn.Module, input_shape: tuple) -> Converted:
     float_net = build_float(spec, tuple(input_shape), n_classes)
     _load_folded(float_net, folded)
     float_net.eval()
+    check_same(module, float_net, tuple(input_shape))
     if len(conv.bits) > 1:
         raise FastSNNError(f"the model's QReLU modules ask for different bits {sorted(conv.bits)}: use one b")
     return Converted(spec, n_classes, float_net, next(iter(conv.bits), None))
@@ -305,3 +337,62 @@ def quantize(module: nn.Module, input_shape: tuple, bits: int, input_max: int, c
     qann = QuantNet(c.spec, tuple(input_shape), c.n_classes, int(bits), int(input_max))
     qann.init_from_float(c.float_net, calib_x, percentile)
     return qann, c.float_net, c.spec
+
+
+def _recorded(fn):
+    """``fn`` recorded as one call node when any argument is traced (a tensor or a traced size)."""
+    @functools.wraps(fn)
+    def call(*args, **kwargs):
+        traced = []
+        torch.fx.node.map_aggregate((args, kwargs), lambda a: traced.append(a) if isinstance(a, torch.fx.Proxy) else a)
+        return traced[0].tracer.create_proxy("call_function", fn, args, kwargs) if traced else fn(*args, **kwargs)
+    return call
+
+
+class _ValueProp(ShapeProp):
+    """torch.fx's shape pass, also keeping each non-tensor value (``x.size(3)``, a shape) in
+    ``node.meta["value"]``: pooling checks need the kernel a model computes from a shape."""
+
+    def run_node(self, n):
+        result = super().run_node(n)
+        if not isinstance(result, torch.Tensor):
+            n.meta["value"] = result
+        return result
+
+
+def _value(a):
+    """The concrete value of a node argument (a traced ``size()`` becomes its number)."""
+    if isinstance(a, torch.fx.Node):
+        return a.meta.get("value")
+    if isinstance(a, (tuple, list)):
+        return type(a)(_value(x) for x in a)
+    return a
+
+
+def _window(v, kind: str, **given) -> str | None:
+    """:func:`pool_window` for the map of ``v`` (None when ``v`` is not a (C, H, W) activation:
+    :func:`pool_view` refuses that on its own)."""
+    shape = getattr(v, "shape", ())
+    return pool_window(kind, tuple(shape[1:]), **given) if len(shape) == 3 else None
+
+
+def check_same(module: nn.Module, float_net: nn.Module, input_shape: tuple, samples: int = 4) -> None:
+    """Refuse a conversion whose network computes something else than ``module`` (both in eval mode,
+    on seeded random inputs in [0, 1]): no construct may be approximated silently. The tolerance
+    allows float rounding of the folded BatchNorm (relative 1e-4 of the output scale)."""
+    x = torch.rand(samples, *input_shape, generator=torch.Generator().manual_seed(0))
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            want, got = module(x), float_net(x)
+    finally:
+        module.train(was_training)
+    if not isinstance(want, torch.Tensor) or want.shape != got.shape:
+        raise FastSNNError(f"the converted network's output {tuple(got.shape)} differs in shape from the model's "
+                           f"{tuple(getattr(want, 'shape', ()))}: return the classifier's logits from forward()")
+    diff = float((want - got).abs().max())
+    scale = max(1.0, float(want.abs().max()))
+    if not diff <= 1e-4 * scale:
+        raise FastSNNError(f"the converted network computes something else than the model (max |Δ| = {diff:.3g} "
+                           f"on random inputs): a construct was not converted exactly; please report the model")

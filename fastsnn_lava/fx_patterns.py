@@ -183,9 +183,50 @@ def flatten_view(name: str, v, shape):
     fail(f"Flatten at '{name}' between a linear layer and its activation", "flatten activations only")
 
 
-def pool_view(what: str, name: str, v, shape) -> View:
-    """Global average pooling of a (C, H, W) activation."""
+def pool_view(what: str, name: str, v, shape, window: str | None = None) -> View:
+    """Global average pooling of a (C, H, W) activation.
+
+    ``window`` says why the pooling does not average the whole map, when it does not
+    (:func:`pool_window`): then it is refused, since the conversion would silently compute
+    something else than the model."""
     if not isinstance(v, Act) or len(v.shape) != 3 or math.prod(shape) != v.shape[0]:
         fail(f"{what} '{name}'", "average pooling only as global pooling of an activation right before a "
              "Linear layer; downsample with a stride-2 Conv2d")
+    if window:
+        fail(f"{what} '{name}' ({window}, on a {v.shape[1]}×{v.shape[2]} map)",
+             "average pooling must cover the whole feature map (AdaptiveAvgPool2d(1), AvgPool2d with the map's "
+             "size as kernel and no padding, or mean over dims (2, 3)): change the pooling or the input size")
     return View(v, True, (v.shape[0],))
+
+
+def pool_window(kind: str, hw: tuple, kernel=None, padding=0, divisor_override=None, output_size=None,
+                dims=None) -> str | None:
+    """None when a pooling averages exactly the whole ``hw`` map, else what it does instead.
+
+    ``kind``: ``"adaptive"`` (global iff ``output_size`` is 1), ``"avg"`` (global iff the kernel equals the
+    map and nothing pads or rescales it: a smaller kernel averages only its first window, which still gives
+    a 1×1 output when the map is less than twice the kernel) or ``"mean"`` (global iff over dims 2 and 3)."""
+    if kind == "adaptive":
+        size = tuple(output_size) if isinstance(output_size, (tuple, list)) else (output_size, output_size)
+        return None if all(s in (1, None) for s in size) else f"output size {output_size}"
+    if kind == "mean":
+        got = sorted(d % 4 for d in (dims if isinstance(dims, (tuple, list)) else (dims,))) if dims is not None \
+            else None
+        return None if got == [2, 3] else f"mean over dims {dims}"
+    k = _pair_of(kernel)
+    p = _pair_of(padding)
+    if k != tuple(hw):
+        return f"kernel {k}"
+    if p != (0, 0):
+        return f"padding {p}"
+    if divisor_override is not None:
+        return f"divisor_override {divisor_override}"
+    return None
+
+
+def _pair_of(v) -> tuple:
+    """An int or a 1-/2-sequence as a pair of ints (None where a value is not known)."""
+    if isinstance(v, (tuple, list)):
+        v = tuple(v)
+        return (v * 2 if len(v) == 1 else v)[:2]
+    return (v, v)
