@@ -24,6 +24,7 @@ RULES = ("mismatch", "accuracy")              # fastsnn-finetune --accept (layer
 SCHEDULES = ("halve", "cosine")               # fastsnn-finetune --schedule (tandem step schedule)
 GRADIENTS = ("bptt", "qann")                  # fastsnn-finetune --gradient (tandem backward pass)
 
+NO_TARGET = "none"            # --hw none: simulation only, no hardware target checked
 CUBA_THRESHOLD = "half"      # the default --cuba-threshold, of fastsnn-export and of cuba.to_cuba
 RUN_BACKEND = "reference"    # pipeline.run's default backend (fastsnn-run's is RunOptions.backend: lava-sim)
 LAYERWISE_LR = 1e-3          # fastsnn-finetune --method layerwise: the paper's SGD rate
@@ -95,7 +96,8 @@ class ExportOptions:
     format: str = option("netx", "netx: lava-dl netx HDF5 (default); nir: a NIR graph (nir.read) of the --neuron "
                          "cuba network, IF nodes with integer weights for snnTorch/Norse/... (see "
                          "export/FORMAT.md §11)", choices=FORMATS)
-    hw: str | None = option("loihi2", "hardware target whose limits are checked (name or YAML path)")
+    hw: str | None = option("loihi2", "hardware target whose limits are checked (name or YAML path; 'none': "
+                            "simulation only, nothing checked)")
     trust_pickle: bool = option(False, "also accept a pickled QuantNet (unpickling runs the file's code: "
                                 "trusted files only)")
 
@@ -149,7 +151,7 @@ class RunOptions:
     """``fastsnn-run`` (:func:`fastsnn_lava.pipeline.run` defaults to the reference backend instead)."""
     dataset: str = option("digits", metavar="NAME")
     backend: str = option("lava-sim", choices=BACKENDS)
-    samples: int | None = option(None, "first N test samples (default: all)", type=int, low=1)
+    samples: int | None = option(None, "N test samples, class-balanced and seeded (default: all)", type=int, low=1)
     model: str | None = option(None, "checkpoint, to measure the float ANN on the same samples")
     json: str | None = option(None, "write the results here")
     hw: str = option("loihi2", "check the network against this target's integer ranges first ('none' to skip)")
@@ -161,7 +163,8 @@ class ReportOptions:
     """``fastsnn-report`` and :func:`fastsnn_lava.pipeline.report`."""
     dataset: str = option("digits", metavar="NAME")
     input: str | None = option(None, "a .npy array of raw integer inputs (N, *input_shape) instead")
-    samples: int | None = option(None, "first N samples (default: all)", type=int, low=1)
+    samples: int | None = option(None, "N samples, class-balanced and seeded when labelled (default: all)",
+                                 type=int, low=1)
     steps: int | None = option(None, "time steps per sample, for files without /fastsnn", type=int, low=1)
     hw: str = option("loihi2", "target whose mapping is checked (name or YAML path)")
     json: str | None = option(None, "write the report here")
@@ -172,7 +175,7 @@ class ReportOptions:
 class DiagnoseOptions:
     """``fastsnn-diagnose`` and :func:`fastsnn_lava.pipeline.diagnose`."""
     dataset: str | None = option(None, "default: the checkpoint's dataset")
-    samples: int | None = option(None, "first N test samples (default: all)", type=int, low=1)
+    samples: int | None = option(None, "N test samples, class-balanced and seeded (default: all)", type=int, low=1)
     sweep_samples: int = option(1000, "test samples for the accuracy-vs-T sweep (default %(default)s)", low=1)
     json: str | None = option(None, "write the record here")
     plot: str | None = option(None, "write a PNG: per-layer error and accuracy vs T")
@@ -188,3 +191,8 @@ class DemoOptions:
     threads: int = option(DEMO_THREADS, "CPU threads for training (default %(default)s: the same table whatever "
                           "OMP_NUM_THREADS is)", low=1, metavar="N")
     progress: bool = option(True)
+
+
+def hardware_target(hw: str | None) -> str | None:
+    """``hw`` as a target name or path, or None for ``--hw none`` (and None/empty): nothing to check."""
+    return None if hw in (None, "", NO_TARGET) else hw

@@ -29,10 +29,9 @@ from .errors import FastSNNError
 from .hardware import check_network, load_target
 from .engine import Engine
 from .ir import Network
-from .options import (CALIBRATE_SAMPLES, FORMATS, LAYERWISE_LR, NEURONS, RUN_BACKEND, TANDEM_LR, TUNERS,
+from .options import (CALIBRATE_SAMPLES, FORMATS, LAYERWISE_LR, NEURONS, RUN_BACKEND, TANDEM_LR, TUNERS, hardware_target,
                       DiagnoseOptions, ExportOptions, ReportOptions, RunOptions, TrainOptions, TuneOptions)
 from .spec import resolve_arch
-from .netx import write_network
 from .reference import qann_forward, run_batches
 from .training import train as train_networks
 from . import evaluation
@@ -237,26 +236,20 @@ def export(model_path: str, out: str, neuron: str = _X.neuron, hw: str | None = 
     if format == "nir" and neuron != "cuba":
         from .formats.nir_graph import refusal
         raise FastSNNError(refusal(neuron))
+    target = load_target(hardware_target(hw)) if hardware_target(hw) else None
     net = convert(model_path, "signed" if neuron == "cuba" else neuron, trust_pickle)
     if format == "nir" and net.has_skips:
         from .formats.nir_graph import RESIDUAL
         raise FastSNNError(RESIDUAL)
-    if hw:
-        check_network(net, load_target(hw))
+    if target:
+        check_network(net, target)
     if neuron == "cuba":
         from .cuba import to_cuba
-        from .hardware import check_lif
-        lif = to_cuba(net, cuba_threshold)
-        if hw:
-            check_lif(lif, load_target(hw))
-        if format == "nir":
-            from .formats.nir_graph import write_nir
-            write_nir(lif, out)
-        else:
-            from .netx.cuba import write_lif_network
-            write_lif_network(lif, out)
-        return lif
-    write_network(net, out)
+        net = to_cuba(net, cuba_threshold)
+        if target:
+            check_network(net, target)  # the CUBA network's own ranges
+    from .formats import for_export
+    for_export(format, net).write(net, out)
     return net
 
 
@@ -264,7 +257,7 @@ def run(net_path: str, dataset: str = _U.dataset, backend: str = RUN_BACKEND, sa
         model_path: str | None = _U.model, progress: bool = _U.progress, hw: str | None = _U.hw) -> dict:
     """Run the first ``samples`` test samples of ``dataset`` through ``backend`` (default: the
     reference simulation); the ``out.json`` record (:func:`fastsnn_lava.evaluation.evaluate`)."""
-    return evaluation.evaluate(net_path, dataset, backend, samples, model_path, progress, hw)
+    return evaluation.evaluate(net_path, dataset, backend, samples, model_path, progress, hardware_target(hw))
 
 
 evaluate = run  # the older name

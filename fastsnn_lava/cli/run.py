@@ -23,7 +23,7 @@ def main(argv=None) -> int:
         o = options(RunOptions, a)
         check_outputs({"--json": o.json}, {"network": a.network, "--model": o.model, "--hw": o.hw})
         res = evaluate(a.network, o.dataset, o.backend, o.samples, o.model, progress=o.progress,
-                       hw=None if o.hw == "none" else o.hw)
+                       hw=o.hw)
         text = json.dumps(res, indent=2)
         if o.json:
             write_text(o.json, text + "\n")

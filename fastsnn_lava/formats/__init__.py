@@ -28,6 +28,14 @@ def by_name(name: str) -> Format:
     return HANDLERS[name]
 
 
+def for_export(name: str, net) -> Format:
+    """The handler that writes ``net`` for ``fastsnn-export --format name``: ``netx`` is the IF file or
+    the vanilla CUBA file by the network's neuron family; any other name is a handler's own."""
+    if name == "netx":
+        return netx_cuba.HANDLER if net.family == "cuba" else netx_if.HANDLER
+    return by_name(name)
+
+
 def read(path, **options):
     """The network in ``path``, whatever its format."""
     return detect(path).read(path, **options)
@@ -37,4 +45,4 @@ def write(net, path, name: str) -> None:
     by_name(name).write(net, path)
 
 
-__all__ = ["Format", "HANDLERS", "by_name", "detect", "read", "write"]
+__all__ = ["Format", "HANDLERS", "by_name", "detect", "for_export", "read", "write"]
