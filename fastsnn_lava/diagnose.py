@@ -25,6 +25,7 @@ from .convert import checkpoint_network
 from .errors import FastSNNError
 from .ir import Network
 from .engine import Engine
+from .data import balanced_subset
 from .evaluation import dataset_samples
 from .reference import qann_forward, run_batches, snn_forward  # noqa: F401 - the specification the engine equals
 
@@ -100,8 +101,9 @@ def diagnose(model_path: str, dataset: str | None = None, samples: int | None = 
             record["tuned_qann_accuracy"] = float((tuned.argmax(1) == y).mean())
             record["variants"][name]["tuned_qann_agreement"] = float((out.argmax(1) == tuned.argmax(1)).mean())
     m = n if sweep_samples is None else min(n, int(sweep_samples))
-    sweep = accuracy_vs_t(nets, x[:m], y[:m], 2 * ref.timesteps)
-    record["accuracy_vs_T"] = dict(sweep, samples=m, qann=float((qout[:m].argmax(1) == y[:m]).mean()))
+    part = balanced_subset(y, m)
+    sweep = accuracy_vs_t(nets, x[part], y[part], 2 * ref.timesteps)
+    record["accuracy_vs_T"] = dict(sweep, samples=m, qann=float((qout[part].argmax(1) == y[part]).mean()))
     if "finetune" in meta:
         record["finetune"] = {k: meta["finetune"][k] for k in ("method", "rule", "epochs_per_layer", "epochs", "checks_per_epoch",
                                                                "seconds") if k in meta["finetune"]}

@@ -13,7 +13,7 @@ import torch
 
 from . import checkpoint
 from .convert import from_checkpoint as convert
-from .data import load_dataset
+from .data import balanced_subset, load_dataset
 from .activity import simulate
 from .errors import FastSNNError
 from .hardware import check_network, load_target
@@ -93,8 +93,9 @@ def evaluate(net_path: str, dataset: str = "digits", backend: str = "reference",
 
 
 def dataset_samples(dataset: str, input_shape: tuple, samples: int | None, who: str, trained: str):
-    """``(x, y, n)``: the first ``samples`` (all if None) test samples of ``dataset``, refused in one
-    line when their shape is not ``input_shape`` (``who`` takes inputs …, ``trained`` was trained on)."""
+    """``(x, y, n)``: ``samples`` test samples of ``dataset`` (all if None; else a class-balanced, seeded
+    subset, :func:`~fastsnn_lava.data.balanced_subset`), refused in one line when their shape is not
+    ``input_shape`` (``who`` takes inputs …, ``trained`` was trained on)."""
     ds = load_dataset(dataset)
     if tuple(ds.input_shape) != tuple(input_shape):
         raise FastSNNError(f"{who} inputs of shape {tuple(input_shape)}, but {dataset} has "
@@ -102,7 +103,8 @@ def dataset_samples(dataset: str, input_shape: tuple, samples: int | None, who: 
     n = len(ds.x_test) if samples is None else min(int(samples), len(ds.x_test))
     if n < 1:
         raise FastSNNError("--samples must be at least 1")
-    return ds.x_test[:n], ds.y_test[:n], n
+    idx = balanced_subset(ds.y_test, n)
+    return ds.x_test[idx], ds.y_test[idx], n
 
 
 def _first_difference(out: np.ndarray, ref: np.ndarray) -> dict | None:
@@ -199,7 +201,8 @@ def report(net_path: str, dataset: str | None = "digits", input_path: str | None
     if samples is not None:
         if samples < 1:
             raise FastSNNError("--samples must be at least 1")
-        x, y = x[:samples], None if y is None else y[:samples]
+        idx = np.arange(min(samples, len(x))) if y is None else balanced_subset(y, samples)
+        x, y = x[idx], None if y is None else y[idx]
     rec = build_report(net, x, y, source=str(net_path), hw=hw)
     rec["inputs"] = source
     if json_path:

@@ -2,7 +2,7 @@
 
 For an MLP and a CNN at b = 2: train the float ANN and the QANN, export net.h5,
 run the reference simulation on the whole test set and Lava's CPU simulator on
-the first ``--lava-samples`` test samples, and print one table.
+``--lava-samples`` test samples (class-balanced), and print one table.
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ def main(argv=None) -> int:
                          "test_samples": ref["samples"]})
             print(f"{arch}: done in {rows[-1]['wall_seconds']:.0f} s", file=sys.stderr)
         write_text(out / "demo.json", json.dumps(rows, indent=2) + "\n")
-        print(f"\nFast-SNN on digits ({rows[0]['test_samples']} test samples; Lava on the first "
+        print(f"\nFast-SNN on digits ({rows[0]['test_samples']} test samples; Lava on "
               f"{o.lava_samples}):\n")
         print(demo_table(rows))
     return run_cli("fastsnn-demo", go, args)

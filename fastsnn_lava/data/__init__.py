@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import FastSNNError
-from .base import Dataset, channel_stats
+from .base import Dataset, balanced_subset, channel_stats
 from .idx import find_idx, load_idx_dir, read_idx
 
 __all__ = ["Dataset", "DATASETS", "DATASET_HELP", "load_dataset", "read_idx", "fashion_dir", "channel_stats"]

@@ -50,3 +50,17 @@ def channel_stats(x: np.ndarray, input_max: int) -> tuple[tuple, tuple]:
     mean = x.mean(axis=axes, dtype=np.float64) / input_max
     std = x.std(axis=axes, dtype=np.float64) / input_max
     return tuple(float(m) for m in mean), tuple(max(float(s), 1e-3) for s in std)
+
+
+def balanced_subset(y: np.ndarray, n: int | None, seed: int = 0) -> np.ndarray:
+    """Indices of ``n`` samples (all if None or ≥ len(y), in their order) that take the classes in
+    turn: a seeded random order within each class, then the first of every class, the second of every
+    class, … (classes in ascending label order; sorted indices returned). A split sorted by class (an
+    image folder) would otherwise give ``--samples 8`` eight images of class 0."""
+    y = np.asarray(y)
+    if n is None or n >= len(y):
+        return np.arange(len(y))
+    rng = np.random.default_rng(seed)
+    queues = [rng.permutation(np.flatnonzero(y == c)) for c in np.unique(y)]
+    order = [q[k] for k in range(max(len(q) for q in queues)) for q in queues if k < len(q)]
+    return np.sort(np.asarray(order[:int(n)], dtype=np.int64))
