@@ -83,6 +83,15 @@ class TrainOptions:
                                 "from that file)", metavar="OUTPUT.resume")
     amp: bool = option(True, "no bfloat16 autocast for the float ANN on a GPU")
     progress: bool = option(True)
+    model: str | None = option(None, "your own model instead of --arch: FUNCTION of a Python file or module "
+                               "returns a float torch.nn.Module taking inputs in [0, 1] (see "
+                               "fastsnn_lava.user_model; the file's code runs: trusted files only)",
+                               metavar="FILE.py:FUNCTION")
+    model_args: str | None = option(None, "with --model: a JSON object of keyword arguments for FUNCTION",
+                                    metavar="JSON")
+    weights: str | None = option(None, "with --model: load this state_dict (torch.save(model.state_dict())) "
+                                 "into the model first; --epochs 0 then skips the float phase",
+                                 metavar="STATE_DICT")
 
 
 @dataclass(frozen=True)

@@ -52,13 +52,30 @@ def _check_init(path: str, dataset: str, arch: str, spec: list[dict]) -> tuple:
     return qann, float_net, meta
 
 
+MODULE = "<module>"  # a resume file's model when pipeline.train was given an nn.Module (pass it again)
+
+
+def _resumed_model(config: dict, model):
+    """The model of a resumed run: its config's spec string, or the module passed again."""
+    stored = config.get("model")
+    if stored == MODULE and (model is None or isinstance(model, str)):
+        raise FastSNNError("this run trained an nn.Module passed to pipeline.train: pass it again as model=")
+    return model if stored == MODULE else stored
+
+
 def train(dataset: str = _T.dataset, arch: str = _T.arch, bits: int = _T.bits, out: str | None = _T.out,
           epochs: int = _T.epochs, qat_epochs: int = _T.qat_epochs, seed: int = _T.seed,
           batch_size: int = _T.batch_size, progress: bool = _T.progress, init: str | None = _T.init,
           resume: str | None = _T.resume, lr: float = _T.lr, qat_lr: float = _T.qat_lr, amp: bool = _T.amp,
           on_epoch=None, runtime=None, threads: int | None = _T.threads,
-          train_samples: int | None = _T.train_samples):
+          train_samples: int | None = _T.train_samples, model=_T.model, model_args=_T.model_args,
+          weights: str | None = _T.weights):
     """Train a float ANN and its b-bit QANN; save the checkpoint to ``out`` if given.
+
+    ``model`` replaces ``arch`` by a model the user wrote: ``"FILE.py:FUNCTION"`` or
+    ``"package.module:FUNCTION"`` called with ``model_args`` (a dict or JSON object text), or an
+    ``nn.Module`` itself (trained in place); ``weights``: its pretrained float ``state_dict`` file,
+    loaded first (``epochs=0`` then keeps them). See :mod:`fastsnn_lava.user_model`.
 
     ``init``: a trained checkpoint (same arch and dataset, any bits) to start the QANN from
     (progressive precision: no float phase). ``resume``: a ``.resume`` file to continue; the
@@ -80,6 +97,7 @@ def train(dataset: str = _T.dataset, arch: str = _T.arch, bits: int = _T.bits, o
         dataset, arch, bits, epochs, qat_epochs = c["dataset"], c["arch"], c["bits"], c["epochs"], c["qat_epochs"]
         seed, batch_size, lr, qat_lr, init = c["seed"], c["batch_size"], c["lr"], c["qat_lr"], c["init"]
         threads, train_samples = c.get("threads"), c.get("train_samples")
+        model, model_args, weights = _resumed_model(c, model), c.get("model_args"), c.get("weights")
     if not 1 <= bits <= 8:
         raise FastSNNError(f"--bits must be 1..8, got {bits}")
     if min(epochs, qat_epochs) < 0 or batch_size < 1:
@@ -88,9 +106,19 @@ def train(dataset: str = _T.dataset, arch: str = _T.arch, bits: int = _T.bits, o
         raise FastSNNError(f"--threads must be at least 1, got {threads}")
     if train_samples is not None and train_samples < 1:
         raise FastSNNError(f"--train-samples must be at least 1, got {train_samples}")
-    spec = resolve_arch(arch)
+    if model is None and (model_args or weights):
+        raise FastSNNError("--model-args and --weights go with --model (your own model), not with --arch")
+    module, ds = None, None
+    if model is not None:
+        from . import user_model
+        ds = load_dataset(dataset)
+        module, spec = user_model.prepare(model, model_args, weights, ds.input_shape, ds.n_classes, bits,
+                                              seed)
+        arch, model_args = user_model.describe(model), user_model.parse_args(model_args)
+    else:
+        spec = resolve_arch(arch)
     source = _check_init(init, dataset, arch, spec) if init and not state else None
-    ds = load_dataset(dataset)
+    ds = ds or load_dataset(dataset)
     if train_samples is not None and train_samples < len(ds.x_train):
         import dataclasses
         pick = np.sort(np.random.default_rng(seed).permutation(len(ds.x_train))[:train_samples])
@@ -99,12 +127,15 @@ def train(dataset: str = _T.dataset, arch: str = _T.arch, bits: int = _T.bits, o
     config = dict(dataset=dataset, arch=arch, bits=bits, epochs=epochs, qat_epochs=qat_epochs, seed=seed,
                   batch_size=batch_size, lr=lr, qat_lr=qat_lr, init=init, world=rt.world,
                   threads=threads, train_samples=train_samples)
+    if module is not None:  # what a resumed run needs to rebuild the model
+        config.update(model=model if isinstance(model, str) else MODULE, model_args=model_args, weights=weights)
     try:
         with cpu_threads(threads):
             qann, float_net, metrics = train_networks(
                 ds, spec, bits, epochs=epochs, qat_epochs=qat_epochs, seed=seed, batch_size=batch_size, lr=lr,
                 qat_lr=qat_lr, progress=progress, init=None if state else source, runtime=rt, resume_state=state,
-                resume_file=resume_mod.resume_path(out) if out else None, config=config, on_epoch=on_epoch)
+                resume_file=resume_mod.resume_path(out) if out else None, config=config, on_epoch=on_epoch,
+                model=module)
             net = to_network(qann)
             qout = run_batches(net, ds.x_test, qann_forward)
             meta = dict(metrics, dataset=dataset, arch=arch, bits=bits, seed=seed, classes=ds.classes, threads=threads,

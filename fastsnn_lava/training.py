@@ -122,9 +122,12 @@ def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = _T.epochs, qat
           batch_size: int = _T.batch_size, lr: float = _T.lr, qat_lr: float = _T.qat_lr, seed: int = _T.seed,
           progress: bool = _T.progress, init: tuple | None = None, runtime: Runtime | None = None,
           resume_state: dict | None = None, resume_file: str | None = None, config: dict | None = None,
-          on_epoch: Callable | None = None) -> tuple[QuantNet, nn.Module, dict]:
+          on_epoch: Callable | None = None, model: nn.Module | None = None) -> tuple[QuantNet, nn.Module, dict]:
     """Train the float ANN and the quantized ANN; returns (qann, float_net, metrics), on the CPU.
 
+    ``model``: a float model the user wrote (:mod:`fastsnn_lava.user_model`) whose spec is ``spec``;
+    the float phase trains it on ``x / input_max``, then :func:`fastsnn_lava.fx.convert` folds it into
+    the project's float network (:func:`~fastsnn_lava.models.build_float` of ``spec``) for the QANN.
     ``init``: (QuantNet, float ANN, meta) of a trained checkpoint (progressive precision).
     ``resume_state``: a :func:`fastsnn_lava.resume.load` dict to continue from.
     ``resume_file``: where rank 0 writes the resume state after every epoch (with ``config``).
@@ -136,9 +139,13 @@ def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = _T.epochs, qat
     dev = rt.device
     x, y = torch.as_tensor(ds.x_train).to(dev), torch.as_tensor(ds.y_train).to(dev)
     xt, yt = torch.as_tensor(ds.x_test).to(dev), torch.as_tensor(ds.y_test).to(dev)
-    float_net = build_float(spec, ds.input_shape, ds.n_classes, ds.norm).to(dev)
     st = resume_state
     metrics = dict(st["metrics"]) if st else {}
+    float_phase = init is None and (st is None or st["phase"] == "float")
+    if model is not None and float_phase:
+        float_net = model.to(dev)  # trained as the user wrote it, folded after the float phase
+    else:  # the user model's folded network (fx.convert) has no input normalisation: it sees x / input_max
+        float_net = build_float(spec, ds.input_shape, ds.n_classes, ds.norm if model is None else None).to(dev)
 
     def float_forward(a):
         return float_net(a.float() / ds.input_max)
@@ -155,12 +162,15 @@ def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = _T.epochs, qat
 
     if init is not None:
         float_net.load_state_dict(init[1].state_dict())
-    elif st is None or st["phase"] == "float":
+    elif float_phase:
         if st is not None:
             float_net.load_state_dict(st["float"])
         fit(float_net, lambda a: a.float() / ds.input_max, x, y, epochs, lr, batch_size, "float ANN", seed, rt,
              progress, ds.augment, autocast=True, state=st,
              after_epoch=saver("float", lambda: (float_net.state_dict(), None)))
+        if model is not None:
+            from .fx import convert
+            float_net = convert(model.cpu(), ds.input_shape).float_net.to(dev)
     else:
         float_net.load_state_dict(st["float"])
 
