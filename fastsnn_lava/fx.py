@@ -1,8 +1,9 @@
 """Convert a model the user wrote (any ``nn.Module``) into this project's architecture spec.
 
 The module is traced with ``torch.fx`` and shape-propagated on a zero input of
-``input_shape``; :class:`_Converter` walks the graph, and the values of its nodes and the patterns
-that combine them are in :mod:`fastsnn_lava.fx_patterns`. Every value in the graph is one of
+``input_shape`` (:mod:`fastsnn_lava.fx_trace`); :class:`_Converter` walks the graph, and the
+values of its nodes and the patterns that combine them are in :mod:`fastsnn_lava.fx_patterns`.
+Every value in the graph is one of
 
 * the network input x;
 * an *activation* ``y^j``: the output of a QReLU (or ``nn.ReLU``/``F.relu``), which
@@ -25,12 +26,12 @@ trains on, plus a float network of :func:`~fastsnn_lava.models.build_float`
 holding the folded weights, so the user model can be quantized, trained,
 converted, exported and saved with the rest of the pipeline.
 
-Anything else raises a :class:`~fastsnn_lava.errors.FastSNNError` that names the
-module (its qualified name) and says what to use instead.
+Anything else raises a :class:`~fastsnn_lava.errors.FastSNNError` of one line that names the
+user's module (its qualified name, the line of its forward), the one cause and what to do instead
+(:mod:`fastsnn_lava.fx_refusals`).
 """
 from __future__ import annotations
 
-import functools
 import operator
 from dataclasses import dataclass
 
@@ -38,37 +39,17 @@ import torch
 import torch.fx
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.fx.passes.shape_prop import ShapeProp
 
 from .errors import FastSNNError
-from .fx_patterns import (ALLOWED, Act, Const, Input, Pre, Term, View, add_terms, conv_term, fail, flatten_view,
-                          fold_batchnorm, linear_term, node_shape, pool_view, pool_window)
+from .fx_patterns import (Act, Const, Input, Pre, Term, View, add_terms, conv_term, fail, flatten_view, fold_batchnorm,
+                          linear_term, node_shape, pool_view, pool_window)
+from .fx_refusals import located, refuse_call, refuse_module, refuse_parameter
+from .fx_trace import trace
 from .models import QuantNet, ResidualNet, build_float
 from .spec import layer_shapes
 from .quant import QReLU
 
 _IDENTITY_MODULES = (nn.Identity, nn.Dropout)
-
-
-class _Tracer(torch.fx.Tracer):
-    """torch.fx's tracer with QReLU as a leaf, and ``F.avg_pool2d``/``F.adaptive_avg_pool2d`` recorded as calls
-    also when only their size argument is traced (``F.avg_pool2d(x, x.size(3))``: C functions that cannot
-    take a traced size otherwise; the shape pass then knows its value)."""
-
-    POOLS = ("avg_pool2d", "adaptive_avg_pool2d")
-
-    def trace(self, root, concrete_args=None):
-        originals = {name: getattr(F, name) for name in self.POOLS}
-        try:
-            for name, fn in originals.items():
-                setattr(F, name, _recorded(fn))
-            return super().trace(root, concrete_args)
-        finally:
-            for name, fn in originals.items():
-                setattr(F, name, fn)
-
-    def is_leaf_module(self, m: nn.Module, name: str) -> bool:
-        return isinstance(m, QReLU) or super().is_leaf_module(m, name)
 
 
 @dataclass
@@ -93,22 +74,7 @@ class _Converter:
         self.bits: set = set()
 
     def run(self) -> tuple[list, int, list]:
-        try:
-            graph = _Tracer().trace(self.module)
-        except Exception as e:
-            raise FastSNNError(f"the model cannot be traced by torch.fx ({type(e).__name__}: {str(e)[:120]}): "
-                               "avoid data-dependent Python control flow in forward()") from None
-        gm = torch.fx.GraphModule(self.module, graph)
-        was_training = self.module.training
-        gm.eval()
-        try:
-            with torch.no_grad():
-                _ValueProp(gm).propagate(torch.zeros(2, *self.input_shape))
-        except Exception as e:
-            raise FastSNNError(f"the model does not run on input shape {self.input_shape} "
-                               f"({type(e).__name__}: {str(e)[:120]})") from None
-        finally:
-            self.module.train(was_training)
+        gm = trace(self.module, self.input_shape)
         self.mods = dict(gm.named_modules())
         env = {}
         out = None
@@ -119,14 +85,17 @@ class _Converter:
                 env[node] = Input(self.input_shape)
             elif node.op == "output":
                 out = env[node.args[0]] if isinstance(node.args[0], torch.fx.Node) else None
-            elif node.op == "get_attr":
-                fail(f"the parameter access '{node.target}'", f"build the model from {ALLOWED}")
             else:
-                env[node] = self.visit(node, env)
+                try:
+                    env[node] = self.visit(node, env)
+                except FastSNNError as e:
+                    raise FastSNNError(located(node, self.module, str(e))) from None
         return build_spec(self.layers, out, self.input_shape)
 
     # ---- graph nodes
     def visit(self, node: torch.fx.Node, env: dict):
+        if node.op == "get_attr":
+            refuse_parameter(node, self.module)
         args = [env.get(a, a) if isinstance(a, torch.fx.Node) else a for a in node.args]
         shape = node_shape(node)
         if node.op == "call_module":
@@ -151,9 +120,7 @@ class _Converter:
             if isinstance(m, nn.AvgPool2d):
                 return pool_view(type(m).__name__, name, args[0], shape, _window(
                     args[0], "avg", kernel=m.kernel_size, padding=m.padding, divisor_override=m.divisor_override))
-            if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
-                fail(f"{type(m).__name__} '{name}'", "use a stride-2 Conv2d")
-            fail(f"{type(m).__name__} '{name}'", f"build the model from {ALLOWED}")
+            refuse_module(m, name)
         target = node.target
         fname = getattr(target, "__name__", str(target))
         if "value" in node.meta:  # not a tensor (a size, a shape, arithmetic on them): only reshapes/pools read it
@@ -172,7 +139,7 @@ class _Converter:
                 return pool_view("mean", node.name, args[0], shape, _window(args[0], "mean", dims=dims))
             if target in ("add", "__add__"):
                 return add_terms(node.name, args)
-            fail(f"the tensor method '{target}' at '{node.name}'", f"build the model from {ALLOWED}")
+            refuse_call("tensor method", target)
         if target in (operator.add, torch.add) and len(args) == 2 and not node.kwargs:
             return add_terms(node.name, args)
         if target in (F.relu, torch.relu):
@@ -188,9 +155,7 @@ class _Converter:
             return pool_view(fname, node.name, args[0], shape, _window(
                 args[0], "avg", kernel=given.get("kernel_size"), padding=given.get("padding", 0),
                 divisor_override=given.get("divisor_override")))
-        if target in (F.max_pool2d, torch.max_pool2d):
-            fail(f"max_pool2d at '{node.name}'", "use a stride-2 Conv2d")
-        fail(f"the function '{fname}' at '{node.name}'", f"build the model from {ALLOWED}")
+        refuse_call("function", fname)
 
     def activation(self, name: str, v, shape):
         if isinstance(v, Act):
@@ -337,27 +302,6 @@ def quantize(module: nn.Module, input_shape: tuple, bits: int, input_max: int, c
     qann = QuantNet(c.spec, tuple(input_shape), c.n_classes, int(bits), int(input_max))
     qann.init_from_float(c.float_net, calib_x, percentile)
     return qann, c.float_net, c.spec
-
-
-def _recorded(fn):
-    """``fn`` recorded as one call node when any argument is traced (a tensor or a traced size)."""
-    @functools.wraps(fn)
-    def call(*args, **kwargs):
-        traced = []
-        torch.fx.node.map_aggregate((args, kwargs), lambda a: traced.append(a) if isinstance(a, torch.fx.Proxy) else a)
-        return traced[0].tracer.create_proxy("call_function", fn, args, kwargs) if traced else fn(*args, **kwargs)
-    return call
-
-
-class _ValueProp(ShapeProp):
-    """torch.fx's shape pass, also keeping each non-tensor value (``x.size(3)``, a shape) in
-    ``node.meta["value"]``: pooling checks need the kernel a model computes from a shape."""
-
-    def run_node(self, n):
-        result = super().run_node(n)
-        if not isinstance(result, torch.Tensor):
-            n.meta["value"] = result
-        return result
 
 
 def _value(a):

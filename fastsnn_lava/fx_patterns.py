@@ -76,8 +76,9 @@ class Const:
     """A non-tensor value of the trace (``x.size(0)``, ``x.shape``): only reshapes may use it."""
 
 
-def fail(what: str, fix: str):
-    raise FastSNNError(f"{what} is not supported: {fix}")
+def fail(what: str, fix: str, yet: bool = False):
+    """Refuse ``what``, saying what to do instead (``yet``: a construct this project means to support)."""
+    raise FastSNNError(f"{what} is not supported{' yet' if yet else ''}: {fix}")
 
 
 def node_shape(node: torch.fx.Node) -> tuple:
@@ -120,10 +121,14 @@ def conv_term(m: nn.Conv2d, name: str, v, shape) -> Pre:
     v = source(v, "Conv2d", name)
     if isinstance(v, View) or len(v.shape) != 3:
         fail(f"Conv2d '{name}' on a flattened or pooled value", "convolve (C, H, W) activations")
-    if m.groups != 1 or spatial(m.dilation, "dilation", name) != 1 or m.padding_mode != "zeros" \
-            or isinstance(m.padding, str):
-        fail(f"Conv2d '{name}' with groups, dilation, string padding or non-zero padding mode",
-             "use groups=1, dilation=1 and integer zero padding")
+    if m.groups != 1:
+        raise FastSNNError(f"Conv2d '{name}' has groups={m.groups}: grouped/depthwise convolutions are not "
+                           "supported yet; use groups=1 (a full convolution)")
+    if spatial(m.dilation, "dilation", name) != 1:
+        fail(f"the dilated Conv2d '{name}' (dilation={m.dilation})", "use dilation=1")
+    if isinstance(m.padding, str) or m.padding_mode != "zeros":
+        fail(f"Conv2d '{name}' with padding={m.padding!r}, padding_mode={m.padding_mode!r}",
+             "use integer zero padding (padding=k // 2, padding_mode='zeros')")
     geometry = {"kernel": spatial(m.kernel_size, "kernel", name), "stride": spatial(m.stride, "stride", name),
                 "padding": spatial(m.padding, "padding", name)}
     bias = m.bias.detach().clone() if m.bias is not None else torch.zeros(m.out_channels)

@@ -235,7 +235,7 @@ def test_unmodified_netx_refuses_a_file_with_skips(tmp_path, require_lava):
     (nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 10)),
      r"MaxPool2d '2' is not supported: use a stride-2 Conv2d"),
     (nn.Sequential(nn.Conv2d(1, 4, 3), nn.Sigmoid(), nn.Flatten(), nn.Linear(144, 10)),
-     r"Sigmoid '1' is not supported: build the model from"),
+     r"Sigmoid '1' is not supported: use nn.ReLU, F.relu or QReLU \(only ReLU activations"),
     (nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(), nn.Linear(36, 10)),
      r"AvgPool2d '2' is not supported: average pooling only as global pooling"),
     (nn.Sequential(nn.Flatten(), nn.Linear(64, 10), nn.ReLU()), r"ends in an activation"),
