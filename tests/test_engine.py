@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fastsnn_lava import engine
-from fastsnn_lava.data import load_dataset
+from fastsnn_lava.data import balanced_subset, load_dataset
 from fastsnn_lava.errors import FastSNNError
 from fastsnn_lava.ir import Network
 from fastsnn_lava.neuron import if_step
@@ -101,7 +101,9 @@ def test_evaluate_reference_backend_uses_the_engine(trained, tmp_path, monkeypat
     monkeypatch.setattr(engine.Engine, "run", lambda self, *a, **k: calls.append(1) or real(self, *a, **k))
     rec = evaluate(str(h5), "digits", "reference", samples=100, progress=False)
     assert calls, "evaluate(backend='reference') did not use the engine"
-    x, y = load_dataset("digits").x_test[:100], load_dataset("digits").y_test[:100]
+    ds = load_dataset("digits")
+    idx = balanced_subset(ds.y_test, 100)  # --samples N: a class-balanced seeded subset
+    x, y = ds.x_test[idx], ds.y_test[idx]
     assert rec["snn_accuracy"] == float((run_batches(net, x, snn_forward).argmax(1) == y).mean())
     assert rec["reference_agreement"] == 1.0
 

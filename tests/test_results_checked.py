@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from fastsnn_lava.cli import run
-from fastsnn_lava.data import load_dataset
+from fastsnn_lava.data import balanced_subset, load_dataset
 from fastsnn_lava.pipeline import convert, diagnose, evaluate, export, finetune
 from fastsnn_lava.reference import qann_forward, run_batches
 
@@ -42,7 +42,8 @@ def test_after_fine_tuning_each_agreement_names_its_qann(trained, tmp_path):
     net, _ = finetune(str(model), str(tuned_pt), method="calibrate", calibrate=64, progress=False)
     export(str(tuned_pt), str(h5))
     ds = load_dataset("digits")
-    x, y = ds.x_test[:120], ds.y_test[:120]
+    idx = balanced_subset(ds.y_test, 120)  # what --samples 120 takes
+    x, y = ds.x_test[idx], ds.y_test[idx]
     trained_q = run_batches(convert(str(tuned_pt), finetuned=False), x, qann_forward).argmax(1)
     tuned_q = run_batches(convert(str(tuned_pt)), x, qann_forward).argmax(1)
     rec = evaluate(str(h5), "digits", "reference", 120, str(tuned_pt), progress=False)
