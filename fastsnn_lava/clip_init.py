@@ -10,7 +10,8 @@ sets each hidden layer's clip, layer by layer in forward order::
 where ``z^l = W^l·y^{l-1} + b^l + Σ_j S^{l,j}·y^j`` is the float pre-activation given the current
 weights and the outputs ``y`` of the already-quantized layers before (their grids follow from the
 clips set so far, :mod:`fastsnn_lava.grid`), over at most 100,000 randomly drawn positive values
-(``p = 99.7`` by default; α = 1 where no value is positive, before the 10^-3 floor).
+(``p = 99.7`` by default; α = 1 where no value is positive, before the 10^-3 floor). A layer
+whose spec bounds its clip (``"alpha_max": m``, a ReLU6: m = 6) gets ``min(α^l, m)``.
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import torch.nn.functional as F
 
 from .float_net import ResidualNet, fold_batchnorm
 from .normalize import InputNorm, fold
+from .spec import conv_args
 
 
 @torch.no_grad()
@@ -53,7 +55,7 @@ def calibrate(qann, calib_x: torch.Tensor, percentile: float = 99.7) -> None:
             break
         s = layer.spec
         if s["kind"] == "conv":
-            z = F.conv2d(x, layer.weight, layer.bias, s.get("stride", 1), s.get("padding", 0))
+            z = F.conv2d(x, layer.weight, layer.bias, *conv_args(s))
         else:
             z = F.linear(x.mean((2, 3)) if s.get("pool") else x.flatten(1), layer.weight, layer.bias)
         for sk, w_s in zip(layer.skips, layer.skip_weight if layer.skips else []):
@@ -62,6 +64,6 @@ def calibrate(qann, calib_x: torch.Tensor, percentile: float = 99.7) -> None:
                 "padding", 0)) if kind == "conv" else F.linear(y.flatten(1), w_s))
         pos = z[z > 0]
         alpha = torch.quantile(pos[torch.randperm(len(pos))[:100000]], percentile / 100) if len(pos) else 1.0
-        layer.alpha.fill_(max(float(alpha), 1e-3))
+        layer.alpha.fill_(min(max(float(alpha), 1e-3), s.get("alpha_max", float("inf"))))
         x = layer(x, u_in, qann.skip_inputs(k, outs))
         outs.append(x)

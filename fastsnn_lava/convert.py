@@ -56,7 +56,7 @@ def assemble(model: QuantNet, codes: list[LayerCodes], neuron: str = "signed_if"
         geometry = {}
         if s["kind"] == "conv":
             st, p = s.get("stride", 1), s.get("padding", 0)
-            geometry = dict(stride=(st, st), padding=(p, p), dilation=(1, 1), groups=1)
+            geometry = dict(stride=(st, st), padding=(p, p), dilation=(1, 1), groups=s.get("groups", 1))
         layers.append(Layer(
             kind=s["kind"], weight=q.astype(np.int64), bias=lc.bias.astype(np.int64),
             neuron=if_neuron(neuron, lc.threshold) if layer.hidden else Accumulator(),

@@ -1,6 +1,7 @@
 """The float ANN a QANN is trained from: plain and residual networks, and BatchNorm folding.
 
-Hidden layer: conv/dense → BatchNorm → ReLU; the classifier a plain dense layer. A spec with
+Hidden layer: conv/dense → BatchNorm → ReLU (clipped, ``min(relu(z), m)``, where the spec
+entry has ``"alpha_max": m``: a ReLU6); the classifier a plain dense layer. A spec with
 shortcuts or global average pooling builds a :class:`ResidualNet`. :func:`fold_bn` folds a
 BatchNorm into the synapse before it, ``W' = γW/σ, b' = β + γ(b − μ)/σ``; the input normalisation
 is folded by :func:`fastsnn_lava.normalize.fold`.
@@ -38,19 +39,25 @@ def build_float(spec: list[dict], input_shape: tuple, n_classes: int, norm: dict
         if s["kind"] == "conv":
             pad = 0 if (i == 0 and norm is not None) else s.get("padding", 0)
             mods += [nn.Conv2d(in_shape[0], s["out"], s["kernel"], s.get("stride", 1), pad,
-                               bias=False), nn.BatchNorm2d(s["out"]), nn.ReLU()]
+                               bias=False, groups=s.get("groups", 1)), nn.BatchNorm2d(s["out"]), relu(s)]
         else:
             if len(in_shape) > 1:
                 mods.append(nn.Flatten())
             n_in = math.prod(in_shape)
             mods += [nn.Linear(n_in, s["out"])] if last else [
-                nn.Linear(n_in, s["out"], bias=False), nn.BatchNorm1d(s["out"]), nn.ReLU()]
+                nn.Linear(n_in, s["out"], bias=False), nn.BatchNorm1d(s["out"]), relu(s)]
     return nn.Sequential(*mods)
+
+
+def relu(s: dict) -> nn.Module:
+    """The activation of the hidden layer ``s``: ReLU, or ``min(relu(z), m)`` with ``"alpha_max": m`` (ReLU6: m = 6)."""
+    return nn.Hardtanh(0.0, float(s["alpha_max"])) if "alpha_max" in s else nn.ReLU()
 
 
 def _synapse(kind: str, n_in: int, n_out: int, sk: dict, bias: bool) -> nn.Module:
     if kind == "conv":
-        return nn.Conv2d(n_in, n_out, sk.get("kernel", 1), sk.get("stride", 1), sk.get("padding", 0), bias=bias)
+        return nn.Conv2d(n_in, n_out, sk.get("kernel", 1), sk.get("stride", 1), sk.get("padding", 0), bias=bias,
+                         groups=sk.get("groups", 1))
     return nn.Linear(n_in, n_out, bias=bias)
 
 
@@ -130,7 +137,7 @@ class ResidualNet(nn.Module):
                 z = z + bn(syn(outs[sk["from"] - 1]))
             if i == len(self.shapes) - 1:
                 return z
-            x = torch.relu(z)
+            x = torch.relu(z) if "alpha_max" not in s else z.clamp(0.0, float(s["alpha_max"]))
             outs.append(x)
         raise AssertionError("unreachable")
 

@@ -5,8 +5,9 @@ The module is traced with ``torch.fx`` and shape-propagated on a zero input of
 values of its nodes and the patterns that combine them are in :mod:`fastsnn_lava.fx_patterns`.
 Every value in the graph is one of
 
-* the network input x;
-* an *activation* ``y^j``: the output of a QReLU (or ``nn.ReLU``/``F.relu``), which
+* the network input x (or ``(x − μ)/σ`` with per-channel constants: folded into the first layer);
+* an *activation* ``y^j``: the output of a QReLU (or ``nn.ReLU``/``F.relu``; ``ReLU6``/``hardtanh(z, 0, m)``
+  is ``min(relu(z), m)``: the layer's clip is then bounded, spec ``"alpha_max": m``), which
   becomes hidden layer j of the quantized network;
 * a *view* of an activation: ``Flatten``/``flatten``/``view(B, -1)``, or global
   average pooling (``AdaptiveAvgPool2d(1)``, an ``AvgPool2d`` covering the whole
@@ -41,8 +42,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import FastSNNError
-from .fx_patterns import (Act, Const, Input, Pre, Term, View, add_terms, conv_term, fail, flatten_view, fold_batchnorm,
-                          linear_term, node_shape, pool_view, pool_window)
+from .fx_patterns import (Act, Const, Input, Pre, Tensor, Term, View, add_terms, conv_term, fail, flatten_view,
+                          fold_batchnorm, linear_term, node_shape, normalize_input, pool_view, pool_window)
 from .fx_refusals import located, refuse_call, refuse_module, refuse_parameter
 from .fx_trace import trace
 from .models import QuantNet, ResidualNet, build_float
@@ -74,7 +75,7 @@ class _Converter:
         self.bits: set = set()
 
     def run(self) -> tuple[list, int, list]:
-        gm = trace(self.module, self.input_shape)
+        gm = self.gm = trace(self.module, self.input_shape)
         self.mods = dict(gm.named_modules())
         env = {}
         out = None
@@ -94,8 +95,11 @@ class _Converter:
 
     # ---- graph nodes
     def visit(self, node: torch.fx.Node, env: dict):
-        if node.op == "get_attr":
-            refuse_parameter(node, self.module)
+        if node.op == "get_attr":  # a buffer or tensor constant (input normalisation); a parameter is refused
+            value = _attr(self.gm, str(node.target))
+            if isinstance(value, nn.Parameter) or not isinstance(value, torch.Tensor):
+                refuse_parameter(node, self.module)
+            return Tensor(value.detach().clone())
         args = [env.get(a, a) if isinstance(a, torch.fx.Node) else a for a in node.args]
         shape = node_shape(node)
         if node.op == "call_module":
@@ -112,6 +116,8 @@ class _Converter:
                 if isinstance(m, QReLU) and m.bits is not None:
                     self.bits.add(int(m.bits))
                 return self.activation(name, args[0], shape)
+            if isinstance(m, nn.Hardtanh):  # nn.ReLU6 included
+                return self.activation(name, args[0], shape, _clip_bound(m.min_val, m.max_val, name))
             if isinstance(m, nn.Flatten):
                 return flatten_view(name, args[0], shape)
             if isinstance(m, nn.AdaptiveAvgPool2d):
@@ -123,12 +129,20 @@ class _Converter:
             refuse_module(m, name)
         target = node.target
         fname = getattr(target, "__name__", str(target))
+        if any(isinstance(a, Tensor) for a in args) and not any(isinstance(a, (Input, Act, Pre, View)) for a in args):
+            vals = [a.value if isinstance(a, Tensor) else a for a in args]  # arithmetic on constants: its value
+            return Tensor(getattr(vals[0], target)(*vals[1:], **node.kwargs) if node.op == "call_method"
+                          else target(*vals, **node.kwargs))
         if "value" in node.meta:  # not a tensor (a size, a shape, arithmetic on them): only reshapes/pools read it
             return Const()
         if node.op == "call_method" and target in ("size", "dim") or node.op == "call_function" and target in (
                 getattr, operator.getitem) and not isinstance(args[0], (Pre, Act, View, Input)) or (
                 node.op == "call_function" and target is getattr and args[1] == "shape"):
             return Const()
+        op = _ARITH.get(target if node.op == "call_function" else str(target))
+        if op and len(args) == 2:  # input normalisation: x - mean, / std, * (1 / std)
+            v, c = (args[1], args[0]) if op == "mul" and isinstance(args[1], Input) else args
+            return normalize_input(op, node.name, v, c)
         if node.op == "call_method":
             if target == "relu":
                 return self.activation(node.name, args[0], shape)
@@ -144,6 +158,12 @@ class _Converter:
             return add_terms(node.name, args)
         if target in (F.relu, torch.relu):
             return self.activation(node.name, args[0], shape)
+        if target is F.relu6:
+            return self.activation(node.name, args[0], shape, 6.0)
+        if target is F.hardtanh:
+            given = dict(zip(("min_val", "max_val"), node.args[1:3]), **node.kwargs)
+            return self.activation(node.name, args[0], shape, _clip_bound(
+                given.get("min_val", -1.0), given.get("max_val", 1.0), node.name))
         if target is torch.flatten:
             return flatten_view(node.name, args[0], shape)
         if target is F.adaptive_avg_pool2d:
@@ -157,14 +177,21 @@ class _Converter:
                 divisor_override=given.get("divisor_override")))
         refuse_call("function", fname)
 
-    def activation(self, name: str, v, shape):
-        if isinstance(v, Act):
-            return v  # ReLU of a ReLU
+    def activation(self, name: str, v, shape, alpha_max: float | None = None):
+        """A ReLU (``alpha_max`` None) or a ReLU clipped at ``alpha_max`` (ReLU6): ``min(relu(z), alpha_max)``,
+        the learned clip α of the layer then bounded by ``α ≤ alpha_max``."""
+        if isinstance(v, Act):  # ReLU of a ReLU: min(relu(min(relu(z), a)), b) = min(relu(z), min(a, b))
+            if alpha_max is not None:
+                layer = self.layers[v.index - 1]
+                layer["alpha_max"] = min(layer.get("alpha_max", alpha_max), alpha_max)
+            return v
         if not isinstance(v, Pre):
             fail(f"the activation '{name}' on the input or a reshaped value", "apply it after a Conv2d/Linear")
         index = len(self.layers) + 1
         main, skips = self._split(v, name)
         self.layers.append({"name": name, "main": main, "skips": skips, "bias": v.bias, "shape": shape})
+        if alpha_max is not None:
+            self.layers[-1]["alpha_max"] = alpha_max
         return Act(index, shape)
 
     def _split(self, v: Pre, name: str) -> tuple[Term, list]:
@@ -212,11 +239,15 @@ def build_spec(layers: list[dict], out, input_shape: tuple) -> tuple[list, int, 
             if t.kind == "identity":
                 sk_specs.append({"from": j})
                 sk_weights.append(None)
+            elif t.geometry.get("groups", 1) != 1:
+                fail(f"the grouped Conv2d shortcut into '{layer['name']}'", "use groups=1 in shortcut projections")
             else:
                 sk_specs.append(dict({"from": j, "kind": t.kind}, **t.geometry))
                 sk_weights.append(t.weight)
         if sk_specs:
             entry["skips"] = sk_specs
+        if "alpha_max" in layer:
+            entry["alpha_max"] = float(layer["alpha_max"])
         spec.append(entry)
         folded.append({"weight": main.weight, "bias": layer["bias"], "skips": sk_weights})
     if isinstance(classifier.src, View) and classifier.src.pool:
@@ -302,6 +333,26 @@ def quantize(module: nn.Module, input_shape: tuple, bits: int, input_max: int, c
     qann = QuantNet(c.spec, tuple(input_shape), c.n_classes, int(bits), int(input_max))
     qann.init_from_float(c.float_net, calib_x, percentile)
     return qann, c.float_net, c.spec
+
+
+def _clip_bound(lo, hi, name: str) -> float:
+    """The bound of a ``hardtanh(x, lo, hi)`` that is a clipped ReLU (``lo = 0 < hi``: ReLU6 is ``hi = 6``)."""
+    if lo != 0 or not hi > 0:
+        fail(f"the activation '{name}' (hardtanh from {lo} to {hi})", "clip from 0 (ReLU6 or hardtanh(x, 0, m)): "
+             "only ReLU activations, clipped or not, become spiking neurons")
+    return float(hi)
+
+
+_ARITH = {operator.sub: "sub", torch.sub: "sub", "sub": "sub", "__sub__": "sub", operator.truediv: "truediv",
+          torch.div: "truediv", "div": "truediv", "__truediv__": "truediv", operator.mul: "mul", torch.mul: "mul",
+          "mul": "mul", "__mul__": "mul"}
+
+
+def _attr(root: nn.Module, target: str):
+    """The attribute ``target`` (a dotted name) of ``root``."""
+    for part in target.split("."):
+        root = getattr(root, part)
+    return root
 
 
 def _value(a):

@@ -2,12 +2,14 @@
 
 Every value of the graph is one of :class:`Input` (the network input x), :class:`Act` (an
 activation ``y^j``: hidden layer j), :class:`View` (a flattened or globally average-pooled
-activation), :class:`Pre` (a pre-activation ``z = Σ_i op_i(v_i) + b``, a sum of :class:`Term`)
-or :class:`Const` (a non-tensor value). The functions here are the patterns of a supported model,
-each turning the values of its arguments into the value of a node:
+activation), :class:`Pre` (a pre-activation ``z = Σ_i op_i(v_i) + b``, a sum of :class:`Term`),
+:class:`Const` (a non-tensor value) or :class:`Tensor` (a constant tensor: a buffer). The functions
+here are the patterns of a supported model, each turning the values of its arguments into the value of a node:
 
-* ``Conv2d``/``Linear`` on an input, activation or view: a pre-activation with one term
+* ``Conv2d`` (grouped or not)/``Linear`` on an input, activation or view: a pre-activation with one term
   (:func:`conv_term`, :func:`linear_term`);
+* ``(x − μ)/σ`` of the input with per-channel constants is an input normalisation (:func:`normalize_input`),
+  folded into the first layer, ``W' = W/σ_c``, ``b' = b − Σ W·μ_c/σ_c`` (:func:`fold_input`);
 * BatchNorm on a pre-activation folds into every term (:func:`fold_batchnorm`): with
   ``s = γ/√(σ² + ε)``, ``op ← s·op`` and ``b ← β + s·(b − μ)``; an identity term becomes the
   diagonal ``diag(s)`` (a 1×1 conv or a square dense);
@@ -29,14 +31,23 @@ import torch.fx
 import torch.nn as nn
 
 from .errors import FastSNNError
+from .normalize import InputNorm, fold
 
-ALLOWED = "Conv2d, Linear, BatchNorm, QReLU/ReLU, Flatten, global AvgPool and residual additions"
+ALLOWED = "Conv2d, Linear, BatchNorm, QReLU/ReLU/ReLU6, Flatten, global AvgPool and residual additions"
 
 
 @dataclass
 class Input:
-    """The network input x."""
+    """The network input x, or ``(x − μ)/σ`` with per-channel ``mean``/``std`` (:func:`normalize_input`)."""
     shape: tuple
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+
+
+@dataclass
+class Tensor:
+    """A constant tensor read in forward (a buffer, a tensor constant): only input normalisation uses it."""
+    value: torch.Tensor
 
 
 @dataclass
@@ -116,14 +127,48 @@ def source(v, what: str, name: str):
     return v
 
 
+def normalize_input(op: str, name: str, v, c) -> Input:
+    """``x − μ`` (``op`` sub), then ``/σ`` (truediv) or ``·(1/σ)`` (mul) of the (C, H, W) input with constants
+    that are per channel (scalars or tensors that broadcast to it, constant over H, W): recorded on the
+    :class:`Input`, folded into the first layer by :func:`fold_input`."""
+    if not isinstance(v, Input) or len(v.shape) != 3 or v.std is not None or (op == "sub" and v.mean is not None):
+        fail(f"the arithmetic at '{name}'", "only an input normalisation (x - mean) / std of the (C, H, W) input, "
+             f"in that order, converts; build the rest of the model from {ALLOWED}")
+    t = torch.as_tensor(c.value if isinstance(c, Tensor) else c, dtype=torch.float32)
+    try:
+        full = torch.broadcast_to(t.squeeze(0) if t.dim() == 4 else t, v.shape)
+    except RuntimeError:
+        full = None
+    if full is None or not torch.equal(full, full[:, :1, :1].expand_as(full)):
+        fail(f"the normalisation at '{name}' with a constant of shape {tuple(t.shape)}",
+             "use one mean and one std per input channel (shape (C, 1, 1) or a scalar)")
+    per = full[:, 0, 0].clone()
+    if op == "sub":
+        return Input(v.shape, per, None)
+    mean = v.mean if v.mean is not None else torch.zeros(v.shape[0])
+    return Input(v.shape, mean, per if op == "truediv" else 1 / per)
+
+
+def fold_input(v, weight: torch.Tensor, bias: torch.Tensor, padding: int, name: str):
+    """(W', b') of a layer on ``v``: the normalisation of a normalised input folded in exactly
+    (:func:`fastsnn_lava.normalize.fold`); a padded conv would pad ``(0 − μ)/σ`` there, not 0, so it is refused."""
+    src = v.src if isinstance(v, View) else v
+    if not isinstance(src, Input) or src.mean is None and src.std is None:
+        return weight, bias
+    if padding:
+        fail(f"the padded Conv2d '{name}' on the normalised input", "use padding=0 in the first Conv2d, or "
+             "normalise in the data pipeline (a padded border of the normalised input cannot fold exactly)")
+    mean = src.mean if src.mean is not None else torch.zeros(src.shape[0])
+    std = src.std if src.std is not None else torch.ones(src.shape[0])
+    return fold(weight, bias, InputNorm(mean, std), src.shape)
+
+
 def conv_term(m: nn.Conv2d, name: str, v, shape) -> Pre:
-    """``Conv2d`` ``m`` on ``v``: a pre-activation with one conv term (square geometry, groups 1)."""
+    """``Conv2d`` ``m`` on ``v``: a pre-activation with one conv term (square geometry; ``groups`` in the
+    geometry when not 1: a grouped or depthwise convolution)."""
     v = source(v, "Conv2d", name)
     if isinstance(v, View) or len(v.shape) != 3:
         fail(f"Conv2d '{name}' on a flattened or pooled value", "convolve (C, H, W) activations")
-    if m.groups != 1:
-        raise FastSNNError(f"Conv2d '{name}' has groups={m.groups}: grouped/depthwise convolutions are not "
-                           "supported yet; use groups=1 (a full convolution)")
     if spatial(m.dilation, "dilation", name) != 1:
         fail(f"the dilated Conv2d '{name}' (dilation={m.dilation})", "use dilation=1")
     if isinstance(m.padding, str) or m.padding_mode != "zeros":
@@ -131,8 +176,11 @@ def conv_term(m: nn.Conv2d, name: str, v, shape) -> Pre:
              "use integer zero padding (padding=k // 2, padding_mode='zeros')")
     geometry = {"kernel": spatial(m.kernel_size, "kernel", name), "stride": spatial(m.stride, "stride", name),
                 "padding": spatial(m.padding, "padding", name)}
+    if m.groups != 1:
+        geometry["groups"] = int(m.groups)
     bias = m.bias.detach().clone() if m.bias is not None else torch.zeros(m.out_channels)
-    return Pre([Term(v, "conv", m.weight.detach().clone(), geometry)], bias, shape)
+    weight, bias = fold_input(v, m.weight.detach().clone(), bias, geometry["padding"], name)
+    return Pre([Term(v, "conv", weight, geometry)], bias, shape)
 
 
 def linear_term(m: nn.Linear, name: str, v, shape) -> Pre:
@@ -141,7 +189,8 @@ def linear_term(m: nn.Linear, name: str, v, shape) -> Pre:
     if len(shape) != 1:
         fail(f"Linear '{name}' on a (C, H, W) value", "flatten or pool before it")
     bias = m.bias.detach().clone() if m.bias is not None else torch.zeros(m.out_features)
-    return Pre([Term(v, "dense", m.weight.detach().clone())], bias, shape)
+    weight, bias = fold_input(v, m.weight.detach().clone(), bias, 0, name)
+    return Pre([Term(v, "dense", weight)], bias, shape)
 
 
 def fold_batchnorm(m, name: str, v) -> Pre:

@@ -32,7 +32,7 @@ from . import clip_init, grid as grid_
 from .grid import BIAS_MAX, LOIHI2, WEIGHT_QMAX, LayerCodes, bias_codes
 from .quant import (max_abs, exact_dtype, fake_quant_weight, integer_level, integer_sum, level_value, quant_synapse,
                     weight_codes)
-from .spec import (PRESETS, has_residuals, json_copy, layer_shapes, resnet_spec, resolve_arch,  # noqa: F401
+from .spec import (PRESETS, conv_args, has_residuals, json_copy, layer_shapes, resnet_spec, resolve_arch,  # noqa: F401
                    skip_out_shape, vgg_spec)
 
 
@@ -52,7 +52,7 @@ class QuantLayer(nn.Module):
         self.pool = math.prod(in_shape[1:]) if spec.get("pool") else 1  # P = H·W folded into the dense layer
         if spec["kind"] == "conv":
             k = spec["kernel"]
-            self.weight = nn.Parameter(torch.zeros(spec["out"], in_shape[0], k, k))
+            self.weight = nn.Parameter(torch.zeros(spec["out"], in_shape[0] // spec.get("groups", 1), k, k))
         else:
             n_in = in_shape[0] if spec.get("pool") else math.prod(in_shape)
             self.weight = nn.Parameter(torch.zeros(spec["out"], n_in))
@@ -131,7 +131,7 @@ class QuantLayer(nn.Module):
         # to within a few float32 ulps, far from the next integer
         m = x.detach().mul((1 if first else T) / u_in).round_()
         if s["kind"] == "conv":
-            conv = (s.get("stride", 1), s.get("padding", 0))
+            conv = conv_args(s)
         else:  # average pooling: the integer layer repeats q over the P positions, i.e. sums them
             conv, m = None, m.sum((2, 3)) if s.get("pool") else m.flatten(1)
         q, c = self._codes(delta, unit)
@@ -180,7 +180,7 @@ class QuantLayer(nn.Module):
             else:
                 extras.append(F.linear(y.flatten(1), ws))
         if self.spec["kind"] == "conv":
-            conv = (self.spec.get("stride", 1), self.spec.get("padding", 0))
+            conv = conv_args(self.spec)
         else:
             conv, x = None, x.mean((2, 3)) if self.spec.get("pool") else x.flatten(1)
         grid = (delta, unit, WEIGHT_QMAX, -BIAS_MAX - 1, BIAS_MAX, levels)
@@ -227,7 +227,16 @@ class QuantNet(nn.Module):
         """(y^j, α^j) of each shortcut of layer k, given the outputs ``outs`` of the layers before."""
         return tuple((outs[sk["from"] - 1], a) for sk, a in zip(self.layers[k].skips, self.skip_alphas(k)))
 
+    @torch.no_grad()
+    def bound_alphas(self) -> None:
+        """``α ← min(α, m)`` for every layer whose spec bounds its clip (``"alpha_max": m``, a ReLU6):
+        done before every use of α (forward, levels, codes), so QAT and conversion honour the bound."""
+        for layer in self.layers:
+            if layer.hidden and "alpha_max" in layer.spec:
+                layer.alpha.clamp_(max=float(layer.spec["alpha_max"]))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.bound_alphas()
         x = x.reshape(-1, *self.input_shape) / self.input_max
         outs = []
         for k, (layer, u_in) in enumerate(zip(self.layers, self.units_in())):
@@ -239,6 +248,7 @@ class QuantNet(nn.Module):
     def levels(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Integer activation level k of every hidden layer, as the forward pass computes it (from the
         exact integer accumulator: the exported network's levels), and the logits."""
+        self.bound_alphas()
         out, outs, units = [], [], self.units_in()
         T = 2 ** self.bits - 1
         x = x.reshape(-1, *self.input_shape) / self.input_max
@@ -257,6 +267,7 @@ class QuantNet(nn.Module):
     def codes(self) -> list[LayerCodes]:
         """The integers of every layer (weights, biases, threshold, shortcut codes) on its grid:
         exactly what conversion writes (:func:`fastsnn_lava.convert.to_network`)."""
+        self.bound_alphas()
         out = []
         for k, (layer, u_in) in enumerate(zip(self.layers, self.units_in())):
             alphas = self.skip_alphas(k)

@@ -39,11 +39,15 @@ class InputNorm(nn.Module):
 
 
 def fold(w: torch.Tensor, b: torch.Tensor, norm: InputNorm, in_shape: tuple) -> tuple[torch.Tensor, torch.Tensor]:
-    """(W', b') of the first layer (conv (O, C, k, k) or dense (O, C·H·W)) with ``norm`` folded in."""
+    """(W', b') of the first layer (conv (O, C/g, k, k), g groups, or dense (O, C·H·W)) with ``norm`` folded in."""
     mean, std = norm.mean.to(w.dtype), norm.std.to(w.dtype)
-    if w.dim() == 4:
-        w2 = w / std.view(1, -1, 1, 1)
-        b2 = b - (w2 * mean.view(1, -1, 1, 1)).sum((1, 2, 3))
+    if w.dim() == 4:  # (O, C/g, k, k): weight (o, j) reads input channel (o // (O/g))·(C/g) + j
+        n_out, per_group = w.shape[:2]
+        groups = len(std) // per_group
+        o, j = torch.arange(n_out, device=w.device), torch.arange(per_group, device=w.device)
+        channel = (o // (n_out // groups))[:, None] * per_group + j
+        w2 = w / std[channel][..., None, None]
+        b2 = b - (w2 * mean[channel][..., None, None]).sum((1, 2, 3))
     else:  # dense on the flattened (C, H, W) input: channel of feature i is i // (H·W)
         per = int(torch.tensor(in_shape[1:]).prod()) if len(in_shape) > 1 else 1
         std_f, mean_f = std.repeat_interleave(per), mean.repeat_interleave(per)

@@ -143,14 +143,21 @@ def integer_sum(m: torch.Tensor, q: torch.Tensor, conv: tuple | None = None, bia
         return (out if bias is None else out.add_(bias.view(-1, 1, 1))), bound
 
 
-def conv_unfold(m: torch.Tensor, q: torch.Tensor, stride, padding) -> torch.Tensor:
-    """conv2d (no bias, dilation 1, one group) as im2col + matmul: a plain GEMM, exact for integers
-    whose partial sums stay below 2^p (no Winograd/FFT algorithm can be picked)."""
+def conv_unfold(m: torch.Tensor, q: torch.Tensor, stride, padding, dilation: int = 1,
+                groups: int = 1) -> torch.Tensor:
+    """conv2d (no bias, dilation 1) as im2col + matmul: a plain GEMM, exact for integers
+    whose partial sums stay below 2^p (no Winograd/FFT algorithm can be picked). With ``groups`` g the
+    columns (channel-major) split into g blocks, block i multiplied by the weights of output group i."""
+    if dilation != 1:
+        raise ValueError(f"conv_unfold computes dilation 1, not {dilation}")
     c_out, _, kh, kw = q.shape
     st = (stride, stride) if isinstance(stride, int) else tuple(stride)
     pad = (padding, padding) if isinstance(padding, int) else tuple(padding)
     h = (m.shape[2] + 2 * pad[0] - kh) // st[0] + 1
     cols = F.unfold(m, (kh, kw), 1, pad, st)  # (B, C_in·kh·kw, L): a copy, exact
+    if groups != 1:
+        cols = cols.view(len(m), groups, -1, cols.shape[-1])  # (B, g, C_in/g·kh·kw, L)
+        return torch.matmul(q.reshape(groups, c_out // groups, -1), cols).view(len(m), c_out, h, -1)
     return torch.matmul(q.reshape(c_out, -1), cols).view(len(m), c_out, h, -1)
 
 
@@ -281,9 +288,10 @@ class _QuantSynapse(torch.autograd.Function):
             (x, wq), grad_alpha = ctx.saved_tensors, None
         want_x = ctx.needs_input_grad[0]
         if ctx.conv:
-            stride, padding = ([v, v] if isinstance(v, int) else list(v) for v in ctx.conv)
+            stride, padding = ([v, v] if isinstance(v, int) else list(v) for v in ctx.conv[:2])
+            groups = ctx.conv[3] if len(ctx.conv) > 3 else 1
             gx, gw, gb = torch.ops.aten.convolution_backward(
-                grad, x, wq, [wq.shape[0]], stride, padding, [1, 1], False, [0, 0], 1, [want_x, True, True])
+                grad, x, wq, [wq.shape[0]], stride, padding, [1, 1], False, [0, 0], groups, [want_x, True, True])
         else:
             gx, gw, gb = grad.mm(wq) if want_x else None, grad.t().mm(x), grad.sum(0)
         return (gx, gw, gb, grad_alpha, None, None, None) + (grad,) * ctx.n_extras
@@ -298,7 +306,8 @@ def quant_synapse(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, alpha: torc
 
     with ``grid = (Δ, u, q_max, c_lo, c_hi, levels)``, ``q(W) = clip(round(W/Δ), ±q_max)`` and
     ``c(b) = clip(round(b/u), c_lo, c_hi)`` (half-up, as :func:`fake_quant`), ``op`` a dense
-    layer or, with ``conv = (stride, padding)`` (ints or pairs), a convolution; ``e_j`` are shortcut currents
+    layer or, with ``conv = (stride, padding)`` (ints or pairs; ``(stride, padding, 1, groups)`` for a grouped
+    one, :func:`fastsnn_lava.spec.conv_args`), a convolution; ``e_j`` are shortcut currents
     added in order. Values and gradients equal the composition of :func:`fake_quant`, the op and
     :func:`act_quant` (straight-through to W and b) bit for bit; one node instead of four keeps
     the per-layer dispatch overhead of quantization-aware training small.

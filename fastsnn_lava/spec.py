@@ -17,6 +17,9 @@ residual networks:
 * ``{"kind": "avgpool"}`` (global average pooling) before a dense layer, or
   last, before the appended classifier. It is not a layer of its own: it is
   folded into the dense layer (see :mod:`.grid`).
+
+A conv layer may be grouped (``"groups": g``, absent for 1): its input and output channels split into
+g groups, output group i seeing only input group i (weight ``(out, in/g, k, k)``; depthwise: g = in).
 """
 from __future__ import annotations
 
@@ -91,6 +94,13 @@ def json_copy(spec: list[dict]) -> list[dict]:
     return [{k: ([dict(x) for x in v] if k == "skips" else v) for k, v in s.items()} for s in spec]
 
 
+def conv_args(s: dict) -> tuple:
+    """The geometry of the conv spec ``s`` as ``F.conv2d``'s positional arguments after the bias:
+    ``(stride, padding)``, or ``(stride, padding, dilation 1, groups)`` for a grouped conv."""
+    g = s.get("groups", 1)
+    return (s.get("stride", 1), s.get("padding", 0)) if g == 1 else (s.get("stride", 1), s.get("padding", 0), 1, g)
+
+
 def has_residuals(spec: list[dict]) -> bool:
     """True when the spec needs the general float network (skips or average pooling)."""
     return any(s.get("skips") or s["kind"] == "avgpool" for s in spec)
@@ -119,6 +129,10 @@ def layer_shapes(spec: list[dict], input_shape: tuple, n_classes: int) -> list[t
             if h < 1 or w < 1:
                 raise FastSNNError(f"conv layer {s} shrinks the {shape} input to nothing: use fewer stride-2 layers")
             out = (s["out"], h, w)
+            g = s.get("groups", 1)
+            if not isinstance(g, int) or g < 1 or shape[0] % g or s["out"] % g:
+                raise FastSNNError(f"conv layer {s}: groups must be a positive int dividing the {shape[0]} input "
+                                   f"and the {s['out']} output channels")
         elif s["kind"] == "dense":
             seen_dense, out = True, (s["out"],)
             if pool:

@@ -2,7 +2,7 @@
 
 The layers here look like those of public CIFAR model files (written anew, no code copied): a Conv2d
 subclass that quantizes its own weight in ``forward``, a ReLU subclass that clips at a learned
-``act_alpha`` and rounds, a ``torch.cat`` inside a submodule, a grouped convolution, a max pool inside
+``act_alpha`` and rounds, a ``torch.cat`` inside a submodule, a dilated convolution, a max pool inside
 a named submodule and a sigmoid. Each refusal must name the module by its qualified name, point at this
 file's line (the class definition, or the line of ``forward`` that made the refused operation) and
 say the cause.
@@ -136,11 +136,14 @@ def test_torch_cat_names_the_submodule_whose_forward_calls_it():
     assert "'cat'" not in message
 
 
-def test_a_grouped_convolution_names_the_module_groups_and_the_one_cause():
-    message = refusal(WithStage(nn.Sequential(nn.Conv2d(4, 4, 3, 1, 1, groups=4), nn.BatchNorm2d(4))))
-    assert "'stage.0'" in message and "groups=4" in message and line_of("# stage-line") in message
-    assert "grouped/depthwise convolutions are not supported yet" in message
-    assert "dilation" not in message and "padding mode" not in message
+def test_a_grouped_convolution_converts_and_a_dilated_one_names_the_module_and_the_one_cause():
+    """Grouped/depthwise convolutions convert (tests/test_user_constructs.py checks them exactly); a
+    dilated one is refused with its one cause, not the groups."""
+    spec = convert(WithStage(nn.Sequential(nn.Conv2d(4, 4, 3, 1, 1, groups=4), nn.BatchNorm2d(4))), (1, 8, 8)).spec
+    assert spec[1]["groups"] == 4 and "groups" not in spec[0]
+    message = refusal(WithStage(nn.Sequential(nn.Conv2d(4, 4, 3, 1, 2, dilation=2, groups=4), nn.BatchNorm2d(4))))
+    assert "'stage.0'" in message and "dilation=(2, 2)" in message and line_of("# stage-line") in message
+    assert "groups" not in message and "padding mode" not in message
 
 
 class Down(nn.Module):
