@@ -44,10 +44,10 @@ import torch.nn.functional as F
 from .errors import FastSNNError
 from .fx_patterns import (Act, Const, Input, Pre, Tensor, Term, View, add_terms, conv_term, fail, flatten_view,
                           fold_batchnorm, linear_term, node_shape, normalize_input, pool_view, pool_window)
+from .fx_build import build_spec, load_folded
 from .fx_refusals import located, refuse_call, refuse_module, refuse_parameter
 from .fx_trace import trace
-from .models import QuantNet, ResidualNet, build_float
-from .spec import layer_shapes
+from .models import QuantNet, build_float
 from .quant import QReLU
 
 _IDENTITY_MODULES = (nn.Identity, nn.Dropout)
@@ -66,7 +66,7 @@ class Converted:
 class _Converter:
     """Walks the traced graph in order: every node's value comes from a pattern of
     :mod:`fastsnn_lava.fx_patterns`; every activation of a pre-activation makes a hidden layer
-    (its main term and shortcuts); :func:`build_spec` turns the layers into the spec."""
+    (its main term and shortcuts); :func:`~fastsnn_lava.fx_build.build_spec` turns the layers into the spec."""
 
     def __init__(self, module: nn.Module, input_shape: tuple):
         self.module = module
@@ -215,92 +215,6 @@ class _Converter:
         return mains[0], skips
 
 
-def build_spec(layers: list[dict], out, input_shape: tuple) -> tuple[list, int, list]:
-    """(spec, n_classes, folded weights) from the hidden layers the walk found and the output value
-    ``out`` (one Linear term: the classifier)."""
-    if isinstance(out, Act):
-        fail("a model that ends in an activation", "end with a Linear classifier (no activation after it)")
-    if not isinstance(out, Pre) or len(out.terms) != 1 or out.terms[0].kind != "dense":
-        fail("a model whose output is not one Linear layer", "end with a Linear classifier (its input "
-             "flattened or globally average-pooled); residual additions must end in an activation")
-    classifier = out.terms[0]
-    src = classifier.src.src if isinstance(classifier.src, View) else classifier.src
-    if (0 if isinstance(src, Input) else src.index) != len(layers):
-        fail("a classifier that does not read the last activation", "feed the last activation to the classifier")
-    spec, folded = [], []
-    for i, layer in enumerate(layers, start=1):
-        main = layer["main"]
-        entry = _entry(main, layer["shape"][0])
-        if isinstance(main.src, View) and main.src.pool:
-            spec.append({"kind": "avgpool"})
-        sk_specs, sk_weights = [], []
-        for t in layer["skips"]:
-            j = t.src.src.index if isinstance(t.src, View) else t.src.index
-            if t.kind == "identity":
-                sk_specs.append({"from": j})
-                sk_weights.append(None)
-            elif t.geometry.get("groups", 1) != 1:
-                fail(f"the grouped Conv2d shortcut into '{layer['name']}'", "use groups=1 in shortcut projections")
-            else:
-                sk_specs.append(dict({"from": j, "kind": t.kind}, **t.geometry))
-                sk_weights.append(t.weight)
-        if sk_specs:
-            entry["skips"] = sk_specs
-        if "alpha_max" in layer:
-            entry["alpha_max"] = float(layer["alpha_max"])
-        spec.append(entry)
-        folded.append({"weight": main.weight, "bias": layer["bias"], "skips": sk_weights})
-    if isinstance(classifier.src, View) and classifier.src.pool:
-        spec.append({"kind": "avgpool"})
-    folded.append({"weight": classifier.weight, "bias": out.bias, "skips": []})
-    n_classes = out.shape[0]
-    shapes = layer_shapes(spec, input_shape, n_classes)
-    for (s, _, o), layer in zip(shapes, layers):
-        if tuple(o) != tuple(layer["shape"]):
-            raise AssertionError(f"traced shape {layer['shape']} differs from the spec's {o} at {layer['name']}")
-    return spec, n_classes, folded
-
-
-def _entry(t: Term, n_out: int) -> dict:
-    """The spec entry of a layer whose main term is ``t``."""
-    if t.kind == "conv":
-        return {"kind": "conv", "out": n_out, **t.geometry}
-    return {"kind": "dense", "out": n_out}
-
-
-def _set_bn(bn: nn.Module, beta: torch.Tensor) -> None:
-    """A BatchNorm that computes ``x + β`` in eval mode: γ = 1, μ = 0, σ² = 1 − ε."""
-    bn.weight.fill_(1.0)
-    bn.bias.copy_(beta)
-    bn.running_mean.zero_()
-    bn.running_var.fill_(1.0 - bn.eps)
-
-
-@torch.no_grad()
-def _load_folded(float_net: nn.Module, folded: list) -> None:
-    if isinstance(float_net, ResidualNet):
-        for i, f in enumerate(folded):
-            float_net.syn[i].weight.copy_(f["weight"].view_as(float_net.syn[i].weight))
-            if isinstance(float_net.bn[i], nn.Identity):
-                float_net.syn[i].bias.copy_(f["bias"])
-            else:
-                _set_bn(float_net.bn[i], f["bias"])
-            for syn, bn, w in zip(float_net.skip_syn[i], float_net.skip_bn[i], f["skips"]):
-                if w is not None:
-                    syn.weight.copy_(w.view_as(syn.weight))
-                    _set_bn(bn, torch.zeros_like(bn.bias))
-        return
-    mods = list(float_net)
-    weights = [i for i, m in enumerate(mods) if isinstance(m, (nn.Conv2d, nn.Linear))]
-    for i, f in zip(weights, folded):
-        mods[i].weight.copy_(f["weight"].view_as(mods[i].weight))
-        nxt = mods[i + 1] if i + 1 < len(mods) else None
-        if isinstance(nxt, (nn.BatchNorm1d, nn.BatchNorm2d)):
-            _set_bn(nxt, f["bias"])
-        else:
-            mods[i].bias.copy_(f["bias"])
-
-
 def convert(module: nn.Module, input_shape: tuple) -> Converted:
     """Trace ``module`` (inputs of ``input_shape``, scaled to [0, 1] as the pipeline feeds them)
     and return its spec with a float network of this project holding the BN-folded weights.
@@ -310,7 +224,7 @@ def convert(module: nn.Module, input_shape: tuple) -> Converted:
     conv = _Converter(module, input_shape)
     spec, n_classes, folded = conv.run()
     float_net = build_float(spec, tuple(input_shape), n_classes)
-    _load_folded(float_net, folded)
+    load_folded(float_net, folded)
     float_net.eval()
     check_same(module, float_net, tuple(input_shape))
     if len(conv.bits) > 1:
