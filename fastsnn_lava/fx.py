@@ -12,13 +12,19 @@ Every value in the graph is one of
 * a *view* of an activation: ``Flatten``/``flatten``/``view(B, -1)``, or global
   average pooling (``AdaptiveAvgPool2d(1)``, an ``AvgPool2d`` covering the whole
   map, ``mean((2, 3))``);
+* a *fixed map* of an activation (:mod:`fastsnn_lava.fx_maps`): an average pooling that is not global
+  (a depthwise conv of weights 1/k²), a strided slice or zero channel padding (option-A shortcuts: a 0/1
+  1×1 conv), or a ``torch.cat`` (split by channel in the Conv2d/Linear it feeds); a ReLU of it makes a
+  layer whose main term is the map, a Conv2d/Linear of it absorbs it (composed exactly, or refused);
 * a *pre-activation* ``z = Σ_i op_i(v_i) + b``: a sum of linear terms, each a
   Conv2d/Linear applied to the input, an activation or a view, or an identity
   (an activation added as it is). BatchNorm on a pre-activation folds into
   every term, ``op ← (γ/σ)·op``, ``b ← β + (γ/σ)(b − μ)``; a residual ``+`` adds two
   pre-activations (their terms and biases).
 
-A ReLU on a pre-activation makes a layer: its *main* term must come from the
+A user's own Conv2d/Linear/ReLU/AvgPool2d subclass (the paper's quantized layers) is a leaf whose weight is
+captured from its ``F.conv2d``/``F.linear`` call and whose activation quantizer is probed as a uniform b-bit
+staircase (:mod:`fastsnn_lava.fx_quant`). A ReLU on a pre-activation makes a layer: its *main* term must come from the
 layer just before (or from the input, for the first layer), every other term is
 a shortcut from an earlier layer (spec ``"skips"``). The output must be a
 pre-activation with one term: the classifier (after optional global average
@@ -34,7 +40,7 @@ user's module (its qualified name, the line of its forward), the one cause and w
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.fx
@@ -42,9 +48,13 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import FastSNNError
-from .fx_patterns import (Act, Const, Input, Pre, Tensor, Term, View, add_terms, conv_term, fail, flatten_view,
-                          fold_batchnorm, linear_term, node_shape, normalize_input, pool_view, pool_window)
+from .fx_patterns import (Act, Cat, Const, Input, Mapped, Pre, Tensor, Term, View, add_terms, as_pre, conv_term,
+                          fail, flatten_view, fold_batchnorm, linear_term, node_shape, normalize_input, pool_view,
+                          pool_window)
+from .fx_maps import adaptive_pool, avg_pool, concat, pad_map, pool_module, resolved, slice_map
 from .fx_build import build_spec, load_folded
+from .fx_quant import (UserLayer, captured_call, check_bits, check_layers, clip_layer, is_user_layer, layer_clips,
+                       module_call, set_user_clips, staircase, whole_map)
 from .fx_refusals import located, refuse_call, refuse_module, refuse_parameter
 from .fx_trace import trace
 from .models import QuantNet, build_float
@@ -60,7 +70,10 @@ class Converted:
     spec: list
     n_classes: int
     float_net: nn.Module
-    bits: int | None = None  # the bits QReLU modules named, if any
+    bits: int | None = None  # the bits QReLU modules or the user's activation quantizers named, if any
+    clips: list = field(default_factory=list)  # per hidden layer the user's clip α (None: calibrated)
+    user_layers: list = field(default_factory=list)  # the user's own layers (fx_quant.UserLayer): the summary
+    ties: float = 0.0  # fraction of quantized activations at ties the model rounds to even, the SNN up (check_same)
 
 
 class _Converter:
@@ -73,6 +86,7 @@ class _Converter:
         self.input_shape = tuple(input_shape)
         self.layers: list[dict] = []  # per hidden layer: spec, folded weight, bias, skip weights
         self.bits: set = set()
+        self.user: list = []  # the user's own layers (fx_quant.UserLayer), for the conversion summary
 
     def run(self) -> tuple[list, int, list]:
         gm = self.gm = trace(self.module, self.input_shape)
@@ -106,26 +120,24 @@ class _Converter:
             m, name = self.mods[node.target], str(node.target)
             if isinstance(m, _IDENTITY_MODULES):
                 return args[0]
-            if isinstance(m, nn.Conv2d):
-                return conv_term(m, name, args[0], shape)
-            if isinstance(m, nn.Linear):
-                return linear_term(m, name, args[0], shape)
+            if isinstance(m, (nn.Conv2d, nn.Linear)):  # a user's subclass: the F.conv2d/F.linear call it makes
+                given = captured_call(m, name, node_shape(node.args[0]), self.user) if is_user_layer(m) \
+                    else module_call(m)
+                return (conv_term if isinstance(m, nn.Conv2d) else linear_term)(name, args[0], shape, **given)
+            if is_user_layer(m):  # a ReLU/AvgPool2d subclass with its own forward: a probed staircase
+                return self.user_activation(m, name, node, args[0], shape)
             if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
                 return fold_batchnorm(m, name, args[0])
             if isinstance(m, (QReLU, nn.ReLU)):
                 if isinstance(m, QReLU) and m.bits is not None:
                     self.bits.add(int(m.bits))
-                return self.activation(name, args[0], shape)
+                return self.activation(name, args[0], shape, node=node.name)
             if isinstance(m, nn.Hardtanh):  # nn.ReLU6 included
-                return self.activation(name, args[0], shape, _clip_bound(m.min_val, m.max_val, name))
+                return self.activation(name, args[0], shape, _clip_bound(m.min_val, m.max_val, name), node=node.name)
             if isinstance(m, nn.Flatten):
                 return flatten_view(name, args[0], shape)
-            if isinstance(m, nn.AdaptiveAvgPool2d):
-                return pool_view(type(m).__name__, name, args[0], shape,
-                                 _window(args[0], "adaptive", output_size=m.output_size))
-            if isinstance(m, nn.AvgPool2d):
-                return pool_view(type(m).__name__, name, args[0], shape, _window(
-                    args[0], "avg", kernel=m.kernel_size, padding=m.padding, divisor_override=m.divisor_override))
+            if isinstance(m, (nn.AdaptiveAvgPool2d, nn.AvgPool2d)):  # global: a view; else a fixed depthwise conv
+                return pool_module(m, name, args[0], shape)
             refuse_module(m, name)
         target = node.target
         fname = getattr(target, "__name__", str(target))
@@ -136,9 +148,19 @@ class _Converter:
         if "value" in node.meta:  # not a tensor (a size, a shape, arithmetic on them): only reshapes/pools read it
             return Const()
         if node.op == "call_method" and target in ("size", "dim") or node.op == "call_function" and target in (
-                getattr, operator.getitem) and not isinstance(args[0], (Pre, Act, View, Input)) or (
+                getattr, operator.getitem) and not isinstance(args[0], (Pre, Act, View, Input, Mapped, Cat)) or (
                 node.op == "call_function" and target is getattr and args[1] == "shape"):
             return Const()
+        if target is operator.getitem:  # y[:, :, ::2, ::2]: a strided 1×1 convolution
+            return slice_map(node.name, args[0], args[1], shape)
+        if target is F.pad:  # zero channels (option-A shortcuts): a 1×1 convolution
+            given = dict(zip(("pad", "mode", "value"), (_value(a) for a in node.args[1:])),
+                         **{k: _value(a) for k, a in node.kwargs.items()})
+            return pad_map(node.name, args[0], shape=shape, **given)
+        if target in (torch.cat, torch.concat, torch.concatenate):  # split by the Conv2d/Linear it feeds
+            parts = [env.get(a, a) for a in (node.args[0] if node.args else node.kwargs["tensors"])]
+            dim = _value(node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0))
+            return concat(parts, dim, shape, located(node, self.module, "torch.cat"))
         op = _ARITH.get(target if node.op == "call_function" else str(target))
         if op and len(args) == 2:  # input normalisation: x - mean, / std, * (1 / std)
             v, c = (args[1], args[0]) if op == "mul" and isinstance(args[1], Input) else args
@@ -167,19 +189,24 @@ class _Converter:
         if target is torch.flatten:
             return flatten_view(node.name, args[0], shape)
         if target is F.adaptive_avg_pool2d:
-            return pool_view(fname, node.name, args[0], shape, _window(args[0], "adaptive", output_size=_value(
-                node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size"))))
+            return adaptive_pool(fname, node.name, args[0], shape, _value(
+                node.args[1] if len(node.args) > 1 else node.kwargs.get("output_size")))
         if target is F.avg_pool2d:
             names = ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
             given = dict(zip(names, (_value(a) for a in node.args[1:])), **{k: _value(a) for k, a in node.kwargs.items()})
-            return pool_view(fname, node.name, args[0], shape, _window(
-                args[0], "avg", kernel=given.get("kernel_size"), padding=given.get("padding", 0),
-                divisor_override=given.get("divisor_override")))
+            return avg_pool(fname, node.name, args[0], shape, **given)
         refuse_call("function", fname)
 
-    def activation(self, name: str, v, shape, alpha_max: float | None = None):
+    def activation(self, name: str, v, shape, alpha_max: float | None = None, alpha: float | None = None,
+                   bits: int | None = None, node: str | None = None):
         """A ReLU (``alpha_max`` None) or a ReLU clipped at ``alpha_max`` (ReLU6): ``min(relu(z), alpha_max)``,
-        the learned clip α of the layer then bounded by ``α ≤ alpha_max``."""
+        the learned clip α of the layer then bounded by ``α ≤ alpha_max``; with ``alpha``, a user's uniform
+        ``bits``-bit staircase of clip ``alpha`` (:func:`~fastsnn_lava.fx_quant.staircase`). ``node``: the name
+        of the graph node whose output is the activation (``name`` when None)."""
+        if isinstance(v, View) and v.pool:  # a ReLU of a global pooling: a depthwise layer over the whole map
+            v = whole_map(name, v.src, "the global average pooling")
+        if isinstance(v, (Mapped, Cat)):  # a ReLU of a pooling: a layer whose main term is its (depthwise) conv
+            v = as_pre(v, name)
         if isinstance(v, Act):  # ReLU of a ReLU: min(relu(min(relu(z), a)), b) = min(relu(z), min(a, b))
             if alpha_max is not None:
                 layer = self.layers[v.index - 1]
@@ -192,19 +219,39 @@ class _Converter:
         self.layers.append({"name": name, "main": main, "skips": skips, "bias": v.bias, "shape": shape})
         if alpha_max is not None:
             self.layers[-1]["alpha_max"] = alpha_max
+        self.layers[-1]["node"] = node or name
+        if alpha is not None:
+            self.layers[-1].update(alpha=alpha, bits=bits)
         return Act(index, shape)
+
+    def user_activation(self, m: nn.Module, name: str, node: torch.fx.Node, v, shape):
+        """A user's ReLU subclass (or AvgPool2d subclass: the parent's pooling, then) with its own forward: a
+        hidden layer with the user's clip α and bits b when it is a uniform staircase, a ReLU when it is one."""
+        if isinstance(m, nn.AvgPool2d):  # the pooling, then its quantizer: a layer of its own (depthwise)
+            v = pool_module(m, name, v, shape)
+        clip = staircase(m, name, node_shape(node.args[0]))
+        if clip is None:
+            return self.activation(name, v, shape, node=node.name)
+        check_bits(m, name, clip[1], self.bits)
+        self.bits.add(clip[1])
+        self.user.append(UserLayer(name, type(m).__name__, alpha=clip[0], bits=clip[1]))
+        if isinstance(v, Act):  # a staircase of a ReLU: q(relu(z)) = q(z)
+            clip_layer(self.layers[v.index - 1], m, name, clip, node.name)
+            return v
+        return self.activation(name, v, shape, alpha=clip[0], bits=clip[1], node=node.name)
 
     def _split(self, v: Pre, name: str) -> tuple[Term, list]:
         prev = len(self.layers)  # 0: the input
         def source_index(t):
             src = t.src.src if isinstance(t.src, View) else t.src
             return 0 if isinstance(src, Input) else src.index
-        mains = [t for t in v.terms if source_index(t) == prev and t.kind != "identity"]
+        terms = resolved(v, name)  # maps absorbed, concatenations split (fx_maps)
+        mains = [t for t in terms if source_index(t) == prev and t.kind != "identity"]
         if len(mains) != 1:
             fail(f"the layer ending in '{name}' ({len(mains)} Conv2d/Linear from the layer before)",
                  "give every activation exactly one Conv2d/Linear from the activation just before it; "
                  "other inputs may only be residual additions from earlier activations")
-        skips = [t for t in v.terms if t is not mains[0]]
+        skips = [t for t in terms if t is not mains[0]]
         for t in skips:
             if source_index(t) == 0:
                 fail(f"the shortcut from the network input into '{name}'", "start the model with a stem "
@@ -226,10 +273,11 @@ def convert(module: nn.Module, input_shape: tuple) -> Converted:
     float_net = build_float(spec, tuple(input_shape), n_classes)
     load_folded(float_net, folded)
     float_net.eval()
-    check_same(module, float_net, tuple(input_shape))
+    ties = check_same(module, float_net, tuple(input_shape), converter=conv)
     if len(conv.bits) > 1:
         raise FastSNNError(f"the model's QReLU modules ask for different bits {sorted(conv.bits)}: use one b")
-    return Converted(spec, n_classes, float_net, next(iter(conv.bits), None))
+    return Converted(spec, n_classes, float_net, next(iter(conv.bits), None), layer_clips(conv.layers), conv.user,
+                     ties)
 
 
 def quantize(module: nn.Module, input_shape: tuple, bits: int, input_max: int, calib_x: torch.Tensor,
@@ -237,15 +285,17 @@ def quantize(module: nn.Module, input_shape: tuple, bits: int, input_max: int, c
     """(QuantNet, float network, spec) of a user model: converted, BN folded, clips α calibrated.
 
     ``calib_x`` holds raw integer inputs (0..input_max), the model sees ``x / input_max``.
+    Hidden layers of the user's own activation quantizers keep the user's clip α (set after calibration).
     The QuantNet then trains (``train._fit``) and converts (``convert.to_network``) like a preset;
     ``checkpoint.save(path, qann, float_net, meta)`` stores it like a preset.
     """
     c = convert(module, input_shape)
     if c.bits is not None and c.bits != int(bits):
-        raise FastSNNError(f"the model's QReLU modules ask for {c.bits} bits, not {bits}: "
+        raise FastSNNError(f"the model's activation quantizers ask for {c.bits} bits, not {bits}: "
                            "convert with the bits the model was written for")
     qann = QuantNet(c.spec, tuple(input_shape), c.n_classes, int(bits), int(input_max))
     qann.init_from_float(c.float_net, calib_x, percentile)
+    set_user_clips(qann, c.clips)
     return qann, c.float_net, c.spec
 
 
@@ -285,16 +335,23 @@ def _window(v, kind: str, **given) -> str | None:
     return pool_window(kind, tuple(shape[1:]), **given) if len(shape) == 3 else None
 
 
-def check_same(module: nn.Module, float_net: nn.Module, input_shape: tuple, samples: int = 4) -> None:
+def check_same(module: nn.Module, float_net: nn.Module, input_shape: tuple, samples: int = 4,
+               converter: _Converter | None = None) -> float:
     """Refuse a conversion whose network computes something else than ``module`` (both in eval mode,
     on seeded random inputs in [0, 1]): no construct may be approximated silently. The tolerance
-    allows float rounding of the folded BatchNorm (relative 1e-4 of the output scale)."""
+    allows float rounding of the folded BatchNorm (relative 1e-4 of the output scale). With the
+    ``converter`` that walked ``module``, every hidden activation is compared first, the float network's
+    followed by the user's staircase where the model quantizes it (:func:`~fastsnn_lava.fx_quant.check_layers`:
+    the first layer that differs is named). Returns the fraction of quantized activations at rounding ties
+    that the model and the integer network round differently (``Converted.ties``)."""
     x = torch.rand(samples, *input_shape, generator=torch.Generator().manual_seed(0))
     was_training = module.training
     module.eval()
     try:
         with torch.no_grad():
-            want, got = module(x), float_net(x)
+            want = module(x)
+            got, ties = (float_net(x), 0.0) if converter is None else check_layers(module, converter.gm, float_net,
+                                                                                   converter.layers, x)
     finally:
         module.train(was_training)
     if not isinstance(want, torch.Tensor) or want.shape != got.shape:
@@ -303,5 +360,7 @@ def check_same(module: nn.Module, float_net: nn.Module, input_shape: tuple, samp
     diff = float((want - got).abs().max())
     scale = max(1.0, float(want.abs().max()))
     if not diff <= 1e-4 * scale:
-        raise FastSNNError(f"the converted network computes something else than the model (max |Δ| = {diff:.3g} "
-                           f"on random inputs): a construct was not converted exactly; please report the model")
+        raise FastSNNError(f"the converted network computes something else than the model at its output layer "
+                           f"(max |Δ| = {diff:.3g} on random inputs): a construct was not converted exactly; please "
+                           "report the model")
+    return ties

@@ -1,17 +1,19 @@
 """The spec and the float network of a walked model (:mod:`fastsnn_lava.fx` finds its layers).
 
 :func:`build_spec` turns the hidden layers the walk found (each a main term, shortcut terms and a
-bias, all folded) and the output value into this project's spec; :func:`load_folded` writes the
-folded weights into the float network :func:`~fastsnn_lava.models.build_float` builds from that
-spec. A BatchNorm of the float network that only adds a bias is set to compute ``x + β`` exactly
-(:func:`set_bn`: γ = 1, μ = 0, σ² = 1 − ε).
+bias, all folded; a grouped shortcut, e.g. a pooling added as it is, becomes its full block-diagonal
+weight) and the output value (its maps absorbed, :mod:`fastsnn_lava.fx_maps`) into this project's
+spec; :func:`load_folded` writes the folded weights into the float network
+:func:`~fastsnn_lava.models.build_float` builds from that spec. A BatchNorm of the float network that
+only adds a bias is set to compute ``x + β`` exactly (:func:`set_bn`: γ = 1, μ = 0, σ² = 1 − ε).
 """
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-from .fx_patterns import Act, Input, Pre, Term, View, fail
+from .fx_maps import dense_weight, resolved
+from .fx_patterns import Act, Cat, Input, Pre, Term, View, fail, refuse_cat
 from .models import ResidualNet
 from .spec import layer_shapes
 
@@ -21,10 +23,13 @@ def build_spec(layers: list[dict], out, input_shape: tuple) -> tuple[list, int, 
     ``out`` (one Linear term: the classifier)."""
     if isinstance(out, Act):
         fail("a model that ends in an activation", "end with a Linear classifier (no activation after it)")
-    if not isinstance(out, Pre) or len(out.terms) != 1 or out.terms[0].kind != "dense":
+    if isinstance(out, Cat):
+        refuse_cat(out)
+    terms = resolved(out, "the classifier") if isinstance(out, Pre) else []
+    if len(terms) != 1 or terms[0].kind != "dense":
         fail("a model whose output is not one Linear layer", "end with a Linear classifier (its input "
-             "flattened or globally average-pooled); residual additions must end in an activation")
-    classifier = out.terms[0]
+             "flattened or average-pooled, from one activation); residual additions must end in an activation")
+    classifier = terms[0]
     src = classifier.src.src if isinstance(classifier.src, View) else classifier.src
     if (0 if isinstance(src, Input) else src.index) != len(layers):
         fail("a classifier that does not read the last activation", "feed the last activation to the classifier")
@@ -40,11 +45,11 @@ def build_spec(layers: list[dict], out, input_shape: tuple) -> tuple[list, int, 
             if t.kind == "identity":
                 sk_specs.append({"from": j})
                 sk_weights.append(None)
-            elif t.geometry.get("groups", 1) != 1:
-                fail(f"the grouped Conv2d shortcut into '{layer['name']}'", "use groups=1 in shortcut projections")
-            else:
-                sk_specs.append(dict({"from": j, "kind": t.kind}, **t.geometry))
-                sk_weights.append(t.weight)
+            else:  # a grouped shortcut (a pooling added as it is) as its full block-diagonal weight
+                groups = t.geometry.get("groups", 1)
+                sk_specs.append(dict({"from": j, "kind": t.kind}, **{k: v for k, v in t.geometry.items()
+                                                                      if k != "groups"}))
+                sk_weights.append(dense_weight(t.weight, groups) if groups != 1 else t.weight)
         if sk_specs:
             entry["skips"] = sk_specs
         if "alpha_max" in layer:

@@ -2,9 +2,10 @@
 
 Every value of the graph is one of :class:`Input` (the network input x), :class:`Act` (an
 activation ``y^j``: hidden layer j), :class:`View` (a flattened or globally average-pooled
-activation), :class:`Pre` (a pre-activation ``z = Σ_i op_i(v_i) + b``, a sum of :class:`Term`),
-:class:`Const` (a non-tensor value) or :class:`Tensor` (a constant tensor: a buffer). The functions
-here are the patterns of a supported model, each turning the values of its arguments into the value of a node:
+activation), :class:`Mapped` (a fixed convolution of one), :class:`Cat` (a concatenation),
+:class:`Pre` (a pre-activation ``z = Σ_i op_i(v_i) + b``, a sum of :class:`Term`), :class:`Const`
+(a non-tensor value) or :class:`Tensor` (a constant tensor: a buffer). The functions here are the patterns
+of a supported model, each turning the values of its arguments into the value of a node:
 
 * ``Conv2d`` (grouped or not)/``Linear`` on an input, activation or view: a pre-activation with one term
   (:func:`conv_term`, :func:`linear_term`);
@@ -16,7 +17,10 @@ here are the patterns of a supported model, each turning the values of its argum
 * a residual ``+`` adds two pre-activations, their terms and biases (:func:`add_terms`; an
   activation added as it is is an identity term);
 * ``Flatten``/``view(B, -1)`` and global average pooling make views (:func:`flatten_view`,
-  :func:`pool_view`).
+  :func:`pool_view`);
+* a non-global average pooling, a strided slice ``y[:, :, ::s, ::s]`` and a zero channel padding of an
+  activation are fixed convolutions, :class:`Mapped`; ``torch.cat`` along channels is a :class:`Cat`: the
+  next Conv2d/Linear absorbs either (:mod:`fastsnn_lava.fx_maps` has their rules).
 
 Anything else raises a :class:`~fastsnn_lava.errors.FastSNNError` (:func:`fail`) naming the node
 and what to use instead.
@@ -24,7 +28,7 @@ and what to use instead.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 import torch.fx
@@ -33,7 +37,8 @@ import torch.nn as nn
 from .errors import FastSNNError
 from .normalize import InputNorm, fold
 
-ALLOWED = "Conv2d, Linear, BatchNorm, QReLU/ReLU/ReLU6, Flatten, global AvgPool and residual additions"
+ALLOWED = ("Conv2d, Linear, BatchNorm, QReLU/ReLU/ReLU6, Flatten, AvgPool, residual additions and torch.cat "
+           "into a Conv2d/Linear")
 
 
 @dataclass
@@ -83,6 +88,28 @@ class Pre:
 
 
 @dataclass
+class Mapped:
+    """A fixed linear map of an activation or the input, kept as the convolution that computes it (no bias):
+    a non-global average pooling, a strided slice, a zero channel padding (:mod:`fastsnn_lava.fx_maps`).
+    The next Conv2d/Linear absorbs it (:func:`fastsnn_lava.fx_maps.resolve`); a ReLU makes it a layer."""
+    src: object          # Act or Input (a map of a map is composed into one)
+    weight: torch.Tensor  # (C_out, C_in / groups, k, k)
+    geometry: dict       # kernel, stride, padding (and groups when not 1)
+    shape: tuple
+    consumer: str = ""   # the Conv2d/Linear that reads it (:func:`source`), named where it cannot absorb the map
+
+
+@dataclass
+class Cat:
+    """``torch.cat`` of activations, inputs, maps or flat views along the channel (feature) dim: the next
+    Conv2d/Linear splits its weight by input channel, one term per part (:func:`fastsnn_lava.fx_maps.resolve`)."""
+    parts: list
+    shape: tuple
+    site: str  # where the user's model concatenates (for refusals at the value's other uses)
+    consumer: str = ""  # the Conv2d/Linear that reads it (:func:`source`)
+
+
+@dataclass
 class Const:
     """A non-tensor value of the trace (``x.size(0)``, ``x.shape``): only reshapes may use it."""
 
@@ -103,6 +130,10 @@ def as_pre(v, name: str) -> Pre:
         return v
     if isinstance(v, Act):
         return Pre([Term(v, "identity")], torch.zeros(v.shape[0]), v.shape)
+    if isinstance(v, Mapped):  # a fixed map of an activation: a conv term without bias
+        return Pre([Term(v.src, "conv", v.weight, dict(v.geometry))], torch.zeros(v.shape[0]), v.shape)
+    if isinstance(v, Cat):
+        refuse_cat(v)
     if isinstance(v, Input):
         fail(f"the shortcut from the network input at '{name}'", "start the model with a Conv2d/Linear stem "
              "and a QReLU, and add shortcuts from there")
@@ -122,9 +153,15 @@ def source(v, what: str, name: str):
     if isinstance(v, Pre):
         fail(f"{what} '{name}' after another linear layer without an activation",
              "put a QReLU between them")
-    if not isinstance(v, (Input, Act, View)):
+    if not isinstance(v, (Input, Act, View, Mapped, Cat)):
         fail(f"{what} '{name}' on a constant", f"build the model from {ALLOWED}")
-    return v
+    return replace(v, consumer=f"{what} '{name}'") if isinstance(v, (Mapped, Cat)) else v
+
+
+def refuse_cat(v: Cat):
+    """Refuse a use of the concatenation ``v`` other than as the input of a Conv2d/Linear."""
+    fail(f"the concatenation ({v.site}) used other than as the input of a Conv2d/Linear",
+         "feed torch.cat(..., dim=1) of activations straight into a Conv2d or Linear layer")
 
 
 def normalize_input(op: str, name: str, v, c) -> Input:
@@ -163,38 +200,42 @@ def fold_input(v, weight: torch.Tensor, bias: torch.Tensor, padding: int, name: 
     return fold(weight, bias, InputNorm(mean, std), src.shape)
 
 
-def conv_term(m: nn.Conv2d, name: str, v, shape) -> Pre:
-    """``Conv2d`` ``m`` on ``v``: a pre-activation with one conv term (square geometry; ``groups`` in the
-    geometry when not 1: a grouped or depthwise convolution)."""
+def conv_term(name: str, v, shape, weight: torch.Tensor, bias: torch.Tensor | None = None, stride=1, padding=0,
+              dilation=1, groups: int = 1, padding_mode: str = "zeros") -> Pre:
+    """A ``Conv2d`` (``F.conv2d`` of ``weight``, ``bias`` and geometry; a module's own or the call a user's layer
+    makes, :mod:`fastsnn_lava.fx_quant`) on ``v``: a pre-activation with one conv term (square geometry;
+    ``groups`` in the geometry when not 1: a grouped or depthwise convolution)."""
     v = source(v, "Conv2d", name)
     if isinstance(v, View) or len(v.shape) != 3:
         fail(f"Conv2d '{name}' on a flattened or pooled value", "convolve (C, H, W) activations")
-    if spatial(m.dilation, "dilation", name) != 1:
-        fail(f"the dilated Conv2d '{name}' (dilation={m.dilation})", "use dilation=1")
-    if isinstance(m.padding, str) or m.padding_mode != "zeros":
-        fail(f"Conv2d '{name}' with padding={m.padding!r}, padding_mode={m.padding_mode!r}",
+    if spatial(dilation, "dilation", name) != 1:
+        fail(f"the dilated Conv2d '{name}' (dilation={dilation})", "use dilation=1")
+    if isinstance(padding, str) or padding_mode != "zeros":
+        fail(f"Conv2d '{name}' with padding={padding!r}, padding_mode={padding_mode!r}",
              "use integer zero padding (padding=k // 2, padding_mode='zeros')")
-    geometry = {"kernel": spatial(m.kernel_size, "kernel", name), "stride": spatial(m.stride, "stride", name),
-                "padding": spatial(m.padding, "padding", name)}
-    if m.groups != 1:
-        geometry["groups"] = int(m.groups)
-    bias = m.bias.detach().clone() if m.bias is not None else torch.zeros(m.out_channels)
-    weight, bias = fold_input(v, m.weight.detach().clone(), bias, geometry["padding"], name)
+    geometry = {"kernel": spatial(tuple(weight.shape[2:]), "kernel", name), "stride": spatial(stride, "stride", name),
+                "padding": spatial(padding, "padding", name)}
+    if groups != 1:
+        geometry["groups"] = int(groups)
+    bias = bias.detach().clone() if bias is not None else torch.zeros(weight.shape[0])
+    weight, bias = fold_input(v, weight.detach().clone(), bias, geometry["padding"], name)
     return Pre([Term(v, "conv", weight, geometry)], bias, shape)
 
 
-def linear_term(m: nn.Linear, name: str, v, shape) -> Pre:
-    """``Linear`` ``m`` on a flat ``v``: a pre-activation with one dense term."""
+def linear_term(name: str, v, shape, weight: torch.Tensor, bias: torch.Tensor | None = None) -> Pre:
+    """A ``Linear`` (``F.linear`` of ``weight`` and ``bias``) on a flat ``v``: a pre-activation with one dense term."""
     v = source(v, "Linear", name)
     if len(shape) != 1:
         fail(f"Linear '{name}' on a (C, H, W) value", "flatten or pool before it")
-    bias = m.bias.detach().clone() if m.bias is not None else torch.zeros(m.out_features)
-    weight, bias = fold_input(v, m.weight.detach().clone(), bias, 0, name)
+    bias = bias.detach().clone() if bias is not None else torch.zeros(weight.shape[0])
+    weight, bias = fold_input(v, weight.detach().clone(), bias, 0, name)
     return Pre([Term(v, "dense", weight)], bias, shape)
 
 
 def fold_batchnorm(m, name: str, v) -> Pre:
     """BatchNorm ``m`` (eval statistics) folded into every term of the pre-activation ``v``."""
+    if isinstance(v, Mapped):  # BatchNorm of a pooling: of its conv term
+        v = as_pre(v, name)
     if not isinstance(v, Pre):
         fail(f"{type(m).__name__} '{name}' that does not follow a Conv2d/Linear",
              "put BatchNorm right after a Conv2d or Linear (or a residual sum of them)")
@@ -220,7 +261,7 @@ def fold_batchnorm(m, name: str, v) -> Pre:
 
 def add_terms(name: str, args) -> Pre:
     """A residual ``+``: the terms and biases of both sides."""
-    if not all(isinstance(a, (Pre, Act, Input, View)) for a in args):
+    if not all(isinstance(a, (Pre, Act, Input, View, Mapped, Cat)) for a in args):
         fail(f"adding a constant at '{name}'", "add only layer outputs (residual additions)")
     a, b = (as_pre(x, name) for x in args)
     return Pre(a.terms + b.terms, a.bias + b.bias, a.shape)
@@ -232,8 +273,10 @@ def flatten_view(name: str, v, shape):
         fail(f"the reshape at '{name}' to {shape}", "only flatten to (batch, features)")
     if isinstance(v, View):
         return View(v.src, v.pool, shape)
-    if isinstance(v, (Act, Input)):
+    if isinstance(v, (Act, Input, Mapped)):
         return v if len(v.shape) == 1 else View(v, False, shape)
+    if isinstance(v, Cat):  # a channel concatenation flattens to the concatenation of the flattened parts
+        return Cat([flatten_view(name, p, (math.prod(p.shape),)) for p in v.parts], shape, v.site)
     fail(f"Flatten at '{name}' between a linear layer and its activation", "flatten activations only")
 
 
@@ -244,8 +287,8 @@ def pool_view(what: str, name: str, v, shape, window: str | None = None) -> View
     (:func:`pool_window`): then it is refused, since the conversion would silently compute
     something else than the model."""
     if not isinstance(v, Act) or len(v.shape) != 3 or math.prod(shape) != v.shape[0]:
-        fail(f"{what} '{name}'", "average pooling only as global pooling of an activation right before a "
-             "Linear layer; downsample with a stride-2 Conv2d")
+        fail(f"{what} '{name}' of something else than an activation", "average-pool the output of a ReLU "
+             "(or the input, with a pooling that does not cover the whole map)")
     if window:
         fail(f"{what} '{name}' ({window}, on a {v.shape[1]}×{v.shape[2]} map)",
              "average pooling must cover the whole feature map (AdaptiveAvgPool2d(1), AvgPool2d with the map's "
@@ -267,8 +310,8 @@ def pool_window(kind: str, hw: tuple, kernel=None, padding=0, divisor_override=N
         got = sorted(d % 4 for d in (dims if isinstance(dims, (tuple, list)) else (dims,))) if dims is not None \
             else None
         return None if got == [2, 3] else f"mean over dims {dims}"
-    k = _pair_of(kernel)
-    p = _pair_of(padding)
+    k = pair_of(kernel)
+    p = pair_of(padding)
     if k != tuple(hw):
         return f"kernel {k}"
     if p != (0, 0):
@@ -278,7 +321,7 @@ def pool_window(kind: str, hw: tuple, kernel=None, padding=0, divisor_override=N
     return None
 
 
-def _pair_of(v) -> tuple:
+def pair_of(v) -> tuple:
     """An int or a 1-/2-sequence as a pair of ints (None where a value is not known)."""
     if isinstance(v, (tuple, list)):
         v = tuple(v)

@@ -11,12 +11,11 @@ forward* that belongs neither to torch nor to this package; a class is located w
 
     <file>:<line>: [in '<module>' (<Class>): ]<what> is not supported: <fix>
 
-and replaces it by the one real cause when the node lies inside a user subclass of a layer this
-project converts (a ``Conv2d``/``Linear`` whose ``forward`` computes its own weight, a ``ReLU``
-with its own ``forward``): torch.fx traces into such a subclass instead of keeping it as a layer,
-and the refused node inside it is only a symptom. :func:`refuse_parameter`, :func:`refuse_module`
-and :func:`refuse_call` give the one cause of a parameter read, an unknown layer and an unknown
-function or tensor method.
+A user's subclass of a layer this project converts (a ``Conv2d``/``Linear`` whose ``forward`` computes
+its own weight, a ``ReLU`` with its own ``forward``) is a leaf of the trace and measured as a whole
+(:mod:`fastsnn_lava.fx_quant`), so no refused node lies inside one. :func:`refuse_parameter`,
+:func:`refuse_module` and :func:`refuse_call` give the one cause of a parameter read, an unknown layer
+and an unknown function or tensor method.
 """
 from __future__ import annotations
 
@@ -34,9 +33,8 @@ _FRAME = re.compile(r'File "(.+)", line (\d+), in ')
 _TORCH_DIR = os.path.dirname(torch.__file__) + os.sep
 _FX_DIR = os.path.join(_TORCH_DIR, "fx") + os.sep
 _OUR_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_WEIGHTED = (nn.Conv2d, nn.Linear)
-_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.Hardtanh, nn.LeakyReLU)
-QUANTIZE_FIX = "train the float architecture with plain nn.Conv2d/nn.ReLU and let fastsnn-train quantize it"
+MAX_POOL_FIX = ("use a stride-2 Conv2d or an AvgPool2d (a max of spike counts is not a linear map of them: no "
+                "integer synapse computes it)")
 ACTIVATION_FIX = "use nn.ReLU, F.relu or QReLU (only ReLU activations become spiking neurons)"
 _CONCAT = ("cat", "concat", "concatenate", "stack", "hstack", "vstack")
 _MAX_POOLS = ("max_pool1d", "max_pool2d", "adaptive_max_pool2d", "max_pool2d_with_indices")
@@ -100,26 +98,9 @@ def describe(name: str, m: nn.Module, site: bool = False) -> str:
     return f"{label} ({type(m).__name__}{', defined at ' + where if where else ''})"
 
 
-def _own_forward(m: nn.Module) -> bool:
+def own_forward(m: nn.Module) -> bool:
+    """Whether ``m``'s class (or a user's base class) defines ``forward`` instead of torch's layer."""
     return not getattr(type(m).forward, "__module__", "torch.").startswith("torch.")
-
-
-def subclass_refusal(mods: list) -> str | None:
-    """The refusal of the innermost of ``mods`` that is a user subclass of ``Conv2d``/``Linear`` (traced
-    into: its forward reads its own weight) or a ReLU with its own forward; None when there is none."""
-    for name, m in reversed(mods):
-        if type(m).__module__.startswith("torch."):
-            continue  # a layer of torch's own, kept as one node (a leaf)
-        base = next(c.__name__ for c in type(m).__mro__ if c.__module__.startswith("torch."))
-        if isinstance(m, _WEIGHTED):
-            cause = f"a {base} subclass whose forward computes its own weight (a weight quantizer)"
-        elif isinstance(m, _ACTIVATIONS) and _own_forward(m):
-            cause = f"a {base} subclass with its own forward (a learned clip or an activation quantizer)"
-        else:
-            continue
-        return (f"{describe(name, m, site=True)} is {cause}: quantizer-aware conversion of such layers is "
-                f"not supported yet; {QUANTIZE_FIX}")
-    return None
 
 
 def refuse_parameter(node: torch.fx.Node, root: nn.Module):
@@ -134,7 +115,7 @@ def refuse_parameter(node: torch.fx.Node, root: nn.Module):
 def refuse_module(m: nn.Module, name: str):
     """Refuse the layer ``m`` (qualified name ``name``) that the converter does not know."""
     if isinstance(m, (nn.MaxPool1d, nn.MaxPool2d, nn.AdaptiveMaxPool2d)):
-        fail(f"{type(m).__name__} '{name}'", "use a stride-2 Conv2d")
+        fail(f"{type(m).__name__} '{name}'", MAX_POOL_FIX)
     fail(f"{type(m).__name__} '{name}'", ACTIVATION_FIX if type(m).__module__ == nn.ReLU.__module__
          else f"build the model from {ALLOWED}")
 
@@ -145,17 +126,14 @@ def refuse_call(kind: str, fname: str):
         fail(f"concatenation ({'torch' if kind == 'function' else 'Tensor'}.{fname})",
              "join branches with residual additions (+) instead of concatenating them", yet=True)
     if fname in _MAX_POOLS:
-        fail(f"the {kind} '{fname}'", "use a stride-2 Conv2d")
+        fail(f"the {kind} '{fname}'", MAX_POOL_FIX)
     fail(f"the {kind} '{fname}'", ACTIVATION_FIX if fname.rstrip("_") in _ACTIVATION_NAMES
          else f"build the model from {ALLOWED}")
 
 
 def refusal(line: str | None, mods: list, message: str, name_module: bool = True) -> str:
     """One line: ``message`` after the user's ``line`` (``file:line``) and, when ``name_module``, the
-    innermost of ``mods`` (the modules whose forward was running); or the cause of a subclass in ``mods``."""
-    cause = subclass_refusal(mods)
-    if cause is not None:
-        return cause
+    innermost of ``mods`` (the modules whose forward was running)."""
     parts = [line, f"in {describe(*mods[-1])}" if name_module else None]
     return ": ".join([p for p in parts if p] + [message])
 

@@ -21,14 +21,17 @@ import torch.nn.functional as F
 from torch.fx.passes.shape_prop import ShapeProp
 
 from .errors import FastSNNError
+from .fx_quant import is_user_layer
 from .fx_refusals import modules_in, modules_of, refusal, user_frame, user_line
 from .quant import QReLU
 
 
 class Tracer(torch.fx.Tracer):
-    """torch.fx's tracer with QReLU as a leaf, and ``F.avg_pool2d``/``F.adaptive_avg_pool2d`` recorded as calls
-    also when only their size argument is traced (``F.avg_pool2d(x, x.size(3))``: C functions that cannot
-    take a traced size otherwise; the shape pass then knows its value). Every node keeps its stack."""
+    """torch.fx's tracer with QReLU and the user's own layers (:func:`~fastsnn_lava.fx_quant.is_user_layer`: a
+    Conv2d/Linear subclass, a ReLU/AvgPool2d subclass with its own forward, measured as a whole) as leaves, and
+    ``F.avg_pool2d``/``F.adaptive_avg_pool2d`` recorded as calls also when only their size argument is traced
+    (``F.avg_pool2d(x, x.size(3))``: C functions that cannot take a traced size otherwise; the shape pass then
+    knows its value). Every node keeps its stack."""
 
     record_stack_traces = True
     POOLS = ("avg_pool2d", "adaptive_avg_pool2d")
@@ -44,7 +47,7 @@ class Tracer(torch.fx.Tracer):
                 setattr(F, name, fn)
 
     def is_leaf_module(self, m: nn.Module, name: str) -> bool:
-        return isinstance(m, QReLU) or super().is_leaf_module(m, name)
+        return isinstance(m, QReLU) or is_user_layer(m) or super().is_leaf_module(m, name)
 
 
 def recorded(fn):

@@ -142,6 +142,7 @@ def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = _T.epochs, qat
     st = resume_state
     metrics = dict(st["metrics"]) if st else {}
     float_phase = init is None and (st is None or st["phase"] == "float")
+    user_clips: list = []  # per hidden layer, the user model's own clip α (None: calibrated)
     if model is not None and float_phase:
         float_net = model.to(dev)  # trained as the user wrote it, folded after the float phase
     else:  # the user model's folded network (fx.convert) has no input normalisation: it sees x / input_max
@@ -170,7 +171,8 @@ def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = _T.epochs, qat
              after_epoch=saver("float", lambda: (float_net.state_dict(), None)))
         if model is not None:
             from .fx import convert
-            float_net = convert(model.cpu(), ds.input_shape).float_net.to(dev)
+            converted = convert(model.cpu(), ds.input_shape)
+            float_net, user_clips = converted.float_net.to(dev), converted.clips
     else:
         float_net.load_state_dict(st["float"])
 
@@ -186,6 +188,8 @@ def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = _T.epochs, qat
                 metrics["init_alpha"] = _init_from_quant(qann, init[0].to(dev), calib, y[pick])
             else:
                 qann.init_from_float(float_net, calib)
+                from .fx_quant import set_user_clips
+                set_user_clips(qann, user_clips)  # the clips α of the user's own activation quantizers
             metrics["qann_test_accuracy_after_calibration"] = accuracy(qann, xt.float(), yt)
             st = None
         fit(qann, lambda a: a.float(), x, y, qat_epochs, qat_lr, batch_size, f"QAT {bits}-bit", seed + 1, rt,

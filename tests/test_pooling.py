@@ -1,8 +1,10 @@
-"""Average pooling in a user's model: converted only when it averages the whole feature map.
+"""Average pooling in a user's model: global pooling is the spec's ``avgpool``; any other is what it computes.
 
 A pooling whose window does not cover the map (a 4×4 pool on a 5×5 map still gives a 1×1 output)
 was once accepted as global pooling, and the converted network silently computed something else
-than the model. Now each form of pooling is checked against the map it pools, and every converted
+than the model. Now each form of pooling is checked against the map it pools: a global one becomes
+``avgpool``, any other a fixed depthwise convolution folded into the next layer (here the classifier,
+over the un-pooled map; :mod:`fastsnn_lava.fx_maps`, ``tests/test_user_maps.py``), and every converted
 model is compared with its converted float network on random inputs (``fx.check_same``).
 """
 import pytest
@@ -46,12 +48,12 @@ ACCEPTED = {
     "x.mean(dim=(-1, -2))": lambda: Fn(lambda x: x.mean(dim=(-1, -2))),
 }
 
-REFUSED = {
-    "AvgPool2d(4) on 5×5": (lambda: nn.AvgPool2d(4), r"kernel \(4, 4\), on a 5×5 map"),
-    "AvgPool2d(5, padding=1)": (lambda: nn.AvgPool2d(5, padding=1, stride=7), r"padding \(1, 1\)"),
-    "AvgPool2d(5, divisor_override=2)": (lambda: nn.AvgPool2d(5, divisor_override=2), r"divisor_override 2"),
-    "F.avg_pool2d(x, 4)": (lambda: Fn(lambda x: F.avg_pool2d(x, 4)), r"kernel \(4, 4\)"),
-    "F.avg_pool2d(x, x.size(3) - 1)": (lambda: Fn(lambda x: F.avg_pool2d(x, x.size(3) - 1)), r"kernel \(4, 4\)"),
+NOT_GLOBAL = {  # a 1×1 output that is not the map's mean: folded into the classifier as what it computes
+    "AvgPool2d(4) on 5×5": lambda: nn.AvgPool2d(4),
+    "AvgPool2d(5, padding=1)": lambda: nn.AvgPool2d(5, padding=1, stride=7),
+    "AvgPool2d(5, divisor_override=2)": lambda: nn.AvgPool2d(5, divisor_override=2),
+    "F.avg_pool2d(x, 4)": lambda: Fn(lambda x: F.avg_pool2d(x, 4)),
+    "F.avg_pool2d(x, x.size(3) - 1)": lambda: Fn(lambda x: F.avg_pool2d(x, x.size(3) - 1)),
 }
 
 
@@ -66,11 +68,24 @@ def test_global_average_pooling_converts_and_computes_what_the_model_computes(na
         assert torch.allclose(c.float_net(x), model(x), atol=1e-5)
 
 
-@pytest.mark.parametrize("name", list(REFUSED))
-def test_pooling_that_does_not_cover_the_map_is_refused_naming_the_module(name):
-    make, detail = REFUSED[name]
-    with pytest.raises(FastSNNError, match=detail + r".*must cover the whole feature map"):
-        convert(Pooled(make()), (1, 5, 5))
+@pytest.mark.parametrize("name", list(NOT_GLOBAL))
+def test_pooling_that_does_not_cover_the_map_converts_as_what_it_computes(name):
+    torch.manual_seed(0)
+    model = Pooled(NOT_GLOBAL[name]()).eval()
+    c = convert(model, (1, 5, 5))  # check_same: the float network computes the model
+    assert [s["kind"] for s in c.spec] == ["conv"]  # no avgpool: the classifier reads the whole 4×5×5 map
+    assert c.float_net.syn[-1].weight.shape == (10, 4 * 5 * 5) if hasattr(c.float_net, "syn") else \
+        c.float_net[-1].weight.shape == (10, 4 * 5 * 5)
+    x = torch.rand(8, 1, 5, 5)
+    with torch.no_grad():
+        assert torch.allclose(c.float_net(x), model(x), atol=1e-5)
+        wrong = model.fc(F.relu(model.conv(x)).mean((2, 3)))  # what the old conversion computed
+        assert not torch.allclose(c.float_net(x), wrong, atol=1e-3)
+
+
+def test_pooling_without_fixed_weights_is_refused_naming_the_module():
+    with pytest.raises(FastSNNError, match=r"AvgPool2d 'pool' with count_include_pad=False and padding 1"):
+        convert(Pooled(nn.AvgPool2d(5, 7, 1, count_include_pad=False)), (1, 5, 5))
 
 
 def test_a_mean_over_channels_with_a_coincident_shape_is_refused():
@@ -100,7 +115,7 @@ def test_pool_window_rules():
 def test_check_same_refuses_a_network_that_computes_something_else():
     model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
     other = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
-    with pytest.raises(FastSNNError, match=r"computes something else than the model \(max \|Δ\|"):
+    with pytest.raises(FastSNNError, match=r"computes something else than the model at its output layer \(max \|Δ\|"):
         check_same(model, other, (1, 2, 2))
     other.load_state_dict(model.state_dict())
     check_same(model, other, (1, 2, 2))

@@ -1,13 +1,13 @@
 """Refusals of a user's model name the user's module, the one cause and what to do, on one line.
 
 The layers here look like those of public CIFAR model files (written anew, no code copied): a Conv2d
-subclass that quantizes its own weight in ``forward``, a ReLU subclass that clips at a learned
-``act_alpha`` and rounds, a ``torch.cat`` inside a submodule, a dilated convolution, a max pool inside
+subclass that quantizes its own weight in ``forward`` and a ReLU subclass that clips at a learned
+``act_alpha`` and rounds (both now convert, :mod:`fastsnn_lava.fx_quant`), a ``torch.cat`` inside a
+submodule, a dilated convolution, a max pool inside
 a named submodule and a sigmoid. Each refusal must name the module by its qualified name, point at this
 file's line (the class definition, or the line of ``forward`` that made the refused operation) and
 say the cause.
 """
-import inspect
 import os
 
 import pytest
@@ -27,10 +27,6 @@ def line_of(marker: str) -> str:
         lines = [i for i, text in enumerate(f, start=1) if text.rstrip().endswith(marker)]
     assert len(lines) == 1, marker
     return f"{HERE}:{lines[0]}"
-
-
-def class_line(cls) -> str:
-    return f"{HERE}:{inspect.getsourcelines(cls)[1]}"
 
 
 class QuantConv2d(nn.Conv2d):
@@ -84,21 +80,16 @@ def refusal(model, shape=(1, 8, 8)) -> str:
     return message
 
 
-def test_a_weight_quantizing_conv2d_subclass_is_named_with_its_class_and_cause():
-    message = refusal(PaperLike(QuantConv2d(4, 4, 3, 1, 1), nn.ReLU()))
-    assert "'layer0.block.0'" in message and "QuantConv2d" in message
-    assert class_line(QuantConv2d) in message
-    assert "a Conv2d subclass whose forward computes its own weight (a weight quantizer)" in message
-    assert "quantizer-aware conversion of such layers is not supported yet" in message
-    assert "train the float architecture with plain nn.Conv2d/nn.ReLU and let fastsnn-train quantize it" in message
-    assert "parameter access" not in message
+def test_a_weight_quantizing_conv2d_subclass_converts_with_the_weight_its_forward_uses():
+    """Once refused; now converted with the weight its F.conv2d call uses (fastsnn_lava.fx_quant)."""
+    c = convert(PaperLike(QuantConv2d(4, 4, 3, 1, 1), nn.ReLU()), (1, 8, 8))
+    assert [(u.name, u.cls, u.weight_steps) for u in c.user_layers] == [("layer0.block.0", "QuantConv2d", 7)]
 
 
-def test_a_learned_clip_relu_subclass_is_named_with_its_class_and_cause():
-    message = refusal(PaperLike(nn.Conv2d(4, 4, 3, 1, 1), ClipReLU()))
-    assert "'layer0.block.2'" in message and "ClipReLU" in message and class_line(ClipReLU) in message
-    assert "a ReLU subclass with its own forward (a learned clip or an activation quantizer)" in message
-    assert "let fastsnn-train quantize it" in message
+def test_a_learned_clip_relu_subclass_converts_as_its_staircase():
+    """Once refused; now a hidden layer with the user's clip α = 4 and b = 2 (3 levels above 0)."""
+    c = convert(PaperLike(nn.Conv2d(4, 4, 3, 1, 1), ClipReLU()), (1, 8, 8))
+    assert c.bits == 2 and c.clips == [None, 4.0]
 
 
 def test_a_relu_subclass_without_its_own_forward_still_converts():
