@@ -1,8 +1,10 @@
 """Hardware targets (``hardware_configs/*.yaml``) and the range checks of export.
 
-A target file lists limits, each with its value and source. :func:`check_network`
-compares an integer network with them and raises a one-line
-:class:`~fastsnn_lava.errors.FastSNNError` naming the layer, the limit and what
+A target file lists limits, each with its value and source. :func:`violations`
+lists every limit an integer network breaks (layer, quantity, value, limit:
+:class:`~fastsnn_lava.violations.Violation`), :func:`limits_report` one line of them per
+target (``fastsnn-export --hw none``), and :func:`check_network` raises the first as a
+one-line :class:`~fastsnn_lava.errors.FastSNNError` naming the layer, the limit and what
 to change. Users can pass their own YAML file for another target.
 """
 from __future__ import annotations
@@ -15,6 +17,7 @@ import numpy as np
 
 from .errors import FastSNNError
 from .ir import Network
+from .violations import Violation
 
 CONFIG_DIRS = (Path(__file__).resolve().parent.parent / "hardware_configs",
                Path(__file__).resolve().parent / "hardware_configs")
@@ -131,10 +134,16 @@ def _ranges(target: dict) -> dict:
     return target["limits"]
 
 
-def check_network(net: Network, target: dict) -> None:
-    """Refuse a network whose integers or mapping do not fit ``target`` (a CUBA network: :func:`check_lif`)."""
-    if net.family == "cuba":
-        return check_lif(net, target)
+def _outside(i: int, quantity: str, x: np.ndarray, lo: int, hi: int, message: str) -> Violation | None:
+    """A :class:`Violation` of layer ``i`` when a code of ``x`` lies outside ``[lo, hi]`` (its extreme vs the bound)."""
+    if not x.size or lo <= x.min() and x.max() <= hi:
+        return None
+    value, limit = (int(x.max()), hi) if x.max() > hi else (int(x.min()), lo)
+    return Violation(i, quantity, value, limit, message)
+
+
+def _range_violations(net: Network, target: dict):
+    """Weight, threshold and bias codes of a signed/unsigned IF network beyond the target's widths."""
     lim, name = _ranges(target), target["name"]
     wmax = 2 ** (lim["weight_bits"] - 1)
     tmax = 2 ** lim["threshold_bits"] - 1
@@ -142,25 +151,80 @@ def check_network(net: Network, target: dict) -> None:
     for i, layer in enumerate(net.layers, start=1):
         w, b = layer.weight, layer.bias
         for what, w in [("weights", w)] + [(f"skip weights from layer {s.source}", s.weight) for s in layer.skips]:
-            if w.size and (w.max() > wmax - 1 or w.min() < -wmax):
-                raise FastSNNError(f"layer {i} ({layer.kind}): {what} in [{w.min()}, {w.max()}] exceed {name}'s "
-                                   f"{lim['weight_bits']}-bit weights: retrain with 8-bit weight codes")
+            yield _outside(i, what.replace("weights", "weight code"), w, -wmax, wmax - 1,
+                           f"layer {i} ({layer.kind}): {what} in [{w.min() if w.size else 0}, "
+                           f"{w.max() if w.size else 0}] exceed {name}'s {lim['weight_bits']}-bit weights: retrain "
+                           "with 8-bit weight codes")
         if layer.threshold is not None and layer.threshold > tmax:
-            raise FastSNNError(f"layer {i} ({layer.kind}): threshold {layer.threshold} exceeds {name}'s "
-                               f"{lim['threshold_bits']}-bit threshold: lower the weight resolution of this layer")
-        if b.size and (b.max() > bmax - 1 or b.min() < -bmax):
-            raise FastSNNError(f"layer {i} ({layer.kind}): biases in [{b.min()}, {b.max()}] exceed {name}'s "
-                               f"{lim['bias_bits']}-bit bias: retrain (bias codes are clipped during training)")
-    check_messages(net, target)
+            yield Violation(i, "threshold", layer.threshold, tmax,
+                            f"layer {i} ({layer.kind}): threshold {layer.threshold} exceeds {name}'s "
+                            f"{lim['threshold_bits']}-bit threshold: lower the weight resolution of this layer")
+        yield _outside(i, "bias code", b, -bmax, bmax - 1,
+                       f"layer {i} ({layer.kind}): biases in [{b.min() if b.size else 0}, {b.max() if b.size else 0}] "
+                       f"exceed {name}'s {lim['bias_bits']}-bit bias: retrain (bias codes are clipped during training)")
+
+
+def _if_violations(net: Network, target: dict):
+    """Every check of :func:`check_network` on an IF network, in its order (None where one passes)."""
+    lim, name = _ranges(target), target["name"]
+    yield from _range_violations(net, target)
+    yield from message_violations(net, target)
     vmax = 2 ** (lim["state_bits"] - 1) - 1
     for i, (layer, bound) in enumerate(zip(net.layers, membrane_bounds(net)), start=1):
         if bound > vmax:
-            raise FastSNNError(f"layer {i} ({layer.kind}): the membrane could reach {bound} over T = {net.timesteps} "
-                               f"steps, beyond {name}'s {lim['state_bits']}-bit state ({vmax}): use fewer bits, "
-                               "smaller inputs or a narrower layer")
+            yield Violation(i, "membrane bound", bound, vmax,
+                            f"layer {i} ({layer.kind}): the membrane could reach {bound} over T = {net.timesteps} "
+                            f"steps, beyond {name}'s {lim['state_bits']}-bit state ({vmax}): use fewer bits, "
+                            "smaller inputs or a narrower layer")
+    yield from mapping_violations(net, target)
+
+
+def mapping_violations(net: Network, target: dict) -> list[Violation]:
+    """The core-mapping limits the network breaks (none checked when the target lists no mapping limits)."""
     from .mapping import MAPPING_LIMITS, map_network
-    if all(k in lim for k in MAPPING_LIMITS):  # a user's file may list only the integer ranges
-        map_network(net, target)
+    found: list = []
+    if all(k in target["limits"] for k in MAPPING_LIMITS):  # a user's file may list only the integer ranges
+        map_network(net, target, found)
+    return found
+
+
+def violations(net: Network, target: dict) -> list[Violation]:
+    """Every limit of ``target`` that ``net`` breaks (:class:`~fastsnn_lava.violations.Violation`: layer,
+    quantity, value, limit, message), in the order :func:`check_network` checks them; [] when it fits."""
+    found = lif_violations(net, target) if net.family == "cuba" else _if_violations(net, target)
+    return [v for v in found if v is not None]
+
+
+def _first(found) -> None:
+    """Raise the first violation of ``found`` (an iterable with Nones for checks that pass), if any."""
+    v = next((v for v in found if v is not None), None)
+    if v is not None:
+        raise FastSNNError(v.message)
+
+
+def check_network(net: Network, target: dict) -> None:
+    """Refuse a network whose integers or mapping do not fit ``target`` (a CUBA network: :func:`check_lif`):
+    the first of its :func:`violations`."""
+    _first(lif_violations(net, target) if net.family == "cuba" else _if_violations(net, target))
+
+
+def target_names() -> list[str]:
+    """The targets ``load_target`` finds by name (``hardware_configs/*.yaml``), sorted."""
+    return sorted({p.stem for d in CONFIG_DIRS if d.is_dir() for p in d.glob("*.yaml")})
+
+
+def limits_report(net: Network, names: list[str] | None = None) -> list[str]:
+    """One line per target (default :func:`target_names`): ``loihi2: fits``, ``loihi2: layer 3 fan-in
+    8192 > 4096 inputs per core; ...``, or that a cost-only target checks no limits (``--hw none``)."""
+    lines = []
+    for name in names or target_names():
+        target = load_target(name)
+        if any(k not in target["limits"] for k in REQUIRED):
+            lines.append(f"{target['name']}: no integer limits to check (a cost-only target)")
+            continue
+        found = violations(net, target)
+        lines.append(f"{target['name']}: " + ("; ".join(v.short() for v in found) if found else "fits"))
+    return lines
 
 
 def input_message_bits(input_max: int) -> int:
@@ -170,9 +234,14 @@ def input_message_bits(input_max: int) -> int:
 
 
 def check_messages(net: Network, target: dict) -> None:
-    """The target's message, exponent and delay fields: ``graded_spike_bits`` must carry the first
-    layer's raw inputs (:func:`input_message_bits`) and the signed ±1 spikes (2 bits);
-    ``weight_exp_bits`` must hold the exponent netx gives each dense synapse
+    """Refuse the first of :func:`message_violations`."""
+    _first(message_violations(net, target))
+
+
+def message_violations(net: Network, target: dict):
+    """(A generator of :class:`Violation`.) The target's message, exponent and delay fields:
+    ``graded_spike_bits`` must carry the first layer's raw inputs (:func:`input_message_bits`) and the
+    signed ±1 spikes (2 bits); ``weight_exp_bits`` must hold the exponent netx gives each dense synapse
     (:func:`fastsnn_lava.netx.lava_weights.netx_encoding`); ``delay_bits`` must hold every residual
     shortcut's delay ``l − j − 1`` (netx clamps a delay at 2^bits − 2)."""
     lim, name = target["limits"], target["name"]
@@ -181,9 +250,11 @@ def check_messages(net: Network, target: dict) -> None:
         need_in = input_message_bits(net.input_max)
         signed = any(layer.signed for layer in net.layers)
         if need_in > g or (signed and g < 2):
-            raise FastSNNError(f"{name} carries {g}-bit graded spikes, but this network needs {need_in}-bit messages "
-                               f"for its raw inputs (up to {net.input_max})"
-                               + (" and signed ±1 spikes" if signed else "") + f": it cannot run on {name}")
+            yield Violation(None, "message bits", max(need_in, 2 if signed else 0), g,
+                            f"{name} carries {g}-bit graded spikes, but this network needs {need_in}-bit messages "
+                            f"for its raw inputs (up to {net.input_max})"
+                            + (" and signed ±1 spikes" if signed else "") + f": it cannot run on {name}",
+                            "graded-spike bits")
     if "weight_exp_bits" in lim:  # netx's shared weight exponent of each dense synapse (lava_weights.py)
         from .netx.lava_weights import netx_encoding
         lo, hi = -2 ** (lim["weight_exp_bits"] - 1), 2 ** (lim["weight_exp_bits"] - 1) - 1
@@ -194,35 +265,44 @@ def check_messages(net: Network, target: dict) -> None:
                     continue
                 exp = netx_encoding(w).weight_exp
                 if not lo <= exp <= hi:
-                    raise FastSNNError(f"layer {i}: {what}netx encodes these weights with exponent {exp}, outside "
-                                       f"{name}'s {lim['weight_exp_bits']}-bit weight exponent [{lo}, {hi}]: "
-                                       "requantize the layer's weights")
+                    yield Violation(i, "weight exponent", exp, hi if exp > hi else lo,
+                                    f"layer {i}: {what}netx encodes these weights with exponent {exp}, outside "
+                                    f"{name}'s {lim['weight_exp_bits']}-bit weight exponent [{lo}, {hi}]: "
+                                    "requantize the layer's weights")
     if "delay_bits" in lim:
         most = 2 ** lim["delay_bits"] - 2
         for i, layer in enumerate(net.layers, start=1):
             for skip in layer.skips:
                 if i - skip.source - 1 > most:
-                    raise FastSNNError(f"layer {i}: the shortcut from layer {skip.source} waits {i - skip.source - 1} "
-                                       f"steps, beyond {name}'s {lim['delay_bits']}-bit synaptic delay (at most "
-                                       f"{most}): shorten the shortcut")
+                    yield Violation(i, "shortcut delay", i - skip.source - 1, most,
+                                    f"layer {i}: the shortcut from layer {skip.source} waits {i - skip.source - 1} "
+                                    f"steps, beyond {name}'s {lim['delay_bits']}-bit synaptic delay (at most "
+                                    f"{most}): shorten the shortcut", "steps")
 
 
 def check_lif(net, target: dict) -> None:
+    """Refuse the first of :func:`lif_violations`."""
+    _first(lif_violations(net, target))
+
+
+def lif_violations(net, target: dict) -> list:
     """Integer ranges of a CUBA :class:`~fastsnn_lava.ir.Network` (weights, bias, threshold) and its mapping."""
     net.require("cuba", "the CUBA range check")
     lim, name = _ranges(target), target["name"]
     wmax, bmax, tmax = 2 ** (lim["weight_bits"] - 1), 2 ** (lim["bias_bits"] - 1), 2 ** lim["threshold_bits"] - 1
+    found = []
     for i, layer in enumerate(net.layers, start=1):
-        if layer.weight is not None and (layer.weight.max() > 2 * wmax - 2 or layer.weight.min() < -2 * wmax):
-            raise FastSNNError(f"layer {i} ({layer.kind}): weights in [{layer.weight.min()}, {layer.weight.max()}] "
-                               f"exceed {name}'s {lim['weight_bits']}-bit weights with netx's weight exponent: "
-                               "quantize weights to 8 bits")
-        if layer.bias.size and (layer.bias.max() > bmax - 1 or layer.bias.min() < -bmax):
-            raise FastSNNError(f"layer {i} ({layer.kind}): biases in [{layer.bias.min()}, {layer.bias.max()}] exceed "
-                               f"{name}'s {lim['bias_bits']}-bit bias: retrain with smaller biases")
+        w, b = layer.weight if layer.weight is not None else np.zeros(0), layer.bias
+        found.append(_outside(i, "weight", w, -2 * wmax, 2 * wmax - 2,
+                              f"layer {i} ({layer.kind}): weights in [{w.min() if w.size else 0}, "
+                              f"{w.max() if w.size else 0}] exceed {name}'s {lim['weight_bits']}-bit weights with "
+                              "netx's weight exponent: quantize weights to 8 bits"))
+        found.append(_outside(i, "bias code", b, -bmax, bmax - 1,
+                              f"layer {i} ({layer.kind}): biases in [{b.min() if b.size else 0}, "
+                              f"{b.max() if b.size else 0}] exceed {name}'s {lim['bias_bits']}-bit bias: retrain "
+                              "with smaller biases"))
         if layer.neuron.vth > tmax + 1:  # netx's own default output neuron uses 2^17
-            raise FastSNNError(f"layer {i} ({layer.kind}): vThMant {layer.neuron.vth} exceeds {name}'s "
-                               f"{lim['threshold_bits']}-bit threshold: lower the threshold")
-    from .mapping import MAPPING_LIMITS, map_network
-    if all(k in lim for k in MAPPING_LIMITS):
-        map_network(net, target)
+            found.append(Violation(i, "vThMant", layer.neuron.vth, tmax + 1,
+                                   f"layer {i} ({layer.kind}): vThMant {layer.neuron.vth} exceeds {name}'s "
+                                   f"{lim['threshold_bits']}-bit threshold: lower the threshold"))
+    return found + mapping_violations(net, target)

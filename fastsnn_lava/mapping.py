@@ -44,6 +44,7 @@ import math
 import numpy as np
 
 from .errors import FastSNNError
+from .violations import Violation
 
 MAPPING_LIMITS = ("neurons_per_core", "synaptic_memory_bits_per_core", "bits_per_synapse", "fan_in_per_core",
                   "fan_out_per_core", "cores_per_chip")
@@ -115,28 +116,39 @@ def _fan_out(i: int, layers: list, maps: list) -> int:
     return dest
 
 
-def map_layer(i: int, layer, lim: dict, name: str, dest: int) -> dict:
+def _broken(found, v: Violation) -> None:
+    """Raise ``v`` (``found`` None) or add it to ``found`` (the layer is then mapped one neuron per core there)."""
+    if found is None:
+        raise FastSNNError(v.message)
+    found.append(v)
+
+
+def map_layer(i: int, layer, lim: dict, name: str, dest: int, found: list | None = None) -> dict:
+    """Partition of layer ``i``; a limit no core can meet is raised, or with ``found`` (a list) added to it."""
     n = layer.num_neurons
     synapses, fan_in, skip_synapses = synapse_count(layer)
     where = f"layer {i} ({layer.kind}, {n} neurons)"
     caps = {"neurons_per_core": lim["neurons_per_core"]}
     mem_per_neuron = fan_in * lim["bits_per_synapse"]
     if mem_per_neuron > lim["synaptic_memory_bits_per_core"]:
-        raise FastSNNError(f"{where}: one neuron's {fan_in} synapses need {mem_per_neuron} bits, beyond {name}'s "
-                           f"synaptic_memory_bits_per_core = {lim['synaptic_memory_bits_per_core']}: reduce the fan-in "
-                           "(fewer input channels, a smaller kernel or a narrower previous layer"
-                           + (", or fewer shortcuts)" if skip_synapses else ")"))
-    caps["synaptic_memory_bits_per_core"] = lim["synaptic_memory_bits_per_core"] // mem_per_neuron
+        _broken(found, Violation(i, "synapse bits per neuron", mem_per_neuron, lim["synaptic_memory_bits_per_core"],
+                f"{where}: one neuron's {fan_in} synapses need {mem_per_neuron} bits, beyond {name}'s "
+                f"synaptic_memory_bits_per_core = {lim['synaptic_memory_bits_per_core']}: reduce the fan-in "
+                "(fewer input channels, a smaller kernel or a narrower previous layer"
+                + (", or fewer shortcuts)" if skip_synapses else ")"), "per core"))
+    caps["synaptic_memory_bits_per_core"] = max(1, lim["synaptic_memory_bits_per_core"] // mem_per_neuron)
     if dest > lim["fan_out_per_core"]:
-        raise FastSNNError(f"{where}: one neuron sends to {dest} cores, beyond {name}'s fan_out_per_core = "
-                           f"{lim['fan_out_per_core']}: make the next layer smaller")
-    caps["fan_out_per_core"] = lim["fan_out_per_core"] // dest
+        _broken(found, Violation(i, "fan-out", dest, lim["fan_out_per_core"],
+                f"{where}: one neuron sends to {dest} cores, beyond {name}'s fan_out_per_core = "
+                f"{lim['fan_out_per_core']}: make the next layer smaller", "cores per neuron"))
+    caps["fan_out_per_core"] = max(1, lim["fan_out_per_core"] // dest)
     if _core_inputs(layer, 1) > lim["fan_in_per_core"]:
         fix = ("use a narrower previous layer" if layer.kind == "dense"
                else "use fewer input channels or a narrower input")
-        raise FastSNNError(f"{where}: a core needs {_core_inputs(layer, 1)} distinct inputs, beyond {name}'s "
-                           f"fan_in_per_core = {lim['fan_in_per_core']} axons: {fix} "
-                           f"(at most {lim['fan_in_per_core']} inputs per core)")
+        _broken(found, Violation(i, "fan-in", _core_inputs(layer, 1), lim["fan_in_per_core"],
+                f"{where}: a core needs {_core_inputs(layer, 1)} distinct inputs, beyond {name}'s "
+                f"fan_in_per_core = {lim['fan_in_per_core']} axons: {fix} "
+                f"(at most {lim['fan_in_per_core']} inputs per core)", "inputs per core"))
     lo, hi = 1, n  # largest neuron count whose inputs fit the axon limit (inputs grow with it)
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -150,8 +162,10 @@ def map_layer(i: int, layer, lim: dict, name: str, dest: int) -> dict:
             "cores": math.ceil(n / n_c), "limited_by": limiting}
 
 
-def map_network(net, target: dict) -> dict:
-    """Per-layer partition and totals: ``{"layers": [...], "cores": C, "chips": K, "target": name}``."""
+def map_network(net, target: dict, found: list | None = None) -> dict:
+    """Per-layer partition and totals: ``{"layers": [...], "cores": C, "chips": K, "target": name}``;
+    ``found``: a list that collects every broken limit (:class:`~fastsnn_lava.violations.Violation`)
+    instead of raising the first."""
     lim, name = target["limits"], target["name"]
     missing = [k for k in MAPPING_LIMITS if k not in lim]
     if missing:
@@ -159,6 +173,6 @@ def map_network(net, target: dict) -> dict:
     layers = list(net.layers)
     maps: list = [None] * len(layers)
     for i in range(len(layers) - 1, -1, -1):
-        maps[i] = map_layer(i + 1, layers[i], lim, name, _fan_out(i, layers, maps))
+        maps[i] = map_layer(i + 1, layers[i], lim, name, _fan_out(i, layers, maps), found)
     cores = sum(m["cores"] for m in maps)
     return {"target": name, "layers": maps, "cores": cores, "chips": math.ceil(cores / lim["cores_per_chip"])}

@@ -30,6 +30,8 @@ RUN_BACKEND = "reference"    # pipeline.run's default backend (fastsnn-run's is 
 LAYERWISE_LR = 1e-3          # fastsnn-finetune --method layerwise: the paper's SGD rate
 TANDEM_LR = 0.005            # --method tandem: SGD step in codes per typical batch (see tuning/distillation.py)
 CALIBRATE_SAMPLES = 256      # images for --method calibrate when --calibrate is not given
+EXPORT_CALIBRATION = 256    # fastsnn-export --model: calibration images when --samples is not given
+MODEL_ARGS_HELP = "with --model: a JSON object of keyword arguments for FUNCTION"  # train's and export's
 DEMO_THREADS = 1             # fastsnn-demo trains on one thread: the same table whatever OMP_NUM_THREADS says
 
 
@@ -87,8 +89,7 @@ class TrainOptions:
                                "returns a float torch.nn.Module taking inputs in [0, 1] (see "
                                "fastsnn_lava.user_model; the file's code runs: trusted files only)",
                                metavar="FILE.py:FUNCTION")
-    model_args: str | None = option(None, "with --model: a JSON object of keyword arguments for FUNCTION",
-                                    metavar="JSON")
+    model_args: str | None = option(None, MODEL_ARGS_HELP, metavar="JSON")
     weights: str | None = option(None, "with --model: load this state_dict (torch.save(model.state_dict())) "
                                  "into the model first; --epochs 0 then skips the float phase",
                                  metavar="STATE_DICT")
@@ -106,9 +107,29 @@ class ExportOptions:
                          "cuba network, IF nodes with integer weights for snnTorch/Norse/... (see "
                          "export/FORMAT.md §11)", choices=FORMATS)
     hw: str | None = option("loihi2", "hardware target whose limits are checked (name or YAML path; 'none': "
-                            "simulation only, nothing checked)")
+                            "simulation only, nothing refused, the limits each target in hardware_configs/ would "
+                            "break are printed)")
     trust_pickle: bool = option(False, "also accept a pickled QuantNet (unpickling runs the file's code: "
                                 "trusted files only)")
+    model: str | None = option(None, "convert your own model instead of a checkpoint, without training: FUNCTION "
+                               "of a Python file or module returns a torch.nn.Module taking inputs in [0, 1] (see "
+                               "fastsnn_lava.user_export; the file's code runs: trusted files only)",
+                               metavar="FILE.py:FUNCTION")
+    dataset: str | None = option(None, "with --model: the dataset that gives the input shape, input range, class "
+                                 "count and calibration images", metavar="NAME")
+    model_args: str | None = option(None, MODEL_ARGS_HELP, metavar="JSON")
+    weights: str | None = option(None, "with --model: its trained state_dict (torch.save(model.state_dict())), "
+                                 "read with weights_only=True", metavar="STATE_DICT")
+    bits: int | None = option(None, "with --model: activation bits b (default: the b of the model's quantized "
+                              f"activations, else {TrainOptions.bits})", type=int, low=1)
+    samples: int | None = option(None, "with --model: N class-balanced, seeded training images calibrate the clips "
+                                 f"and measure the agreement (default {EXPORT_CALIBRATION})", type=int, low=1,
+                                 metavar="N")
+    seed: int = option(0, "with --model: the seed of the calibration images and of FUNCTION's initial weights",
+                       low=0)
+    save_checkpoint: str | None = option(None, "with --model: also write the converted QANN as a checkpoint "
+                                         "(model.pt) that fastsnn-export, -finetune and -diagnose take",
+                                         metavar="MODEL.pt")
 
 
 @dataclass(frozen=True)

@@ -26,10 +26,9 @@ from . import checkpoint
 from .convert import checkpoint_network, from_checkpoint as convert, to_network
 from .data import load_dataset
 from .errors import FastSNNError
-from .hardware import check_network, load_target
 from .engine import Engine
 from .ir import Network
-from .options import (CALIBRATE_SAMPLES, FORMATS, LAYERWISE_LR, NEURONS, RUN_BACKEND, TANDEM_LR, TUNERS, hardware_target,
+from .options import (CALIBRATE_SAMPLES, LAYERWISE_LR, RUN_BACKEND, TANDEM_LR, TUNERS, hardware_target,
                       DiagnoseOptions, ExportOptions, ReportOptions, RunOptions, TrainOptions, TuneOptions)
 from .spec import resolve_arch
 from .reference import qann_forward, run_batches
@@ -251,37 +250,31 @@ def finetune(model_path: str, out: str, dataset: str | None = _F.dataset, epochs
 tune = finetune  # the same function under the name of the fastsnn_lava.tuning package
 
 
-def export(model_path: str, out: str, neuron: str = _X.neuron, hw: str | None = _X.hw,
-           trust_pickle: bool = _X.trust_pickle, cuba_threshold: str = _X.cuba_threshold, format: str = _X.format):
-    """Convert a checkpoint and write it as a netx HDF5 network (checked against ``hw``).
+def export(model_path: str | None, out: str, neuron: str = _X.neuron, hw: str | None = _X.hw,
+           trust_pickle: bool = _X.trust_pickle, cuba_threshold: str = _X.cuba_threshold, format: str = _X.format,
+           model=_X.model, model_args=_X.model_args, weights: str | None = _X.weights, dataset: str | None = _X.dataset,
+           bits: int | None = _X.bits, samples: int | None = _X.samples, seed: int = _X.seed,
+           save_checkpoint: str | None = _X.save_checkpoint, log=None):
+    """Convert a checkpoint ``model_path`` (or, with ``model_path=None``, a user's ``model`` for ``dataset``:
+    :mod:`fastsnn_lava.user_export`) and write it as a netx HDF5 network (checked against ``hw``).
 
     ``neuron="cuba"`` writes a vanilla netx network of Lava's standard LIF (lossy, see
     :mod:`fastsnn_lava.cuba`) and returns its :class:`~fastsnn_lava.ir.Network` (CUBA LIF neurons).
     ``format="nir"`` (``neuron="cuba"`` only) writes that network as a NIR graph instead
     (:mod:`fastsnn_lava.formats.nir_graph`); the IF neurons and residual networks are refused.
+    ``hw="none"``: nothing is refused, and ``log`` (e.g. ``print``) receives each target's broken
+    limits; it also receives a user model's agreement with its QANN (:mod:`fastsnn_lava.exporting`).
     """
-    if neuron not in NEURONS:
-        raise FastSNNError(f"--neuron must be one of {NEURONS}, got {neuron!r}")
-    if format not in FORMATS:
-        raise FastSNNError(f"--format must be one of {FORMATS}, got {format!r}")
-    if format == "nir" and neuron != "cuba":
-        from .formats.nir_graph import refusal
-        raise FastSNNError(refusal(neuron))
-    target = load_target(hardware_target(hw)) if hardware_target(hw) else None
+    from .exporting import export_target, write_network
+    from .user_export import check_source, export_model
+    check_source(model_path, model, model_args=model_args, weights=weights, dataset=dataset, bits=bits,
+                 samples=samples, save_checkpoint=save_checkpoint)
+    target = export_target(neuron, format, hw)
+    if model is not None:
+        return export_model(model, out, target, dataset, model_args, weights, bits, samples, seed, neuron,
+                            cuba_threshold, format, save_checkpoint, log)[0]
     net = convert(model_path, "signed" if neuron == "cuba" else neuron, trust_pickle)
-    if format == "nir" and net.has_skips:
-        from .formats.nir_graph import RESIDUAL
-        raise FastSNNError(RESIDUAL)
-    if target:
-        check_network(net, target)
-    if neuron == "cuba":
-        from .cuba import to_cuba
-        net = to_cuba(net, cuba_threshold)
-        if target:
-            check_network(net, target)  # the CUBA network's own ranges
-    from .formats import for_export
-    for_export(format, net).write(net, out)
-    return net
+    return write_network(net, out, neuron, target, cuba_threshold, format, log)
 
 
 def run(net_path: str, dataset: str = _U.dataset, backend: str = RUN_BACKEND, samples: int | None = _U.samples,

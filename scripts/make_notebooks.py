@@ -147,6 +147,108 @@ except FastSNNError as e:
 ]
 
 
+YOUR_MODEL = [
+    ("md", """# 04 · Your own model: train it, or convert it with its own trained weights
+
+A model you wrote in PyTorch becomes a Fast-SNN network in two ways:
+
+* **(a)** `fastsnn-train --model my_model.py:build`: this project's quantization-aware training
+  (QAT) of your architecture, then the usual export;
+* **(b)** `fastsnn-export --model my_model.py:build --weights my_weights.pt`: your model, trained
+  your way, converted directly; the export prints how closely the network it writes follows
+  your model.
+
+The model file is ordinary PyTorch: FUNCTION returns an `nn.Module` that takes inputs scaled to
+[0, 1] and returns the logits. About a minute on 2 CPU cores."""),
+    ("code", """%%writefile my_model.py
+import torch.nn as nn
+
+
+class MyNet(nn.Module):
+    def __init__(self, width: int = 8):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU(),
+            nn.Conv2d(width, 2 * width, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(2 * width), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(2 * width, 10)
+
+    def forward(self, x):
+        return self.head(self.pool(self.features(x)).flatten(1))
+
+
+def build(width: int = 8):
+    return MyNet(width)
+
+
+def wide(hidden: int = 5000):  # a multilayer perceptron whose classifier neurons each read `hidden` inputs
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, hidden), nn.ReLU(), nn.Linear(hidden, 10))"""),
+    ("md", """## (a) This project's training of your architecture
+
+`fastsnn-train --model my_model.py:build --dataset digits --bits 2 -o mine.pt` traces the model
+with torch.fx (BatchNorm folds into the convolutions, each ReLU becomes a layer of spiking neurons,
+the global average pooling folds into the classifier), trains it and writes an ordinary checkpoint:
+exporting and running it needs no user code."""),
+    ("code", """from fastsnn_lava import pipeline
+
+qann, float_net, meta = pipeline.train("digits", model="my_model.py:build", bits=2, out="mine.pt",
+                                       epochs=5, qat_epochs=2, lr=1e-2, progress=False)
+print(f"float {meta['float_test_accuracy']:.2%}   2-bit QANN {meta['qann_test_accuracy']:.2%}")
+print("layers:", [layer["kind"] for layer in qann.spec])
+net = pipeline.export("mine.pt", "mine.h5")          # fastsnn-export mine.pt -o mine.h5
+lava = pipeline.run("mine.h5", "digits", backend="lava-sim", samples=16, progress=False)
+print(f"Lava {lava['snn_accuracy']:.2%} on 16 samples, identical to the reference on {lava['reference_agreement']:.0%}")
+assert lava["reference_agreement"] == 1.0"""),
+    ("md", """## (b) Your own training, your own weights
+
+Here the user trains the float model with a plain PyTorch loop and saves its `state_dict`, as
+anyone would. `fastsnn-export --model ... --weights ... --dataset digits` loads it (with
+`weights_only=True`: no code runs), calibrates each layer's clip on a seeded, class-balanced set
+of training images, puts weights and activations on the b-bit integer grid and writes the file.
+That re-quantization changes the outputs a little, so the export prints the top-1 agreement and the
+largest logit difference between your model and the network it wrote (here b = 4)."""),
+    ("code", """import torch
+from fastsnn_lava.data import load_dataset
+from fastsnn_lava.user_model import load_model
+
+torch.manual_seed(0)
+model, ds = load_model("my_model.py:build"), load_dataset("digits")
+x, y = torch.as_tensor(ds.x_train).float() / ds.input_max, torch.as_tensor(ds.y_train).long()
+opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+for epoch in range(5):
+    for idx in torch.randperm(len(x)).split(64):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+        opt.step()
+torch.save(model.state_dict(), "my_weights.pt")
+
+# fastsnn-export --model my_model.py:build --weights my_weights.pt --dataset digits --bits 4 -o own.h5
+own = pipeline.export(None, "own.h5", model="my_model.py:build", weights="my_weights.pt", dataset="digits",
+                      bits=4, log=print)
+lava = pipeline.run("own.h5", "digits", backend="lava-sim", samples=16, progress=False)
+print(f"Lava {lava['snn_accuracy']:.2%} on 16 samples, identical to the reference on {lava['reference_agreement']:.0%}")
+assert lava["reference_agreement"] == 1.0"""),
+    ("md", """## Simulation only: `--hw none` still says what would not fit
+
+With `--hw loihi2` (the default) a network beyond a target's limits is refused: `wide` (its
+classifier's neurons read 5000 inputs each, a Loihi core receives at most 4096). `--hw none`
+writes it anyway for simulation, and lists for every target in `hardware_configs/` each layer
+that breaks a limit and by how much, or "fits". (Untrained weights: only the sizes matter here.)"""),
+    ("code", """from fastsnn_lava.errors import FastSNNError
+
+try:  # fastsnn-export --model my_model.py:wide --dataset digits -o wide.h5
+    pipeline.export(None, "wide.h5", model="my_model.py:wide", dataset="digits", samples=64)
+except FastSNNError as e:
+    print("refused:", e)
+# fastsnn-export --model my_model.py:wide --dataset digits --hw none -o wide.h5
+wide = pipeline.export(None, "wide.h5", model="my_model.py:wide", dataset="digits", samples=64, hw="none", log=print)"""),
+    ("md", "## One test image through the network written in (b)"),
+    ("code", """from fastsnn_lava.plots import spike_raster
+
+fig = spike_raster(own, ds.x_test[0], "raster.png")"""),
+]
+
+
 def build(name: str, cells: list) -> None:
     nb = new_notebook(cells=[new_markdown_cell(src) if kind == "md" else new_code_cell(src) for kind, src in cells])
     for i, cell in enumerate(nb.cells):  # stable ids: regenerating changes nothing unless the cells change
@@ -159,4 +261,5 @@ if __name__ == "__main__":
     build("01_quickstart.ipynb", QUICKSTART)
     build("02_conversion_error.ipynb", CONVERSION)
     build("03_loihi_deployment.ipynb", DEPLOYMENT)
+    build("04_your_own_model.ipynb", YOUR_MODEL)
     print("wrote", sorted(p.name for p in HERE.glob("*.ipynb")))

@@ -1,4 +1,5 @@
-"""fastsnn-export: model.pt → lava-dl netx HDF5 network (net.h5), or with --neuron cuba --format nir a NIR graph."""
+"""fastsnn-export: model.pt (or your own model: --model FILE.py:FUNCTION --dataset NAME) → lava-dl netx HDF5
+network (net.h5), or with --neuron cuba --format nir a NIR graph."""
 from __future__ import annotations
 
 import dataclasses
@@ -8,19 +9,33 @@ from ..options import ExportOptions
 from .common import arguments, check_outputs, options, parser, run_cli
 
 
+def _model_file(spec: str | None) -> str | None:
+    """The Python file that ``--model FILE.py:FUNCTION`` names (None for a module name or no --model)."""
+    if spec is None:
+        return None
+    from ..user_model import is_file, split
+    where = split(spec)[0]
+    return where if is_file(where) else None
+
+
 def main(argv=None) -> int:
-    p = parser("fastsnn-export", "Convert a checkpoint to an integer SNN and write a lava-dl netx HDF5 file.",
-               "fastsnn-export model.pt -o net.h5  |  fastsnn-export model.pt --neuron cuba --format nir -o net.nir")
-    p.add_argument("model", help="checkpoint written by fastsnn-train")
+    p = parser("fastsnn-export", "Convert a checkpoint, or your own PyTorch model without training, to an integer "
+               "SNN and write a lava-dl netx HDF5 file.",
+               "fastsnn-export model.pt -o net.h5  |  fastsnn-export model.pt --neuron cuba --format nir -o net.nir"
+               "\n  fastsnn-export --model my_net.py:build --weights my_net_state.pt --dataset digits -o net.h5")
+    p.add_argument("checkpoint", nargs="?", metavar="CHECKPOINT",
+                   help="checkpoint written by fastsnn-train (or give --model instead)")
     p.add_argument("-o", "--output", required=True, help="file to write (netx HDF5, or NIR HDF5 with --format nir)")
     arguments(p, ExportOptions)
     args = p.parse_args(argv)
 
     def go(a):
         from ..pipeline import export
-        check_outputs({"-o": a.output}, {"model": a.model, "--hw": a.hw})
+        check_outputs({"-o": a.output, "--save-checkpoint": a.save_checkpoint},
+                      {"model": a.checkpoint, "--model": _model_file(a.model), "--weights": a.weights,
+                       "--hw": a.hw})
         o = options(ExportOptions, a)
-        net = export(a.model, a.output, **dataclasses.asdict(o))
+        net = export(a.checkpoint, a.output, **dataclasses.asdict(o), log=print)
         kind = "CUBA LIF" if o.neuron == "cuba" else f"{o.neuron} IF"
         if o.format == "nir":
             kind += " as a NIR graph"
