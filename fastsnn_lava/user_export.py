@@ -57,6 +57,25 @@ def _bits(asked: int | None, own: int | None) -> int:
     return bits
 
 
+def clipped_biases(qann) -> list[tuple[int, int, int, float]]:
+    """Per layer of ``qann`` (a QuantNet) whose bias codes ``round(b/u)`` leave the target's range
+    ``[−c_max − 1, c_max]`` (:func:`fastsnn_lava.grid.bias_codes` clips them): (layer, 1-based; clipped codes;
+    codes; largest ``|b/u|``). A user's clip α far above the layer's pre-activations drives θ to θ_max and
+    the unit ``u = α/θ`` so small that a bias no longer fits; the exported QANN then differs from the model."""
+    import torch
+
+    from .grid import LOIHI2
+    out = []
+    with torch.no_grad():
+        for k, (layer, u_in) in enumerate(zip(qann.layers, qann.units_in()), start=1):
+            unit = layer.grid(u_in, qann.skip_alphas(k - 1))[2]
+            raw = (layer.bias.detach().float() / unit).round()
+            n = int(((raw < LOIHI2.bias_min) | (raw > LOIHI2.bias_max)).sum())
+            if n:
+                out.append((k, n, raw.numel(), float(raw.abs().max())))
+    return out
+
+
 def export_model(model, out: str, target: dict | None, dataset: str, model_args=None, weights: str | None = None,
                  bits: int | None = None, samples: int | None = None, seed: int = 0, neuron: str = "signed",
                  cuba_threshold: str = "half", format: str = "netx", save_checkpoint: str | None = None,
@@ -93,14 +112,17 @@ def export_model(model, out: str, target: dict | None, dataset: str, model_args=
     qann, float_net, spec = fx.quantize(module, shape, bits, ds.input_max, x)
     stats = dict(agreement(module, qann, x, ds.input_max), samples=len(x), ties=c.ties)
     if log is not None:
-        for layer in c.user_layers:
-            log(f"your layer {layer.summary()}")
-        if c.ties:
-            log(f"{100 * c.ties:.2f}% of the probed quantized activations lie exactly on a rounding tie that the "
-                "model rounds half to even (torch.round) and the SNN's IF neuron half up")
         log(f"{user_model.describe(model)} and its {bits}-bit QANN (the file's integers) on {stats['samples']} "
             f"calibration images of {dataset}: top-1 agreement {stats['top1_agreement']:.4f}, max |Δlogit| "
             f"{stats['max_abs_logit_diff']:.4g}")
+        for layer in c.user_layers:
+            log(f"your layer {layer.summary()}")
+        for k, n, total, worst in clipped_biases(qann):
+            log(f"layer {k}: {n} of {total} bias codes clip at the target's bias range (largest |b/u| = {worst:.0f}, "
+                f"unit u of the layer's grid): the exported QANN differs from the model there")
+        if c.ties:
+            log(f"{100 * c.ties:.2f}% of the probed quantized activations lie exactly on a rounding tie that the "
+                "model rounds half to even (torch.round) and the SNN's IF neuron half up")
     net = write_network(to_network(qann), out, neuron, target, cuba_threshold, format, log)
     if save_checkpoint:
         meta = dict(dataset=dataset, arch=user_model.describe(model), seed=seed, classes=ds.classes,
