@@ -281,15 +281,16 @@ def convert(module: nn.Module, input_shape: tuple) -> Converted:
 
 
 def quantize(module: nn.Module, input_shape: tuple, bits: int, input_max: int, calib_x: torch.Tensor,
-             percentile: float = 99.7) -> tuple[QuantNet, nn.Module, list]:
-    """(QuantNet, float network, spec) of a user model: converted, BN folded, clips α calibrated.
+             percentile: float = 99.7, converted: Converted | None = None) -> tuple[QuantNet, nn.Module, list]:
+    """(QuantNet, float network, spec) of a user model: converted, BN folded, clips α calibrated
+    (``converted``: :func:`convert`'s result for this module and shape, when the caller has it already).
 
     ``calib_x`` holds raw integer inputs (0..input_max), the model sees ``x / input_max``.
     Hidden layers of the user's own activation quantizers keep the user's clip α (set after calibration).
     The QuantNet then trains (``train._fit``) and converts (``convert.to_network``) like a preset;
     ``checkpoint.save(path, qann, float_net, meta)`` stores it like a preset.
     """
-    c = convert(module, input_shape)
+    c = converted if converted is not None else convert(module, input_shape)
     if c.bits is not None and c.bits != int(bits):
         raise FastSNNError(f"the model's activation quantizers ask for {c.bits} bits, not {bits}: "
                            "convert with the bits the model was written for")

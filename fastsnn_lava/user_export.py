@@ -109,7 +109,7 @@ def export_model(model, out: str, target: dict | None, dataset: str, model_args=
     bits = _bits(bits, c.bits)
     pick = balanced_subset(ds.y_train, samples or EXPORT_CALIBRATION, seed)
     x = torch.as_tensor(ds.x_train[pick]).float()
-    qann, float_net, spec = fx.quantize(module, shape, bits, ds.input_max, x)
+    qann, float_net, spec = fx.quantize(module, shape, bits, ds.input_max, x, converted=c)
     stats = dict(agreement(module, qann, x, ds.input_max), samples=len(x), ties=c.ties)
     if log is not None:
         log(f"{user_model.describe(model)} and its {bits}-bit QANN (the file's integers) on {stats['samples']} "
