@@ -48,9 +48,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .errors import FastSNNError
-from .fx_patterns import (Act, Cat, Const, Input, Mapped, Pre, Tensor, Term, View, add_terms, as_pre, conv_term,
-                          fail, flatten_view, fold_batchnorm, linear_term, node_shape, normalize_input, pool_view,
-                          pool_window)
+from .fx_patterns import (Act, Cat, Const, Input, Mapped, PaddedInput, Pre, Tensor, Term, View, add_terms, as_pre,
+                          conv_term, fail, flatten_view, fold_batchnorm, linear_term, node_shape, normalize_input,
+                          pad_input, pool_view, pool_window)
 from .fx_maps import adaptive_pool, avg_pool, concat, pad_map, pool_module, resolved, slice_map
 from .fx_build import build_spec, load_folded
 from .fx_quant import (UserLayer, captured_call, check_bits, check_layers, clip_layer, is_user_layer, layer_clips,
@@ -141,14 +141,15 @@ class _Converter:
             refuse_module(m, name)
         target = node.target
         fname = getattr(target, "__name__", str(target))
-        if any(isinstance(a, Tensor) for a in args) and not any(isinstance(a, (Input, Act, Pre, View)) for a in args):
+        if any(isinstance(a, Tensor) for a in args) and not any(
+                isinstance(a, (Input, PaddedInput, Act, Pre, View)) for a in args):
             vals = [a.value if isinstance(a, Tensor) else a for a in args]  # arithmetic on constants: its value
             return Tensor(getattr(vals[0], target)(*vals[1:], **node.kwargs) if node.op == "call_method"
                           else target(*vals, **node.kwargs))
         if "value" in node.meta:  # not a tensor (a size, a shape, arithmetic on them): only reshapes/pools read it
             return Const()
         if node.op == "call_method" and target in ("size", "dim") or node.op == "call_function" and target in (
-                getattr, operator.getitem) and not isinstance(args[0], (Pre, Act, View, Input, Mapped, Cat)) or (
+                getattr, operator.getitem) and not isinstance(args[0], (Pre, Act, View, Input, PaddedInput, Mapped, Cat)) or (
                 node.op == "call_function" and target is getattr and args[1] == "shape"):
             return Const()
         if target is operator.getitem:  # y[:, :, ::2, ::2]: a strided 1×1 convolution
@@ -156,6 +157,10 @@ class _Converter:
         if target is F.pad:  # zero channels (option-A shortcuts): a 1×1 convolution
             given = dict(zip(("pad", "mode", "value"), (_value(a) for a in node.args[1:])),
                          **{k: _value(a) for k, a in node.kwargs.items()})
+            if isinstance(args[0], Input) and any(tuple(given.get("pad", ()))[:4]):  # the raw input's border
+                return pad_input(node.name, args[0], tuple(given["pad"]) + (0, 0), shape) \
+                    if given.get("mode", "constant") == "constant" and given.get("value") in (None, 0) else \
+                    pad_map(node.name, args[0], shape=shape, **given)
             return pad_map(node.name, args[0], shape=shape, **given)
         if target in (torch.cat, torch.concat, torch.concatenate):  # split by the Conv2d/Linear it feeds
             parts = [env.get(a, a) for a in (node.args[0] if node.args else node.kwargs["tensors"])]
@@ -163,7 +168,7 @@ class _Converter:
             return concat(parts, dim, shape, located(node, self.module, "torch.cat"))
         op = _ARITH.get(target if node.op == "call_function" else str(target))
         if op and len(args) == 2:  # input normalisation: x - mean, / std, * (1 / std)
-            v, c = (args[1], args[0]) if op == "mul" and isinstance(args[1], Input) else args
+            v, c = (args[1], args[0]) if op == "mul" and isinstance(args[1], (Input, PaddedInput)) else args
             return normalize_input(op, node.name, v, c)
         if node.op == "call_method":
             if target == "relu":

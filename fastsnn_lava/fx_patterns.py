@@ -50,6 +50,18 @@ class Input:
 
 
 @dataclass
+class PaddedInput:
+    """``F.pad(x, (p, p, p, p))``: the raw input zero-padded by p pixels on every side, then maybe normalised.
+    Only a Conv2d without padding of its own may read it: it is that Conv2d with padding p on the raw input
+    (the normalisation folds exactly, :mod:`fastsnn_lava.normalize`)."""
+    input: Input  # the raw input, unpadded
+    pad: int
+    shape: tuple  # padded
+    mean: torch.Tensor | None = None
+    std: torch.Tensor | None = None
+
+
+@dataclass
 class Tensor:
     """A constant tensor read in forward (a buffer, a tensor constant): only input normalisation uses it."""
     value: torch.Tensor
@@ -168,7 +180,8 @@ def normalize_input(op: str, name: str, v, c) -> Input:
     """``x − μ`` (``op`` sub), then ``/σ`` (truediv) or ``·(1/σ)`` (mul) of the (C, H, W) input with constants
     that are per channel (scalars or tensors that broadcast to it, constant over H, W): recorded on the
     :class:`Input`, folded into the first layer by :func:`fold_input`."""
-    if not isinstance(v, Input) or len(v.shape) != 3 or v.std is not None or (op == "sub" and v.mean is not None):
+    if not isinstance(v, (Input, PaddedInput)) or len(v.shape) != 3 or v.std is not None or (
+            op == "sub" and v.mean is not None):
         fail(f"the arithmetic at '{name}'", "only an input normalisation (x - mean) / std of the (C, H, W) input, "
              f"in that order, converts; build the rest of the model from {ALLOWED}")
     t = torch.as_tensor(c.value if isinstance(c, Tensor) else c, dtype=torch.float32)
@@ -181,9 +194,17 @@ def normalize_input(op: str, name: str, v, c) -> Input:
              "use one mean and one std per input channel (shape (C, 1, 1) or a scalar)")
     per = full[:, 0, 0].clone()
     if op == "sub":
-        return Input(v.shape, per, None)
+        return replace(v, mean=per)
     mean = v.mean if v.mean is not None else torch.zeros(v.shape[0])
-    return Input(v.shape, mean, per if op == "truediv" else 1 / per)
+    return replace(v, mean=mean, std=per if op == "truediv" else 1 / per)
+
+
+def pad_input(name: str, v: Input, pad: tuple, shape: tuple) -> PaddedInput:
+    """``F.pad(x, (p, p, p, p))`` of the raw (C, H, W) input (zeros, the same p on every side)."""
+    if v.mean is not None or v.std is not None or len(v.shape) != 3 or len(set(pad[:4])) != 1 or any(pad[4:]):
+        fail(f"F.pad '{name}' of the input with pad {tuple(pad)}", "pad the raw (C, H, W) input by the same number "
+             "of pixels on every side before normalising it, or use the first Conv2d's padding")
+    return PaddedInput(v, int(pad[0]), tuple(shape))
 
 
 def fold_input(v, weight: torch.Tensor, bias: torch.Tensor, padding: int, name: str):
@@ -193,8 +214,9 @@ def fold_input(v, weight: torch.Tensor, bias: torch.Tensor, padding: int, name: 
     if not isinstance(src, Input) or src.mean is None and src.std is None:
         return weight, bias
     if padding:
-        fail(f"the padded Conv2d '{name}' on the normalised input", "use padding=0 in the first Conv2d, or "
-             "normalise in the data pipeline (a padded border of the normalised input cannot fold exactly)")
+        fail(f"the padded Conv2d '{name}' on the normalised input", "pad the raw input before normalising it "
+             "(F.pad(x, (p, p, p, p))) and use padding=0 in the first Conv2d, or normalise in the data pipeline "
+             "(zero padding of the normalised input pads raw pixels with the mean: it cannot fold exactly)")
     mean = src.mean if src.mean is not None else torch.zeros(src.shape[0])
     std = src.std if src.std is not None else torch.ones(src.shape[0])
     return fold(weight, bias, InputNorm(mean, std), src.shape)
@@ -204,7 +226,15 @@ def conv_term(name: str, v, shape, weight: torch.Tensor, bias: torch.Tensor | No
               dilation=1, groups: int = 1, padding_mode: str = "zeros") -> Pre:
     """A ``Conv2d`` (``F.conv2d`` of ``weight``, ``bias`` and geometry; a module's own or the call a user's layer
     makes, :mod:`fastsnn_lava.fx_quant`) on ``v``: a pre-activation with one conv term (square geometry;
-    ``groups`` in the geometry when not 1: a grouped or depthwise convolution)."""
+    ``groups`` in the geometry when not 1: a grouped or depthwise convolution). On a :class:`PaddedInput`
+    (padding 0 only): the same Conv2d with the input's padding on the raw input."""
+    if isinstance(v, PaddedInput):
+        if spatial(padding, "padding", name) or isinstance(padding, str):
+            fail(f"Conv2d '{name}' with padding {padding} on the padded input", "pad once: use padding=0 here")
+        v, padding = Input(v.input.shape, v.mean, v.std), v.pad
+        fold_padding = 0  # the raw input is padded with zeros, as the model's F.pad did
+    else:
+        fold_padding = None
     v = source(v, "Conv2d", name)
     if isinstance(v, View) or len(v.shape) != 3:
         fail(f"Conv2d '{name}' on a flattened or pooled value", "convolve (C, H, W) activations")
@@ -218,7 +248,8 @@ def conv_term(name: str, v, shape, weight: torch.Tensor, bias: torch.Tensor | No
     if groups != 1:
         geometry["groups"] = int(groups)
     bias = bias.detach().clone() if bias is not None else torch.zeros(weight.shape[0])
-    weight, bias = fold_input(v, weight.detach().clone(), bias, geometry["padding"], name)
+    weight, bias = fold_input(v, weight.detach().clone(), bias,
+                              geometry["padding"] if fold_padding is None else fold_padding, name)
     return Pre([Term(v, "conv", weight, geometry)], bias, shape)
 
 

@@ -199,3 +199,57 @@ def test_input_normalisation_in_forward_folds_into_the_first_layer(spelling):
 def test_input_normalisation_before_a_padded_conv_is_refused():
     with pytest.raises(FastSNNError, match="padded Conv2d 'c1' on the normalised input"):
         convert(_scaled(NormNet(padding=1), 1.0), (1, 8, 8))
+
+
+class RawPadNet(NormNet):
+    """``F.pad`` of the raw input by p pixels, then (maybe) the normalisation, then an unpadded conv: the first
+    conv of the trained model computes exactly a conv with padding p on raw pixels."""
+
+    def __init__(self, pad=(1, 1, 1, 1), normalise: bool = True, value=0.0, c1_padding: int = 0, then: str = "conv"):
+        super().__init__(padding=c1_padding)
+        self.pad, self.normalise, self.value, self.then = pad, normalise, value, then
+        self.flat_fc = nn.Linear(100, 10)
+
+    def forward(self, x):
+        x = F.pad(x, self.pad, value=self.value)
+        if self.normalise:
+            x = (x - self.mean) / self.std
+        if self.then == "relu":
+            x = F.relu(x)
+        elif self.then == "pool":
+            x = F.avg_pool2d(x, 2)
+        elif self.then == "linear":
+            return self.flat_fc(x.flatten(1))
+        y = F.relu(self.b2(self.c2(F.relu(self.b1(self.c1(x))))))
+        return self.fc(y.mean((2, 3)))
+
+
+@pytest.mark.parametrize("normalise", [True, False])
+def test_raw_padding_before_the_normalisation_folds_exactly(normalise):
+    model = _scaled(RawPadNet(normalise=normalise), 1.0)
+    c = convert(model, (1, 8, 8))  # check_same inside
+    first = c.spec[0]
+    assert first.get("padding", 0) == 1, first
+    x = torch.rand(4, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(c.float_net(x), model(x), atol=1e-4)
+        zero_padded = model.c1.padding
+        model.c1.padding, model.pad = (1, 1), (0, 0, 0, 0)  # the published alternative: pad the normalised input
+        differs = not torch.allclose(c.float_net(x), model(x), atol=1e-2)
+        model.c1.padding, model.pad = zero_padded, (1, 1, 1, 1)
+    assert differs or not normalise  # without normalisation the two paddings are the same
+    _lossless(model)
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(c1_padding=1), "pad once"),
+    (dict(pad=(1, 2, 1, 1)), "same number of pixels on every side"),
+    (dict(value=0.5), "only zero padding"),
+    (dict(then="relu"), "not supported"),
+    (dict(then="pool"), "not supported"),
+    (dict(then="linear"), "not supported"),
+])
+def test_a_padded_input_read_other_than_by_an_unpadded_conv_is_refused(kw, words):
+    with pytest.raises(FastSNNError) as e:
+        convert(_scaled(RawPadNet(**kw), 1.0), (1, 8, 8))
+    assert words in str(e.value) and "\n" not in str(e.value), str(e.value)
