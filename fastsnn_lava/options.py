@@ -72,6 +72,9 @@ class TrainOptions:
     batch_size: int = option(64, "batch size per process (default %(default)s)", low=1)
     lr: float = option(2e-3, "float ANN learning rate (Adam, cosine; default %(default)s)", low=0, low_open=True)
     qat_lr: float = option(5e-4, "QAT learning rate (default %(default)s)", low=0, low_open=True)
+    distill: float = option(0.0, "QAT loss (1 - W) x cross-entropy + W x KL divergence from the float ANN's "
+                            "outputs to the QANN's (knowledge distillation; default %(default)s: labels only)",
+                            low=0, high=1, metavar="W")
     seed: int = option(0, low=0)
     train_samples: int | None = option(None, "train on a seeded random subset of N training images (a quick "
                                        "trial; default: all)", type=int, low=1, metavar="N")

@@ -56,9 +56,12 @@ def set_seed(seed: int) -> None:
 
 def fit(model: nn.Module, prep: Callable, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float,
          batch_size: int, desc: str, seed: int, rt: Runtime, progress: bool, augment: bool = False,
-         autocast: bool = False, state: dict | None = None, after_epoch: Callable | None = None) -> None:
+         autocast: bool = False, state: dict | None = None, after_epoch: Callable | None = None,
+         teacher: Callable | None = None, distill: float = 0.0) -> None:
     """Adam + cosine schedule for ``epochs`` epochs, from ``state`` (a resume dict) if given;
-    ``after_epoch(epoch, optimizer, scheduler, generator)`` runs after each completed epoch."""
+    ``after_epoch(epoch, optimizer, scheduler, generator)`` runs after each completed epoch.
+    ``teacher`` (a function of the same batch) and ``distill`` = w: the loss is
+    ``(1 − w)·CE(z, y) + w·KL(softmax(t) ‖ softmax(z))`` with t the teacher's logits (:func:`distill_loss`)."""
     gen = torch.Generator().manual_seed(seed)
     net = rt.wrap(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -80,7 +83,8 @@ def fit(model: nn.Module, prep: Callable, x: torch.Tensor, y: torch.Tensor, epoc
                 idx = perm[i:i + batch_size].to(x.device)
                 xb = crop_flip(x[idx], gen) if augment else x[idx]
                 with rt.autocast() if autocast else torch.autocast("cpu", enabled=False):
-                    loss = loss_fn(net(prep(xb)).float(), y[idx])
+                    z = net(prep(xb)).float()
+                    loss = loss_fn(z, y[idx]) if not distill else distill_loss(z, y[idx], teacher(xb), distill)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
@@ -91,6 +95,13 @@ def fit(model: nn.Module, prep: Callable, x: torch.Tensor, y: torch.Tensor, epoc
             if after_epoch is not None:
                 after_epoch(epoch + 1, opt, sched, gen)
     model.eval()
+
+
+def distill_loss(z: torch.Tensor, y: torch.Tensor, t: torch.Tensor, w: float) -> torch.Tensor:
+    """``(1 − w)·CE(z, y) + w·KL(softmax(t) ‖ softmax(z))``: the student's logits z learn the labels y and the
+    teacher's output distribution (logits t, no gradient; Hinton et al. 2015 at temperature 1)."""
+    kl = F.kl_div(F.log_softmax(z, 1), F.log_softmax(t.detach().float(), 1), log_target=True, reduction="batchmean")
+    return (1 - w) * F.cross_entropy(z, y) + w * kl if w < 1 else kl
 
 
 @torch.no_grad()
@@ -122,7 +133,8 @@ def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = _T.epochs, qat
           batch_size: int = _T.batch_size, lr: float = _T.lr, qat_lr: float = _T.qat_lr, seed: int = _T.seed,
           progress: bool = _T.progress, init: tuple | None = None, runtime: Runtime | None = None,
           resume_state: dict | None = None, resume_file: str | None = None, config: dict | None = None,
-          on_epoch: Callable | None = None, model: nn.Module | None = None) -> tuple[QuantNet, nn.Module, dict]:
+          on_epoch: Callable | None = None, model: nn.Module | None = None,
+          distill: float = _T.distill) -> tuple[QuantNet, nn.Module, dict]:
     """Train the float ANN and the quantized ANN; returns (qann, float_net, metrics), on the CPU.
 
     ``model``: a float model the user wrote (:mod:`fastsnn_lava.user_model`) whose spec is ``spec``;
@@ -132,6 +144,7 @@ def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = _T.epochs, qat
     ``resume_state``: a :func:`fastsnn_lava.resume.load` dict to continue from.
     ``resume_file``: where rank 0 writes the resume state after every epoch (with ``config``).
     ``on_epoch(phase, epoch)``: called on every rank after each completed epoch.
+    ``distill``: weight of the float ANN's outputs in the QAT loss (knowledge distillation, :func:`distill_loss`).
     """
     rt = runtime or Runtime(torch.device("cpu"))
     set_seed(seed)
@@ -194,7 +207,8 @@ def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = _T.epochs, qat
             st = None
         fit(qann, lambda a: a.float(), x, y, qat_epochs, qat_lr, batch_size, f"QAT {bits}-bit", seed + 1, rt,
              progress, ds.augment, state=st, after_epoch=saver("qat", lambda: (float_net.state_dict(),
-                                                                              qann.state_dict())))
+                                                                              qann.state_dict())),
+             teacher=torch.no_grad()(float_forward), distill=distill)
         metrics["qann_test_accuracy_float_forward"] = accuracy(qann, xt.float(), yt)
     metrics["float_test_accuracy"] = accuracy(float_forward, xt, yt)
     if rt.distributed:
