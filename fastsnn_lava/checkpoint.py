@@ -21,7 +21,10 @@ its network is then converted from the QANN.
 ``snn`` is written by fine-tuning (``fastsnn-finetune``): the integer weights and
 biases of every layer of the tuned SNN. Its thresholds and shapes are those of
 the QANN's conversion (fine-tuning freezes them); the QANN itself stays the
-original, the target the SNN was tuned to.
+original, the target the SNN was tuned to. When ``meta["finetune"]["target"]`` is ``"cuba"`` the codes were
+tuned through Lava's CUBA LIF of the mapping ``meta["finetune"]["cuba_threshold"]``
+(:mod:`fastsnn_lava.tuning.cuba_tuning`): they are exported only as that network
+(:func:`fastsnn_lava.exporting.check_tuned_for`).
 
 It is read with ``torch.load(weights_only=True)``, which refuses anything but
 tensors and plain containers, so loading a stranger's file cannot run code.

@@ -42,6 +42,9 @@ bounded by :func:`to_cuba` itself.
 
 and an export whose bound reaches a register's limit is refused: the network would compute
 something else than this simulation's unbounded arithmetic, silently.
+
+The loss of the mapping can be tuned away: :mod:`fastsnn_lava.tuning.cuba_tuning` fine-tunes the codes
+through exactly this network (``fastsnn-finetune --target cuba --cuba-threshold MODE``).
 """
 from __future__ import annotations
 

@@ -8,6 +8,11 @@
    refused but every target's broken limits are reported (:func:`fastsnn_lava.hardware.limits_report`);
    ``--neuron cuba`` turns it into Lava's CUBA LIF (:func:`fastsnn_lava.cuba.to_cuba`, its own ranges
    checked too) and the format's handler writes it atomically (:func:`fastsnn_lava.formats.for_export`).
+
+A checkpoint fine-tuned through the CUBA LIF (``fastsnn-finetune --target cuba``, its record in the network's
+meta under ``finetune``) holds codes tuned for that neuron and one threshold mapping: it is written only
+as ``--neuron cuba`` with the same ``--cuba-threshold`` (:func:`check_tuned_for`), anything else is
+refused in one line, since it would silently be another, worse network.
 """
 from __future__ import annotations
 
@@ -29,11 +34,21 @@ def export_target(neuron: str, format: str, hw: str | None) -> dict | None:
     return load_target(hardware_target(hw)) if hardware_target(hw) else None
 
 
+def check_tuned_for(net: Network, neuron: str, cuba_threshold: str) -> None:
+    """Refuse to write a CUBA-tuned network (see the module) as another neuron or threshold mapping."""
+    tuned = net.meta.get("finetune") if isinstance(net.meta.get("finetune"), dict) else {}
+    if tuned.get("target") == "cuba" and (neuron != "cuba" or cuba_threshold != tuned.get("cuba_threshold")):
+        raise FastSNNError(f"this checkpoint was fine-tuned through the CUBA LIF with --cuba-threshold "
+                           f"{tuned.get('cuba_threshold')}: export it with --neuron cuba --cuba-threshold "
+                           f"{tuned.get('cuba_threshold')} (its codes are tuned for that network only)")
+
+
 def write_network(net: Network, out: str, neuron: str, target: dict | None, cuba_threshold: str, format: str,
                   log=None) -> Network:
     """Check the signed/unsigned IF ``net`` against ``target``, convert it for ``neuron``, write it to ``out``
     in ``format``; the network written. With no target, ``log`` (a callable taking one line, e.g. ``print``)
     receives :func:`~fastsnn_lava.hardware.limits_report` of the network written: nothing is refused."""
+    check_tuned_for(net, neuron, cuba_threshold)
     if format == "nir" and net.has_skips:
         from .formats.nir_graph import RESIDUAL
         raise FastSNNError(RESIDUAL)

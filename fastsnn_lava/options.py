@@ -23,6 +23,7 @@ TUNERS = ("layerwise", "tandem", "calibrate")  # fastsnn-finetune --method
 RULES = ("mismatch", "accuracy")              # fastsnn-finetune --accept (layer-wise acceptance rule)
 SCHEDULES = ("halve", "cosine")               # fastsnn-finetune --schedule (tandem step schedule)
 GRADIENTS = ("bptt", "qann")                  # fastsnn-finetune --gradient (tandem backward pass)
+TARGETS = ("signed", "cuba")                  # fastsnn-finetune --target: the neuron the SNN is tuned through
 
 NO_TARGET = "none"            # --hw none: simulation only, no hardware target checked
 CUBA_THRESHOLD = "half"      # the default --cuba-threshold, of fastsnn-export and of cuba.to_cuba
@@ -139,8 +140,15 @@ class ExportOptions:
 class TuneOptions:
     """``fastsnn-finetune`` and :func:`fastsnn_lava.pipeline.finetune`."""
     dataset: str | None = option(None, "training data (default: the checkpoint's dataset)")
-    method: str = option("layerwise", "layerwise (default, the paper's), tandem (whole network at once, "
-                         "distilled from the QANN) or calibrate (bias calibration only)", choices=TUNERS)
+    method: str | None = option(None, "layerwise (default with --target signed, the paper's), tandem (whole network "
+                                "at once, distilled from the QANN; default and only choice with --target cuba) or "
+                                "calibrate (bias calibration only)", choices=TUNERS)
+    target: str = option("signed", "the neuron the SNN is tuned through: signed (Fast-SNN's signed IF, default) or "
+                         "cuba (Lava's standard CUBA LIF, for fastsnn-export --neuron cuba: tandem BPTT through the "
+                         "reset-to-zero binary spikes)", choices=TARGETS)
+    cuba_threshold: str = option(CUBA_THRESHOLD, "with --target cuba: the LIF threshold mapping tuned through "
+                                 "(default %(default)s; fastsnn-export --neuron cuba must use the same)",
+                                 choices=CUBA_THRESHOLDS)
     calibrate: int | None = option(None, "first shift each hidden channel's bias code so that its mean spike "
                                    "count on N seeded training images matches the QANN's (default: off; "
                                    f"{CALIBRATE_SAMPLES} for --method calibrate)", type=int, low=0, metavar="N")

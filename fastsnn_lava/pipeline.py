@@ -28,8 +28,9 @@ from .data import load_dataset
 from .errors import FastSNNError
 from .engine import Engine
 from .ir import Network
-from .options import (CALIBRATE_SAMPLES, LAYERWISE_LR, RUN_BACKEND, TANDEM_LR, TUNERS, hardware_target,
-                      DiagnoseOptions, ExportOptions, ReportOptions, RunOptions, TrainOptions, TuneOptions)
+from .options import (CALIBRATE_SAMPLES, CUBA_THRESHOLDS, LAYERWISE_LR, RUN_BACKEND, TANDEM_LR, TARGETS, TUNERS,
+                      hardware_target, DiagnoseOptions, ExportOptions, ReportOptions, RunOptions, TrainOptions,
+                      TuneOptions)
 from .spec import resolve_arch
 from .reference import qann_forward, run_batches
 from .training import train as train_networks
@@ -167,9 +168,13 @@ def _tune_layerwise(qann, net0, start, ds, o: TuneOptions, lr: float) -> tuple:
 
 
 def _tune_tandem(qann, net0, start, ds, o: TuneOptions, lr: float) -> tuple:
-    """All hidden layers at once, distilled from the QANN (:mod:`fastsnn_lava.tuning.distillation`)."""
-    from .tuning import tandem
-    net, summary = tandem(qann, net0, ds.x_train, epochs=o.epochs, lr=lr, batch_size=o.batch_size,
+    """All hidden layers at once, distilled from the QANN (:mod:`fastsnn_lava.tuning.distillation`), through the
+    signed IF or, with ``target="cuba"``, through Lava's CUBA LIF (:mod:`fastsnn_lava.tuning.cuba_tuning`)."""
+    from functools import partial
+
+    from .tuning import cuba_tandem, tandem
+    tune = partial(cuba_tandem, threshold=o.cuba_threshold) if o.target == "cuba" else tandem
+    net, summary = tune(qann, net0, ds.x_train, epochs=o.epochs, lr=lr, batch_size=o.batch_size,
                           max_samples=o.max_samples, seed=o.seed, progress=o.progress, checks=o.checks,
                           schedule=o.schedule, y=ds.y_train, label_weight=o.label_weight, start=start,
                           gradient=o.gradient, classifier=o.classifier, average=o.average)
@@ -193,7 +198,8 @@ def finetune(model_path: str, out: str, dataset: str | None = _F.dataset, epochs
              accuracy_samples: int = _F.accuracy_samples, checks: int = _F.checks, method: str = _F.method,
              schedule: str = _F.schedule, label_weight: float = _F.label_weight,
              calibrate: int | None = _F.calibrate, gradient: str = _F.gradient, classifier: bool = _F.classifier,
-             average: float = _F.average) -> tuple[Network, dict]:
+             average: float = _F.average, target: str = _F.target,
+             cuba_threshold: str = _F.cuba_threshold) -> tuple[Network, dict]:
     """Fine-tuning of a checkpoint's signed-IF SNN: ``method="layerwise"`` (the paper's,
     :mod:`fastsnn_lava.tuning.layerwise`; ``rule`` and ``force`` apply) or ``"tandem"`` (all hidden layers
     at once, distilled from the QANN, :mod:`fastsnn_lava.tuning.distillation`; ``epochs`` are whole-network epochs,
@@ -201,20 +207,32 @@ def finetune(model_path: str, out: str, dataset: str | None = _F.dataset, epochs
     ``average`` the decay of the averaged codes it judges, 0 for none),
     or ``"calibrate"`` (bias calibration only, :mod:`fastsnn_lava.tuning.calibration`, no gradients).
     ``calibrate=N`` calibrates the biases on N seeded training images first (0 or None: not,
-    except for ``method="calibrate"``, which then uses 256). The keywords are the fields of
+    except for ``method="calibrate"``, which then uses 256). ``target="cuba"`` tunes through Lava's CUBA LIF of
+    the ``cuba_threshold`` mapping instead (tandem only, the default method then; the test accuracies are the
+    CUBA network's; export it with ``neuron="cuba"`` and that mapping). The keywords are the fields of
     :class:`~fastsnn_lava.options.TuneOptions`.
 
     Writes ``out``: the same checkpoint plus the tuned integer SNN, so it still exports
     losslessly. Returns the tuned network and the record stored in its meta under ``finetune``.
     """
+    if target not in TARGETS or cuba_threshold not in CUBA_THRESHOLDS:
+        raise FastSNNError(f"--target must be one of {TARGETS} and --cuba-threshold one of {CUBA_THRESHOLDS}, got "
+                           f"{target!r} and {cuba_threshold!r}")
+    method = method or ("tandem" if target == "cuba" else "layerwise")
     if method not in TUNING:
         raise FastSNNError(f"--method must be one of {TUNERS}, got {method!r}")
+    clash = [f for f, bad in ((f"--method {method}", method != "tandem"), ("--calibrate", calibrate),
+                              (f"--gradient {gradient}", gradient != "bptt")) if bad]
+    if target == "cuba" and clash:
+        raise FastSNNError(f"--target cuba tunes by tandem BPTT through the CUBA LIF: {', '.join(clash)} cannot "
+                           "go with it")
     tuner, default_lr = TUNING[method]
     lr = lr if lr is not None else default_lr
     o = TuneOptions(dataset=dataset, method=method, calibrate=calibrate, epochs=epochs, rule=rule, force=force,
                     checks=checks, lr=lr, schedule=schedule, gradient=gradient, label_weight=label_weight,
                     classifier=classifier, average=average, batch_size=batch_size, max_samples=max_samples,
-                    accuracy_samples=accuracy_samples, seed=seed, progress=progress)
+                    accuracy_samples=accuracy_samples, seed=seed, progress=progress, target=target,
+                    cuba_threshold=cuba_threshold)
     from .tuning import heldout_count
     qann, float_net, meta = checkpoint.load(model_path)
     dataset = dataset or meta.get("dataset")
@@ -238,9 +256,15 @@ def finetune(model_path: str, out: str, dataset: str | None = _F.dataset, epochs
         start, cal_report = calibrate_biases(net0, ds.x_train[np.sort(idx)])
         calib = {"calibration": cal_report.__dict__}
     net, reports, extra = tuner(qann, net0, start, ds, o, lr)
-    snn = Engine(net).run(ds.x_test)  # the reference simulation, bit-exact and batched (engine.py)
-    snn0 = Engine(net0).run(ds.x_test)
-    record = {"method": method, **extra, **calib, "checks_per_epoch": checks, "lr": lr,
+    if target == "cuba":  # the LIF reference of the CUBA network (lif.py), as export --neuron cuba writes it
+        from .activity import simulate
+        from .cuba import to_cuba
+        snn, snn0 = (simulate(to_cuba(n, cuba_threshold), ds.x_test) for n in (net, net0))
+        extra = dict(extra, cuba_threshold=cuba_threshold)
+    else:
+        snn = Engine(net).run(ds.x_test)  # the reference simulation, bit-exact and batched (engine.py)
+        snn0 = Engine(net0).run(ds.x_test)
+    record = {"method": method, "target": target, **extra, **calib, "checks_per_epoch": checks, "lr": lr,
               "batch_size": batch_size,
               "samples_per_epoch": min(len(ds.x_train) - heldout_count(len(ds.x_train)),
                                        max_samples or len(ds.x_train)),

@@ -21,6 +21,17 @@ count ``n`` that gates the −1 spike is treated as a constant. Backpropagating
 through the T steps of every layer (BPTT) then sees *when* each spike arrives,
 which the count-level straight-through rule of the QANN cannot: the sequential
 error is a matter of order within the window.
+
+**The CUBA LIF** (:func:`lif_bptt`) of :mod:`fastsnn_lava.cuba`'s mapping (``iDecay = 4096``,
+``vDecay = 0``, everything in Lava's units of 2^6) is the reset-to-zero neuron with binary spikes::
+
+    v(0) = 0;   v ← v + I(t);   s(t) = H(v − ϑ);   v ← v·(1 − s(t))
+
+with the same ramp ``h`` for ``H``, one threshold ϑ wide. The reset is **detached**
+(``v·(1 − s.detach())``): the gradient of a step's spike reaches the earlier currents through the
+membrane it integrated, but the reset itself adds none (the common choice for reset-to-zero LIF
+surrogates; a live reset would feed ``−v·h`` back, about −1 per spike, pushing a neuron that just
+fired away from firing again).
 """
 from __future__ import annotations
 
@@ -60,5 +71,19 @@ def if_bptt(currents: torch.Tensor, theta: int, signed: bool = True) -> torch.Te
     for current in currents:
         v, n, s = if_step(v, n, current, theta, signed, heaviside=lambda x: step(x, theta))
         n = n.detach()  # the count only gates the −1 spike: a constant for the gradient
+        out.append(s)
+    return torch.stack(out)
+
+
+def lif_bptt(currents: torch.Tensor, vth: int) -> torch.Tensor:
+    """Spike trains ``(T, B, …)`` in {0, 1} of reset-to-zero LIF neurons (v(0) = 0, no leak) that fire when
+    ``v ≥ vth``, driven by ``currents`` ``(T, B, …)``: the values are :func:`fastsnn_lava.lif.cuba_step`'s
+    spikes of the CUBA mapping (in units of 2^6), the derivative :func:`step`'s ramp; the reset is detached."""
+    v = torch.zeros_like(currents[0])
+    out = []
+    for current in currents:
+        v = v + current
+        s = step(v - vth, vth)
+        v = v * (1 - s.detach())
         out.append(s)
     return torch.stack(out)

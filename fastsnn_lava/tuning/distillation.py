@@ -66,12 +66,19 @@ averaged codes are still what is returned): the training trajectory is not throw
 a noisy held-out measurement says no. Only a check worse than the network the run started
 from means the run has diverged: then masters and average go back to the kept codes, the
 momentum restarts and the step is halved from there on (under ``"cosine"`` too).
+
+**Other neurons.** The :class:`Tuner` is the signed IF's forward; a subclass may run another
+neuron on the same codes (:mod:`fastsnn_lava.tuning.cuba_tuning`: Lava's CUBA LIF) through
+``tandem(make_tuner=...)``: it overrides :meth:`Tuner.forward`, the exact simulation the checks
+judge (:meth:`Tuner.simulate`, None for codes that neuron cannot run: such a check is rejected)
+and the exact dtype (:meth:`Tuner.exact_dtype`).
 """
 from __future__ import annotations
 
 import dataclasses
 import math
 import time
+from typing import Callable
 
 import numpy as np
 import torch
@@ -106,6 +113,8 @@ class TandemReport:
     gradient: str = "qann"     # the backward: "bptt" (surrogate through the steps) or "qann" (count-level)
     classifier: bool = False   # whether the classifier's codes were tuned too
     average: float = 0.0       # EMA decay of the judged code masters per step (0: the masters themselves)
+    target: str = "signed"     # the neuron the codes were tuned through: "signed" (IF) or "cuba" (Lava's LIF)
+    cuba_threshold: str | None = None  # with target "cuba": the threshold mapping (cuba.to_cuba)
     # the checks: epoch, batch, held-out criterion, KL, agreement and decide()'s verdict; first the start ("start")
     history: list = dataclasses.field(default_factory=list)
 
@@ -130,6 +139,8 @@ def decide(criterion: float, best: float, start: float, averaging: bool) -> str:
 class Tuner:
     """The network's integer layers with real-valued code masters for the hidden layers 2..L−1 (and L with ``classifier``)."""
 
+    target, threshold = "signed", None  # the neuron tuned through (a subclass's), its threshold mapping
+
     def __init__(self, qann: QuantNet, net: Network, gradient: str = "bptt", classifier: bool = False):
         self.net, self.T, self.gradient, self.classifier = net, net.timesteps, gradient, classifier
         units = qann.units_in()
@@ -137,13 +148,21 @@ class Tuner:
             frozen_grid(qann, net, li, units)
         self.scale = qann.layers[-1].grid(units[-1])[2] / self.T
         hidden = net.layers[1:] if classifier else net.layers[1:-1]
-        exact32 = all(tuning_dtype(layer, self.T) == torch.float32 for layer in hidden)
-        self.dtype = torch.float32 if exact32 and network_dtype(net) == torch.float32 else torch.float64
+        self.dtype = self.exact_dtype(hidden)
         self.w = [torch.nn.Parameter(tensor(layer.weight, self.dtype)) for layer in hidden]
         self.b = [torch.nn.Parameter(tensor(layer.bias, self.dtype)) for layer in hidden]
         if net.layers[-1].skips:
             raise FastSNNError("the classifier cannot receive shortcuts: end with a hidden layer")
         self.kernel = Kernel(net, self.dtype)  # the frozen layers (first, and the classifier as converted)
+
+    def exact_dtype(self, hidden: list) -> torch.dtype:
+        """float32 when every value of the forward stays exact whatever codes the ``hidden`` layers take."""
+        exact32 = all(tuning_dtype(layer, self.T) == torch.float32 for layer in hidden)
+        return torch.float32 if exact32 and network_dtype(self.net) == torch.float32 else torch.float64
+
+    def simulate(self, candidate: Network, x: np.ndarray) -> np.ndarray | None:
+        """The exact integer outputs ``Σ_t I^L(t)`` of the network ``candidate`` (the engine's)."""
+        return Engine(candidate, device="cpu").run(x)
 
     def params(self) -> list:
         return self.w + self.b
@@ -252,8 +271,12 @@ class Checks:
             g["lr"] = lr
 
     def evaluate(self, candidate: Network) -> tuple[float, float, float]:
-        """(criterion, KL, agreement with the QANN) of ``candidate`` on the held-out share, on the engine."""
-        out = torch.as_tensor(Engine(candidate, device="cpu").run(self.x_held.numpy()), dtype=self.tuner.dtype)
+        """(criterion, KL, agreement with the QANN) of ``candidate`` on the held-out share, simulated exactly
+        (:meth:`Tuner.simulate`); infinite criterion and KL for codes the tuner's neuron cannot run."""
+        out = self.tuner.simulate(candidate, self.x_held.numpy())
+        if out is None:
+            return math.inf, math.inf, 0.0
+        out = torch.as_tensor(out, dtype=self.tuner.dtype)
         z = self.tuner.scale * out
         crit, div = self.objective(z, self.z_held, self.y_held)
         return float(crit), float(div), float((z.argmax(1) == self.z_held.argmax(1)).double().mean())
@@ -298,7 +321,8 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
            progress: bool = True, checks: int = 1, tau: float = 1.0, schedule: str = "halve",
            y: np.ndarray | None = None, label_weight: float = 0.0,
            start: Network | None = None, gradient: str = "bptt",
-           classifier: bool = False, average: float = 0.0) -> tuple[Network, TandemReport]:
+           classifier: bool = False, average: float = 0.0,
+           make_tuner: Callable[..., Tuner] = Tuner) -> tuple[Network, TandemReport]:
     """Tune hidden layers 2..L−1 of ``net`` (the signed-IF conversion of ``qann``) together; see the module.
 
     ``net`` is the teacher (its integer QANN) and fixes the grid; the codes start from ``start``
@@ -310,11 +334,12 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
     ``label_weight·CE(z_SNN, y)`` beside the KL. ``gradient``: ``"bptt"`` or ``"qann"`` (see the module).
     ``classifier``: also tune the classifier's codes (default: they stay as converted).
     ``average``: judge the codes of the masters' moving average with this decay per step (0: off; see the module).
+    ``make_tuner(qann, start, gradient, classifier)``: the forward (default the signed IF's :class:`Tuner`).
     """
     check_settings(net, epochs, lr, heldout, checks, tau, schedule, gradient, average, label_weight, y)
     start = tuned_start(net, start)
     t0 = time.time()
-    tuner = Tuner(qann, start, gradient, classifier)
+    tuner = make_tuner(qann, start, gradient, classifier)
     gen = torch.Generator().manual_seed(seed)
     held, rest = split(len(x), heldout, gen)
     fit = rest[:max_samples] if max_samples is not None else rest
@@ -357,4 +382,5 @@ def tandem(qann: QuantNet, net: Network, x: np.ndarray, epochs: int = 1, lr: flo
                   for a, b in zip(net.layers, best_net.layers))
     return best_net, TandemReport(epochs, checks, judge.kept, judge.kl_before, judge.best_kl, judge.agree_before,
                                   judge.best_agree, changed, round(time.time() - t0, 2), round(t_train, 2),
-                                  judge.step_lr, label_weight, gradient, classifier, average, judge.history)
+                                  judge.step_lr, label_weight, gradient, classifier, average, tuner.target,
+                                  tuner.threshold, judge.history)
