@@ -23,13 +23,13 @@ RATE_GRID = [1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128] + ([192, 256, 38
 TOLERANCE = 0.005
 
 
-def smallest_t(acc: dict, target: float):
-    """The smallest T of the grid whose accuracy is within the tolerance of ``target`` (None: never).
+def smallest_t(acc: dict, target: float, tolerance: float = TOLERANCE):
+    """The smallest T of the grid whose accuracy is within ``tolerance`` of ``target`` (None: never).
 
     The first crossing, not "from there on": a Fast-SNN network is built for T = 2^b − 1 and run
     there; longer runs with the same thresholds are a sweep, not its operating point.
     """
-    return next((t for t, a in sorted(acc.items()) if a >= target - TOLERANCE - 1e-12), None)
+    return next((t for t, a in sorted(acc.items()) if a >= target - tolerance - 1e-12), None)
 
 
 def run_one(arch: str) -> dict:
@@ -52,6 +52,7 @@ def run_one(arch: str) -> dict:
             "qann_test_accuracy": meta.get("qann_test_accuracy"),
             "curves": {k: {str(t): a for t, a in v.items()} for k, v in curves.items()},
             "smallest_t_within_0.5pp": {k: smallest_t(v, ann) for k, v in curves.items()},
+            "smallest_t_within_1pp": {k: smallest_t(v, ann, 0.01) for k, v in curves.items()},
             "peer": "max-normalised rate-coded IF conversion (Diehl 2015 / Rueckauer 2017), "
                     "analog input, reset by subtraction; SpikingJelly not installed"}
 

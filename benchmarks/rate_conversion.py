@@ -3,7 +3,8 @@
 SpikingJelly's ann2snn is not used (its dependencies pull another torch); this is the
 standard max-normalised IF conversion (Diehl et al. 2015; Rueckauer et al. 2017):
 
-* BatchNorm folded into the weights, inputs scaled to ``x / input_max ∈ [0, 1]`` (λ_0 = 1);
+* BatchNorm (and an input normalisation, :mod:`fastsnn_lava.normalize`) folded into the weights, inputs
+  scaled to ``x / input_max ∈ [0, 1]`` (λ_0 = 1);
 * λ_l = the largest ReLU activation of layer l on training samples (``percentile`` = 100), or a
   robust percentile of it; weights ``W̃_l = W_l·λ_{l-1}/λ_l``, biases ``b̃_l = b_l/λ_l``;
 * IF neurons with threshold 1, v(0) = 0, reset by subtraction; the first layer is driven by the
@@ -14,19 +15,22 @@ One simulation of ``T_max`` steps gives the accuracy at every t ≤ T_max (the n
 """
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
 from fastsnn_lava.models import fold_batchnorm
+from fastsnn_lava.normalize import InputNorm, fold
 
 
 def _layers(float_net: nn.Sequential):
     return [m for m in float_net if isinstance(m, (nn.Conv2d, nn.Linear))]
 
 
-def _apply(mod, w, b, x):
+def apply_layer(mod, w, b, x):
     if isinstance(mod, nn.Conv2d):
         return F.conv2d(x, w, b, mod.stride, mod.padding, mod.dilation, mod.groups)
     return F.linear(x.flatten(1), w, b)
@@ -36,9 +40,15 @@ def _apply(mod, w, b, x):
 def normalise(float_net: nn.Sequential, x_train: torch.Tensor, input_max: int, percentile: float = 100.0):
     """[(module, W̃, b̃)] per layer with the data-based normalisation."""
     mods, folded = _layers(float_net), fold_batchnorm(float_net)
+    if isinstance(float_net[0], InputNorm):  # a normalised dataset: fold it into the first layer (exact)
+        norm = float_net[0]
+        folded[0] = fold(*folded[0], norm, tuple(x_train.shape[1:]))
+        if norm.pad:  # InputNorm pads the raw input and the conv pads nothing: a conv padded by norm.pad
+            mods[0] = copy.copy(mods[0])
+            mods[0].padding = (norm.pad, norm.pad)
     a, lam_prev, out = x_train.float() / input_max, 1.0, []
     for i, (mod, (w, b)) in enumerate(zip(mods, folded)):
-        z = _apply(mod, w, b, a)
+        z = apply_layer(mod, w, b, a)
         if i == len(mods) - 1:
             out.append((mod, w * lam_prev, b))
             break
@@ -60,7 +70,7 @@ def accuracy_vs_t(layers, x: np.ndarray, y: np.ndarray, input_max: int, input_sh
         xb = torch.as_tensor(x[s:s + batch], dtype=torch.float32).reshape(-1, *input_shape) / input_max
         yb = torch.as_tensor(y[s:s + batch])
         mod0, w0, b0 = layers[0]
-        first = _apply(mod0, w0, b0, xb)
+        first = apply_layer(mod0, w0, b0, xb)
         if len(layers) == 1:
             for t in grid:
                 correct[t] += int((first.argmax(1) == yb).sum())
@@ -73,7 +83,7 @@ def accuracy_vs_t(layers, x: np.ndarray, y: np.ndarray, input_max: int, input_sh
             v[0] -= s0
             a = s0
             for k, (mod, w, b) in enumerate(layers[1:], start=1):
-                cur = _apply(mod, w, b, a)
+                cur = apply_layer(mod, w, b, a)
                 if k == len(layers) - 1:
                     acc = cur if acc is None else acc + cur
                     break

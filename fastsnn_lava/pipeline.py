@@ -142,7 +142,8 @@ def train(dataset: str = _T.dataset, arch: str = _T.arch, bits: int = _T.bits, o
             net = to_network(qann)
             qout = run_batches(net, ds.x_test, qann_forward)
             meta = dict(metrics, dataset=dataset, arch=arch, bits=bits, seed=seed, classes=ds.classes, threads=threads,
-                        train_samples=len(ds.x_train), distill=distill,
+                        train_samples=len(ds.x_train), distill=distill, epochs=0 if init else epochs,
+                        qat_epochs=qat_epochs,
                         qann_test_accuracy=float((qout.argmax(1) == ds.y_test).mean()), test_samples=len(ds.y_test))
             if init:
                 meta["init_from"] = str(init)

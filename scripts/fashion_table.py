@@ -1,6 +1,8 @@
-"""Issue 3's results table: Fashion-MNIST, 5-spiking-layer CNN, b = 2, 3, 4 (``--arch`` for others, e.g. resnet8).
+"""Issue 3's results table: Fashion-MNIST, 5-spiking-layer CNN, b = 2, 3, 4 (``--arch`` for others, e.g. resnet8);
+``--dataset cifar10``: the same table for CIFAR-10 (issue 24), with the float ANN and the training time.
 
-For each b, from ``build/models/fashion_<arch>_b{b}.pt`` (``scripts/train_fashion.py``):
+For each b, from ``build/models/<prefix>_<arch>_b{b}.pt`` (prefix ``fashion`` or ``cifar10``;
+``scripts/train_fashion.py``, ``scripts/train_cifar10.py``):
 QANN, SNN unsigned IF, SNN signed IF, and signed IF fine-tuned under both
 acceptance rules (held-out mismatch, the default; training accuracy, the
 paper's) — all on the full 10k test set with the reference simulation — plus
@@ -10,10 +12,10 @@ bias calibration alone (:mod:`fastsnn_lava.tuning.calibration`, on N training im
 row without redoing the rest); ``--tandem-calibrate N`` starts tandem from it. ``--tandem`` adds
 whole-network fine-tuning (:mod:`fastsnn_lava.tuning.distillation`), which then is the network that
 the diagnosis and Lava run; ``--rules ''`` skips the layer-wise rules (deep networks).
-Writes ``benchmarks/results/fashion_<arch>.json``, the diagnosis plots
-``benchmarks/results/fashion_<arch>_b{b}_diagnose.png``, and the README table
+Writes ``benchmarks/results/<prefix>_<arch>.json``, the diagnosis plots
+``benchmarks/results/<prefix>_<arch>_b{b}_diagnose.png``, and the README table
 between ``<!-- fashion-table:start -->`` and ``<!-- fashion-table:end -->`` (other archs:
-``<!-- fashion-table-<arch>:start -->``).
+``<!-- fashion-table-<arch>:start -->``; CIFAR-10: ``<!-- cifar10-table-<arch>:start -->``).
 
     .venv/bin/python scripts/fashion_table.py [--bits 2,3,4] [--lava-samples 500] [--epochs 1]
     .venv/bin/python scripts/fashion_table.py --arch resnet20 --bits 2 --rules '' --tandem --tandem-epochs 4 --tandem-schedule cosine --tandem-labels 0.5 --tandem-lr 0.02 --tandem-average 0.99 --lava-samples 50 --calibrate 256
@@ -40,48 +42,53 @@ from fastsnn_lava.reference import run_batches, snn_forward  # noqa: E402
 from fastsnn_lava.options import GRADIENTS, LAYERWISE_LR, SCHEDULES, TANDEM_LR, TuneOptions  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+PREFIX = {"fashion-mnist": "fashion", "cifar10": "cifar10"}  # dataset: its files' prefix
+NAMES = {"fashion-mnist": "Fashion-MNIST", "cifar10": "CIFAR-10"}
 
 
 def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: int | None, lr: float,
         arch: str = "cnn5", checks: int = 1, rules: tuple = ("mismatch", "accuracy"), tandem: dict | None = None,
-        calibrate: int = 0) -> dict:
-    """One row; cached in ``<models>/fashion_row[_<arch>]_b{bits}.json`` so an interrupted run resumes.
+        calibrate: int = 0, dataset: str = "fashion-mnist") -> dict:
+    """One row; cached in ``<models>/<prefix>_row[_<arch>]_b{bits}.json`` so an interrupted run resumes.
 
     ``rules``: the layer-wise acceptance rules to run; ``tandem``: settings of whole-network fine-tuning
     (``epochs``, ``lr``, ``checks``, ``max_samples``) or None. The headline fine-tuned network, which
     the diagnosis and Lava run, is the tandem one when there is one, else the layer-wise mismatch rule's."""
-    cache = models / (f"fashion_row_b{bits}.json" if arch == "cnn5" else f"fashion_row_{arch}_b{bits}.json")
-    src = models / f"fashion_{arch}_b{bits}.pt"
+    pre = PREFIX[dataset]
+    cache = models / (f"{pre}_row_b{bits}.json" if arch == "cnn5" else f"{pre}_row_{arch}_b{bits}.json")
+    src = models / f"{pre}_{arch}_b{bits}.pt"
     if cache.exists():
         out = json.loads(cache.read_text())
+        if out.get("float") is not None and src.exists():
+            out.update(_training(src))  # the training record as this code reads it
         if calibrate and out.get("finetune_calibrate", {}).get("calibration", {}).get("samples") != calibrate:
-            _calibrated(out, src, models / f"fashion_{arch}_b{bits}_ft_calibrate.pt", calibrate)
+            _calibrated(out, src, models / f"{pre}_{arch}_b{bits}_ft_calibrate.pt", calibrate)
             cache.write_text(json.dumps(out))
         return out
-    out = {"bits": bits, "timesteps": 2 ** bits - 1, "model": str(src)}
+    out = {"bits": bits, "timesteps": 2 ** bits - 1, "model": str(src), **_training(src)}
     if calibrate:
-        _calibrated(out, src, models / f"fashion_{arch}_b{bits}_ft_calibrate.pt", calibrate)
+        _calibrated(out, src, models / f"{pre}_{arch}_b{bits}_ft_calibrate.pt", calibrate)
     ft = {}
     for rule in rules:
-        dst = models / f"fashion_{arch}_b{bits}_ft_{rule}.pt"
+        dst = models / f"{pre}_{arch}_b{bits}_ft_{rule}.pt"
         settings = dict(epochs=epochs, max_samples=max_samples, lr=lr, checks=checks)
-        rec = _ft_record(dst, "layerwise", **settings) if dst.exists() else None  # an interrupted run's: reuse it
+        rec = _ft_record(dst, "layerwise", dataset, **settings) if dst.exists() else None  # an interrupted run's: reuse it
         if rec is None:
             _, rec = finetune(str(src), str(dst), rule=rule, progress=True, **settings)
         ft[rule] = (dst, rec)
         out[f"finetune_{rule}"] = rec
     if tandem:
-        dst = models / f"fashion_{arch}_b{bits}_ft_tandem.pt"
-        rec = _ft_record(dst, "tandem", **tandem) if dst.exists() else None
+        dst = models / f"{pre}_{arch}_b{bits}_ft_tandem.pt"
+        rec = _ft_record(dst, "tandem", dataset, **tandem) if dst.exists() else None
         if rec is None:
             _, rec = finetune(str(src), str(dst), method="tandem", progress=True, **tandem)
         ft["tandem"] = (dst, rec)
         out["finetune_tandem"] = rec
     headline = "tandem" if tandem else "mismatch"
     out["headline"] = headline
-    diag = diagnose(str(ft[headline][0]), "fashion-mnist")
-    plot(diag, RESULTS / f"fashion_{arch}_b{bits}_diagnose.png")
-    ds = load_dataset("fashion-mnist")
+    diag = diagnose(str(ft[headline][0]), dataset)
+    plot(diag, RESULTS / f"{pre}_{arch}_b{bits}_diagnose.png")
+    ds = load_dataset(dataset)
 
     def test_accuracy(path: Path) -> float:
         return float((run(convert(str(path)), ds.x_test).argmax(1) == ds.y_test).mean())
@@ -103,7 +110,7 @@ def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: in
         for s, u in zip(diag["variants"]["signed"]["layers"], diag["variants"]["unsigned"]["layers"]))
     if lava_samples:
         from fastsnn_lava.lava.runner import run_lava
-        h5 = models / f"fashion_{arch}_b{bits}_ft.h5"
+        h5 = models / f"{pre}_{arch}_b{bits}_ft.h5"
         net = export(str(ft[headline][0]), str(h5))
         x, y = ds.x_test[:lava_samples], ds.y_test[:lava_samples]
         t0 = time.time()
@@ -126,7 +133,22 @@ def _calibrated(out: dict, src: Path, dst: Path, samples: int) -> None:
     out["snn_signed_calibrated"] = rec["snn_test_accuracy"]  # the engine on all 10,000 test samples
 
 
-def _ft_record(path: Path, method: str, epochs: int, max_samples: int | None, lr: float, checks: int = 1,
+def _training(src: Path) -> dict:
+    """The float ANN's test accuracy and the training of ``src`` and of the checkpoints it started from
+    (``init_from``, progressive precision): QAT epochs per bit width, seconds in all."""
+    from fastsnn_lava.checkpoint import load
+    meta = load(str(src))[2]
+    chain, seconds, path = [], 0.0, src
+    while path is not None and Path(path).exists() and len(chain) < 8:
+        m = load(str(path))[2]
+        chain.append(f"{m['bits']}-bit" if m.get("init_from") else "float")
+        seconds += float(m.get("train_seconds", 0.0))
+        path = m.get("init_from")
+    return {"float": meta.get("float_test_accuracy"), "distill": meta.get("distill", 0.0),
+            "training": {"chain": " → ".join(reversed(chain)), "seconds": round(seconds, 1)}}
+
+
+def _ft_record(path: Path, method: str, dataset: str, epochs: int, max_samples: int | None, lr: float, checks: int = 1,
                schedule: str = "halve", label_weight: float = 0.0, calibrate: int = 0,
                gradient: str = "bptt", classifier: bool = False, average: float = 0.0) -> dict | None:
     """The fine-tuning record stored in ``path``'s meta, if it was made with these settings."""
@@ -141,7 +163,7 @@ def _ft_record(path: Path, method: str, epochs: int, max_samples: int | None, lr
                                         or rec.get("classifier", False) != classifier
                                         or rec.get("average", 0.0) != average)):
         return None
-    n = len(load_dataset("fashion-mnist").x_train)
+    n = len(load_dataset(dataset).x_train)
     fit = n - heldout_count(n)  # the training set less the share the tuners hold out
     return rec if rec.get("samples_per_epoch") == min(fit, max_samples or fit) else None
 
@@ -151,10 +173,15 @@ def pct(v: float) -> str:
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| b | T | QANN | SNN unsigned IF | SNN signed IF | bias-calibrated | layer-wise fine-tuned "
+    """The rows as a Markdown table; with the float ANN and the training when the rows carry them."""
+    extra = all(r.get("float") is not None for r in rows)
+    lines = ["| b | T |" + (" float ANN |" if extra else "") + " QANN | SNN unsigned IF | SNN signed IF | bias-calibrated | layer-wise fine-tuned "
              "| layer-wise, paper's rule | tandem fine-tuned | fine-tuned − QANN (pp) | Lava: network, samples, "
              "accuracy, = reference | fine-tuning: samples × epochs, lr (and schedule), checks per epoch, time |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "|---|---|" + ("---|" if extra else "") + "---|---|---|---|---|---|---|---|---|---|"
+             + ("---|" if extra else "")]
+    if extra:
+        lines[0] += " training: precision steps, time (s) |"
     for r in rows:
         lava, head = r.get("lava"), r.get("headline", "mismatch")
         lv = (f"{'tandem' if head == 'tandem' else 'layer-wise'}, {lava['samples']}, {pct(lava['accuracy'])}, "
@@ -182,16 +209,20 @@ def table(rows: list[dict]) -> str:
                 how.append(f"{name}: {f['samples_per_epoch']:,} × {f.get('epochs_per_layer', f.get('epochs'))}, "
                            f"{f['lr']:g}{' ' + f['schedule'] if 'schedule' in f else ''}{labels}, "
                            f"{f.get('checks_per_epoch', 1)}, {f['seconds']:.0f} s")
-        lines.append(f"| {r['bits']} | {r['timesteps']} | {pct(r['qann'])} | {pct(r['snn_unsigned'])} | "
+        lines.append(f"| {r['bits']} | {r['timesteps']} |" + (f" {pct(r['float'])} |" if extra else "")
+                     + f" {pct(r['qann'])} | {pct(r['snn_unsigned'])} | "
                      f"{pct(r['snn_signed'])} | {' | '.join(cells)} | {100 * (r['snn_signed_ft'] - r['qann']):+.2f} "
-                     f"({'tandem' if head == 'tandem' else 'layer-wise'}) | {lv} | {'; '.join(how)} |")
+                     f"({'tandem' if head == 'tandem' else 'layer-wise'}) | {lv} | {'; '.join(how)} |"
+                     + (f" {r['training']['chain']}{', distilled' if r.get('distill') else ''}, "
+                        f"{r['training']['seconds']:.0f} |" if extra else ""))
     return "\n".join(lines)
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bits", default="2,3,4")
-    ap.add_argument("--arch", default="cnn5", help="the models' architecture: fashion_<arch>_b<bits>.pt")
+    ap.add_argument("--dataset", default="fashion-mnist", choices=sorted(PREFIX))
+    ap.add_argument("--arch", default="cnn5", help="the models' architecture: <prefix>_<arch>_b<bits>.pt")
     ap.add_argument("--models", default=str(ROOT / "build" / "models"))
     ap.add_argument("--lava-samples", type=int, default=500)
     ap.add_argument("--epochs", type=int, default=1, help="fine-tuning epochs per layer")
@@ -221,7 +252,8 @@ def main():
     ap.add_argument("--readme-only", action="store_true", help="re-render the README table from the JSON")
     a = ap.parse_args()
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"fashion_{a.arch}.json"
+    pre = PREFIX[a.dataset]
+    path = RESULTS / f"{pre}_{a.arch}.json"
     if a.readme_only:
         doc = json.loads(path.read_text())
     else:
@@ -234,25 +266,29 @@ def main():
         if not rules and not tandem:
             sys.exit("fashion_table.py: nothing to fine-tune: give --rules or --tandem")
         rows = [row(b, Path(a.models), a.lava_samples, a.epochs, a.max_samples, a.lr, a.arch, a.checks, rules, tandem,
-                    a.calibrate) for b in map(int, a.bits.split(","))]
+                    a.calibrate, a.dataset) for b in map(int, a.bits.split(","))]
         doc = {"machine": f"{platform.machine()}, {platform.processor() or 'cpu'}, Python {platform.python_version()}",
-               "date": time.strftime("%Y-%m-%d"), "dataset": "fashion-mnist (10,000 test samples)", "rows": rows}
+               "date": time.strftime("%Y-%m-%d"), "dataset": f"{a.dataset} (10,000 test samples)", "rows": rows}
         path.write_text(json.dumps(doc, indent=2) + "\n")
     body = readme_body(doc, a.arch)
-    fill_section(ROOT / "README.md", section(a.arch), body)
+    fill_section(ROOT / "README.md", section(a.arch, a.dataset), body)
     print(body)
 
 
-def section(arch: str) -> str:
+def section(arch: str, dataset: str = "fashion-mnist") -> str:
     """The README section a table of ``arch`` lives in."""
+    if dataset != "fashion-mnist":
+        return f"{PREFIX[dataset]}-table-{arch}"
     return "fashion-table" if arch == "cnn5" else f"fashion-table-{arch}"
 
 
 def readme_body(doc: dict, arch: str) -> str:
-    """The README table and its caption, rendered from ``benchmarks/results/fashion_<arch>.json``."""
-    return (table(doc["rows"]) + f"\n\nAccuracies in % on all 10,000 Fashion-MNIST test samples (reference "
-            f"simulation, bit-exact with Lava); generated by `python scripts/fashion_table.py` on {doc['date']} "
-            f"({doc['machine']}) from `benchmarks/results/fashion_{arch}.json`.")
+    """The README table and its caption, rendered from ``benchmarks/results/<prefix>_<arch>.json``."""
+    dataset = doc.get("dataset", "fashion-mnist").split()[0]
+    flag = "" if dataset == "fashion-mnist" else f" --dataset {dataset}"
+    return (table(doc["rows"]) + f"\n\nAccuracies in % on all 10,000 {NAMES[dataset]} test samples (reference "
+            f"simulation, bit-exact with Lava); generated by `python scripts/fashion_table.py{flag}` on {doc['date']} "
+            f"({doc['machine']}) from `benchmarks/results/{PREFIX[dataset]}_{arch}.json`.")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pytest
 import torch
 
 from benchmarks import rate_conversion
@@ -57,6 +58,24 @@ def test_rate_conversion_normalises_and_converges(trained):
     acc = rate_conversion.accuracy_vs_t(layers, ds.x_test, ds.y_test, ds.input_max, (64,), [1, 4, 64])
     assert acc[64] >= meta["float_test_accuracy"] - 0.05
     assert acc[1] < acc[64]
+
+
+@pytest.mark.parametrize("arch", ["cnn5", "mlp"])
+def test_rate_conversion_folds_the_input_normalisation(arch):
+    """A normalised dataset's float ANN starts with InputNorm (raw-zero padding for a conv): the rate-coded
+    layers, run as an ANN (ReLU between), compute the float ANN exactly; λ scaling does not move the logits."""
+    from fastsnn_lava.models import build_float
+    from fastsnn_lava.spec import resolve_arch
+    torch.manual_seed(0)
+    net = build_float(resolve_arch(arch), (3, 16, 16), 10, {"mean": (0.4, 0.5, 0.6), "std": (0.2, 0.25, 0.3)}).eval()
+    x = torch.randint(0, 256, (8, 3, 16, 16))
+    a = x.float() / 255
+    layers = rate_conversion.normalise(net, x, 255)
+    for i, (m, w, b) in enumerate(layers):
+        a = rate_conversion.apply_layer(m, w, b, a)
+        a = a.clamp(min=0) if i < len(layers) - 1 else a
+    with torch.no_grad():
+        assert torch.allclose(a, net(x.float() / 255), atol=1e-5, rtol=1e-4)
 
 
 def test_bench_table_renders_the_result_files(tmp_path):

@@ -51,13 +51,23 @@ def test_readme_tables_are_what_their_scripts_render_from_the_committed_json():
     text = (ROOT / "README.md").read_text()
     fashion = _load("fashion_table")
     checked = 0
-    for path in sorted((ROOT / "benchmarks" / "results").glob("fashion_*.json")):
-        arch = path.stem.split("_", 1)[1]
-        want = fashion.readme_body(json.loads(path.read_text()), arch)
-        assert _section(text, fashion.section(arch)) == want, \
-            f"README's {fashion.section(arch)} is stale: python scripts/fashion_table.py --arch {arch} --readme-only"
+    results = ROOT / "benchmarks" / "results"
+    tables = sorted(results.glob("fashion_*.json")) + sorted(results.glob("cifar10_*.json"))
+    for path in [p for p in tables if p.name != "cifar10_accuracy_vs_t.json"]:
+        prefix, arch = path.stem.split("_", 1)
+        doc = json.loads(path.read_text())
+        dataset = doc.get("dataset", "fashion-mnist").split()[0]
+        assert fashion.PREFIX[dataset] == prefix, path
+        want, tag = fashion.readme_body(doc, arch), fashion.section(arch, dataset)
+        assert _section(text, tag) == want, (f"README's {tag} is stale: python scripts/fashion_table.py "
+                                             f"--dataset {dataset} --arch {arch} --readme-only")
         checked += 1
     assert checked >= 3
+    vs_t = results / "cifar10_accuracy_vs_t.json"
+    if vs_t.exists():
+        cifar = _load("cifar_accuracy_vs_t")
+        assert _section(text, "cifar10-accuracy-vs-t") == cifar.render(json.loads(vs_t.read_text())), \
+            "README's cifar10-accuracy-vs-t is stale: python scripts/cifar_accuracy_vs_t.py --readme-only"
     bench = _load("update_bench_table")
     assert _section(text, "bench-table") == bench.render().rstrip("\n"), \
         "README's bench-table is stale: python scripts/update_bench_table.py"

@@ -1,0 +1,97 @@
+"""Train the CIFAR-10 models of the README's CIFAR-10 tables (issue 24), one stage at a time, resumably.
+
+Stages, each one ``fastsnn-train`` run writing ``<out>/cifar10_<net>_<stage>.pt``:
+
+1. ``float``: the float ANN (``--float-epochs``; random crops and flips), saved with its calibrated
+   QANN at the last bit width and no QAT;
+2. one stage per bit width in ``--bits`` (e.g. ``3,2``): QAT started from the previous stage
+   (``--init``: progressive precision), ``--qat-epochs`` epochs, the float ANN distilled into the
+   QANN with weight ``--distill`` (``fastsnn-train --distill``).
+
+A finished stage is skipped; an interrupted one continues from its ``.resume`` file, so the same
+command run again (in a later session) picks up where the last one stopped. ``--net resnet20`` is
+the CIFAR ResNet-20 of ``benchmarks/models/cifar_resnet.py`` (option-A shortcuts, raw-zero padding
+of the input, ImageNet normalisation in forward); ``--published FILE`` starts its float stage from a
+published state dict (akamaster/pytorch_resnet_cifar10's ``resnet20-12fca82f.th``). Other nets
+are ``fastsnn-train --arch`` presets (``cnn5``, ``vgg11``), trained from scratch. The data comes
+from ``$FASTSNN_CIFAR10`` (the JPEG archive, ``fastsnn_lava.data``). Equivalent commands::
+
+    fastsnn-train --dataset cifar10 --model benchmarks/models/cifar_resnet.py:resnet \\
+        --model-args '{"depth": 20, "published": "resnet20-12fca82f.th"}' --epochs 3 --qat-epochs 0 \\
+        --lr 0.0003 --bits 2 --batch-size 128 --threads 2 -o cifar10_resnet20_float.pt
+    fastsnn-train --dataset cifar10 --model benchmarks/models/cifar_resnet.py:resnet --model-args ... \\
+        --init cifar10_resnet20_float.pt --bits 3 --qat-epochs 3 --distill 0.5 ... -o cifar10_resnet20_b3.pt
+
+Usage: .venv/bin/python scripts/train_cifar10.py --net resnet20 --published resnet20-12fca82f.th \\
+           [--float-epochs 3] [--lr 0.0003] [--bits 3,2] [--qat-epochs 3] [--distill 0.5] [--out build/models]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from fastsnn_lava.pipeline import train  # noqa: E402
+
+RESNET = "benchmarks/models/cifar_resnet.py:resnet"  # relative to the repository root (the script runs there)
+
+
+def stage(out: Path, resume: Path, **kw) -> dict:
+    """One ``pipeline.train`` run: skipped when ``out`` exists, continued when its resume file does."""
+    from fastsnn_lava.checkpoint import load
+    if out.exists():
+        return load(str(out))[2]
+    if resume.exists():
+        return train(out=str(out), resume=str(resume), model=kw.get("model"), progress=True)[2]
+    return train(out=str(out), progress=True, **kw)[2]
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--net", default="resnet20", help="resnet20 (benchmarks/models/cifar_resnet.py) or an --arch "
+                    "preset (cnn5, vgg11)")
+    ap.add_argument("--published", default=None, help="resnet20: start from this published state dict")
+    ap.add_argument("--float-epochs", type=int, default=3)
+    ap.add_argument("--lr", type=float, default=3e-4, help="float learning rate (Adam, cosine)")
+    ap.add_argument("--bits", default="3,2", help="QAT bit widths in order (progressive precision)")
+    ap.add_argument("--qat-epochs", default="3", help="QAT epochs, one number or one per bit width")
+    ap.add_argument("--qat-lr", type=float, default=5e-4)
+    ap.add_argument("--distill", type=float, default=0.5)
+    ap.add_argument("--batch-size", type=int, default=128)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--out", default="build/models")
+    a = ap.parse_args()
+    os.chdir(ROOT)
+    bits = [int(b) for b in a.bits.split(",")]
+    qat = [int(e) for e in a.qat_epochs.split(",")]
+    qat = qat * len(bits) if len(qat) == 1 else qat
+    if len(qat) != len(bits):
+        sys.exit("train_cifar10.py: give one --qat-epochs or one per --bits")
+    out = Path(a.out)
+    out.mkdir(parents=True, exist_ok=True)
+    if a.net == "resnet20":
+        net = dict(model=RESNET, model_args=json.dumps({"depth": 20, "published": a.published}))
+    else:
+        net = dict(arch=a.net)
+    common = dict(dataset="cifar10", batch_size=a.batch_size, seed=a.seed, threads=a.threads, **net)
+    prev = out / f"cifar10_{a.net}_float.pt"
+    meta = stage(prev, Path(str(prev) + ".resume"), bits=bits[-1], epochs=a.float_epochs, qat_epochs=0, lr=a.lr,
+                 **common)
+    print(json.dumps({"stage": "float", "float": meta["float_test_accuracy"], "seconds": meta["train_seconds"]}),
+          flush=True)
+    for b, epochs in zip(bits, qat):
+        path = out / f"cifar10_{a.net}_b{b}.pt"
+        meta = stage(path, Path(str(path) + ".resume"), bits=b, init=str(prev), qat_epochs=epochs, qat_lr=a.qat_lr,
+                     distill=a.distill, **common)
+        print(json.dumps({"stage": f"{b}-bit", "float": meta["float_test_accuracy"], "qann": meta["qann_test_accuracy"],
+                          "seconds": meta["train_seconds"]}), flush=True)
+        prev = path
+
+
+if __name__ == "__main__":
+    main()
