@@ -91,3 +91,60 @@ def test_tiny_cnn_on_real_cifar10_images_trains_exports_and_runs_on_lava(tmp_pat
     from fastsnn_lava import checkpoint
     meta = checkpoint.load(model)[2]
     assert meta["train_samples"] == 500 and meta["dataset"] == "cifar10" and meta["test_samples"] == 10000
+
+
+def _cifar_resnet():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "models" / "cifar_resnet.py"
+    spec = importlib.util.spec_from_file_location("cifar_resnet_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return path, module
+
+
+def test_the_cifar_resnet_converts_exactly_with_raw_padding_and_is_refused_as_published():
+    """benchmarks/models/cifar_resnet.py (option-A shortcuts, normalisation in forward): padding the raw image
+    before normalising folds exactly; the published layout (the first conv pads the normalised image) is refused."""
+    import torch
+    from fastsnn_lava.fx import convert
+    _, cr = _cifar_resnet()
+    torch.manual_seed(0)
+    model = cr.resnet(8).eval()
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+    c = convert(model, (3, 32, 32))
+    x = torch.rand(4, 3, 32, 32)
+    with torch.no_grad():
+        assert torch.allclose(c.float_net(x), model(x), atol=1e-4)
+    assert c.spec[0]["padding"] == 1 and len(c.spec) == 8  # stem + 3 blocks × 2 convs + classifier
+    published = cr.resnet(8, pad="normalised")
+    published.load_state_dict(model.state_dict())
+    with pytest.raises(FastSNNError, match="padded Conv2d 'conv1' on the normalised input"):
+        convert(published.eval(), (3, 32, 32))
+
+
+def test_cifar_resnet_with_distillation_trains_and_exports(tmp_path, monkeypatch, cifar10_archive):
+    """The README's CIFAR-10 recipe in miniature: the CIFAR ResNet-8 of benchmarks/models as --model, 300 real
+    images, 1 float + 1 distilled QAT epoch, exported (export checks the file against the integer network)."""
+    from fastsnn_lava.cli import export, train
+    path, _ = _cifar_resnet()
+    monkeypatch.setenv("FASTSNN_CIFAR10", str(cifar10_archive))
+    monkeypatch.setenv("FASTSNN_DATA", str(tmp_path / "cache"))
+    import dataclasses
+    from fastsnn_lava import pipeline
+    whole = pipeline.load_dataset
+    monkeypatch.setattr(pipeline, "load_dataset", lambda name: (lambda ds: dataclasses.replace(
+        ds, x_test=ds.x_test[:200], y_test=ds.y_test[:200]))(whole(name)))  # 200 test images: the test's time
+    model, h5 = tmp_path / "r.pt", tmp_path / "r.h5"
+    assert train.main(["--dataset", "cifar10", "--model", f"{path}:resnet", "--model-args", '{"depth": 8}',
+                       "--bits", "2", "--epochs", "1", "--qat-epochs", "1", "--distill", "0.5", "--train-samples",
+                       "300", "--threads", "1", "--no-progress", "-o", str(model)]) == 0
+    assert export.main([str(model), "-o", str(h5)]) == 0 and h5.stat().st_size > 0
+    from fastsnn_lava import checkpoint
+    meta = checkpoint.load(model)[2]
+    assert meta["distill"] == 0.5 and meta["train_samples"] == 300 and meta["spec"][0]["padding"] == 1
+    assert meta["test_samples"] == 200
