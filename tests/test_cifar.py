@@ -42,6 +42,8 @@ def test_archive_loads_in_label_order_and_is_cached_once(tmp_path, monkeypatch):
     ds = load_dataset("cifar10")
     assert ds.x_train.shape == (20, 3, 32, 32) and ds.x_test.shape == (20, 3, 32, 32) and ds.x_train.dtype == np.uint8
     assert list(ds.y_train) == [k for k in range(10) for _ in range(2)] and ds.classes == CLASSES
+    assert list(ds.y_test) == list(range(10)) * 2  # the test split interleaved: any prefix mixes the classes
+    assert abs(int(ds.x_test[1, 0, 5, 5]) - 20) <= 3  # class 1's first test image comes second
     assert abs(int(ds.x_train[2, 0, 5, 5]) - 20) <= 3  # class 1's first image, red channel 20 (JPEG: ±3)
     assert not (tmp_path / "evil.jpg").exists() and not list(tmp_path.rglob("evil.jpg"))  # nothing extracted
     cached = list((tmp_path / "cache").glob("cifar10-jpeg-*.npz"))
@@ -49,6 +51,14 @@ def test_archive_loads_in_label_order_and_is_cached_once(tmp_path, monkeypatch):
     monkeypatch.delenv("FASTSNN_CIFAR10")  # the cache alone now serves it, identically
     again = load_dataset("cifar10")
     assert np.array_equal(again.x_train, ds.x_train) and np.array_equal(again.y_test, ds.y_test)
+
+
+def test_interleave_takes_one_image_of_each_class_in_turn():
+    from fastsnn_lava.data.cifar import interleave
+    y = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2])
+    order = interleave(y)
+    assert sorted(order) == list(range(9)) and list(y[order]) == [0, 1, 2, 0, 1, 2, 0, 2, 2]
+    assert list(order[:3]) == [0, 3, 5]  # within a class the archive's order is kept
 
 
 @pytest.mark.parametrize("case,word", [("not 32x32", "32×32"), ("corrupt tar", "tar archive"),
