@@ -42,7 +42,7 @@ def render(rec: dict) -> str:
     curves, ann = rec["curves"], rec["ann_accuracy"]
     names = {"fastsnn_signed": f"Fast-SNN, signed IF, b = {rec['bits']}", "fastsnn_signed_b3": "Fast-SNN, signed IF, b = 3",
              "unsigned_if": f"unsigned IF, b = {rec['bits']}", "rate_maxnorm": "rate-coded IF (max-normalised)"}
-    shown = [1, 3, 7, 15, 32, 64, 128, 256]
+    shown = [1, 2, 3, 4, 7, 8, 16, 32, 64, 128, 256]
     lines = ["| network | " + " | ".join(f"T = {t}" for t in shown) + " | smallest T within 0.5 pp | within 1 pp |",
              "|---|" + "---|" * (len(shown) + 2)]
     for key, name in names.items():
