@@ -20,6 +20,14 @@ choices of ϑ stand in for the missing θ/2 (``--cuba-threshold``):
 * ``half``: ϑ = θ/2 (the first spike comes exactly when the IF's would; later ones too early);
 * ``bias``: ϑ = θ and ⌊θ/(2T)⌉ added to the bias, spreading θ/2 over the T steps.
 
+**Longer windows** (``window`` = k > 1, ``--cuba-window k``): the same layers run for k·T steps with the
+same thresholds, so every count, and the read-out, grows about k-fold (the argmax does not care), and
+``bias`` adds ⌊θ/(2kT)⌉ per step (θ/2 over the window). A finer count was meant to shrink the rounding
+loss; it does not remove the larger one: a reset-to-zero neuron under a steady current I fires every
+⌈ϑ/I⌉ steps, a staircase in I/ϑ that no window length smooths. (Multiplying ϑ by k instead keeps the
+counts in [0, T] but divides every later layer's weights by k, and netx's conv blocks have no weight
+exponent to undo that.) ``scripts/cuba_accuracy.py --windows`` measures it.
+
 The output layer becomes a CUBA layer that never fires (``vThMant = 2^17 − 1``, the
 17-bit maximum): its membrane after T steps is ``64 · Σ_t I^L(t)``, the accumulator's
 output in Lava's 6-bit units, read out by a probe on ``v``. That is exact while
@@ -51,22 +59,24 @@ from __future__ import annotations
 import dataclasses
 
 from .errors import FastSNNError
-from .hardware import membrane_bounds
-from .ir import Network
-from .neuron import NEVER_FIRES, CubaLIF
-from .options import CUBA_THRESHOLD, CUBA_THRESHOLDS as THRESHOLD_MODES
+from .ir import Network, reset_window
+from .neuron import NEVER_FIRES, VTH_MAX, CubaLIF
+from .options import CUBA_THRESHOLD, CUBA_THRESHOLDS as THRESHOLD_MODES, CUBA_WINDOW_MAX as WINDOW_MAX
 
 
-def to_cuba(net: Network, threshold: str = CUBA_THRESHOLD) -> Network:
-    """The IF network ``net`` with every neuron replaced by Lava's CUBA LIF (see the module)."""
+def to_cuba(net: Network, threshold: str = CUBA_THRESHOLD, window: int = 1) -> Network:
+    """The IF network ``net`` with every neuron replaced by Lava's CUBA LIF (see the module), run for
+    ``window``·T steps (``--cuba-window``; see the module's *Longer windows*)."""
     net.require("if", "--neuron cuba (the mapping of IF neurons onto CUBA LIF)")
     if threshold not in THRESHOLD_MODES:
         raise FastSNNError(f"--cuba-threshold must be one of {THRESHOLD_MODES}, got {threshold!r}")
+    if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= WINDOW_MAX:
+        raise FastSNNError(f"--cuba-window must be an integer in [1, {WINDOW_MAX}], got {window!r}")
     if net.has_skips:
         raise FastSNNError("--neuron cuba cannot express residual shortcuts (vanilla netx has no skip): "
                            "export a residual network with the signed IF neuron")
     T = net.timesteps
-    bound = membrane_bounds(net)[-1]
+    bound = readout_bound(net, window * T)
     if bound >= NEVER_FIRES:
         raise FastSNNError(f"layer {len(net.layers)} (output): its sum could reach {bound}, beyond the "
                            f"{NEVER_FIRES} a never-firing CUBA output layer can hold: use fewer bits or a "
@@ -77,25 +87,48 @@ def to_cuba(net: Network, threshold: str = CUBA_THRESHOLD) -> Network:
             vth, bias = NEVER_FIRES, layer.bias
         else:
             theta = layer.threshold // 2 if threshold == "half" else layer.threshold
-            bias = layer.bias + (round(layer.threshold / (2 * T)) if threshold == "bias" else 0)
+            bias = layer.bias + (round(layer.threshold / (2 * window * T)) if threshold == "bias" else 0)
             vth = theta - 1
+            if vth > VTH_MAX:
+                raise FastSNNError(f"layer {len(layers) + 1}: threshold {theta} (--cuba-window {window}) exceeds "
+                                   f"Lava's 17-bit vThMant ({VTH_MAX}): use a shorter window")
         layers.append(dataclasses.replace(layer, bias=bias, neuron=CubaLIF(vth, 4096, 0)))
-    check_registers(net, layers)
-    meta = dict(net.meta, neuron="cuba", cuba_threshold=threshold)
-    return dataclasses.replace(net, layers=layers, meta=meta)
+    check_registers(net, layers, window * T)
+    meta = dict(net.meta, neuron="cuba", cuba_threshold=threshold, **({"cuba_window": window} if window > 1 else {}))
+    return dataclasses.replace(net, layers=layers, meta=meta, timesteps=window * T,
+                               reset_interval=reset_window(window * T))
 
 
 CURRENT_MAX = 2 ** 17   # a_in·2^6 must stay within the 24-bit current register: a_in ∈ (−2^17, 2^17]
 VOLTAGE_MAX = 2 ** 23 - 1  # the 24-bit voltage register saturates here
 
 
-def check_registers(net: Network, layers: list) -> None:
-    """Refuse a CUBA mapping whose current could wrap or whose voltage could saturate (see the module)."""
+def currents(net: Network, i: int, weight) -> tuple:
+    """Per neuron of layer ``i`` (1-based), the least and greatest synaptic sum ``a_in = W·x`` one step can
+    bring: raw inputs in ``[0, input_max]`` for the first layer, spikes in {0, 1} after it."""
+    import numpy as np
+    w = np.asarray(weight).reshape(len(weight), -1)
+    top = net.input_max if i == 1 else 1
+    return np.clip(w, None, 0).sum(1) * top, np.clip(w, 0, None).sum(1) * top
+
+
+def readout_bound(net: Network, steps: int) -> int:
+    """A bound on ``|Σ_t I^L(t)|`` over ``steps`` steps of the CUBA network's read-out layer
+    (``I^L = a_in + b``, ``a_in`` within :func:`currents`)."""
+    import numpy as np
+    last = net.layers[-1]
+    lo, hi = currents(net, len(net.layers), last.weight)
+    b = np.asarray(last.bias).reshape(-1)
+    return int(steps * np.maximum(np.abs(lo + b), np.abs(hi + b)).max())
+
+
+def check_registers(net: Network, layers: list, steps: int | None = None) -> None:
+    """Refuse a CUBA mapping whose current could wrap or whose voltage could saturate over ``steps``
+    (default: ``net``'s T) steps (see the module)."""
+    steps = steps or net.timesteps
     import numpy as np
     for i, (layer, lif) in enumerate(zip(net.layers, layers), start=1):
-        w = np.asarray(lif.weight).reshape(len(lif.weight), -1)
-        top = net.input_max if i == 1 else 1
-        hi, lo = np.clip(w, 0, None).sum(1) * top, np.clip(w, None, 0).sum(1) * top
+        lo, hi = currents(net, i, lif.weight)
         if hi.max() > CURRENT_MAX or lo.min() <= -CURRENT_MAX:
             n = int(np.argmax(np.maximum(hi, -lo)))
             raise FastSNNError(f"layer {i} ({layer.kind}): neuron {n}'s input current can reach "
@@ -104,9 +137,9 @@ def check_registers(net: Network, layers: list) -> None:
                                "the signed-IF neuron, or retrain with smaller weights or inputs")
         if lif.neuron.never_fires:  # the read-out: checked against its own limit by to_cuba
             continue
-        down = 64 * net.timesteps * (lo + np.clip(np.asarray(lif.bias), None, 0))  # nothing resets v below θ
+        down = 64 * steps * (lo + np.clip(np.asarray(lif.bias), None, 0))  # nothing resets v below θ
         reach = int(-down.min())
         if reach > VOLTAGE_MAX:
             raise FastSNNError(f"layer {i} ({layer.kind}): the CUBA voltage could fall to -{reach} over "
-                               f"T = {net.timesteps} steps, beyond Lava's 24-bit voltage register ({VOLTAGE_MAX}, "
+                               f"{steps} steps, beyond Lava's 24-bit voltage register ({VOLTAGE_MAX}, "
                                "where it saturates): export with the signed-IF neuron or use fewer bits")

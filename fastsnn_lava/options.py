@@ -26,6 +26,7 @@ GRADIENTS = ("bptt", "qann")                  # fastsnn-finetune --gradient (tan
 TARGETS = ("signed", "cuba")                  # fastsnn-finetune --target: the neuron the SNN is tuned through
 
 NO_TARGET = "none"            # --hw none: simulation only, no hardware target checked
+CUBA_WINDOW_MAX = 64         # the longest --cuba-window, in multiples of T (cuba.to_cuba)
 CUBA_THRESHOLD = "half"      # the default --cuba-threshold, of fastsnn-export and of cuba.to_cuba
 RUN_BACKEND = "reference"    # pipeline.run's default backend (fastsnn-run's is RunOptions.backend: lava-sim)
 LAYERWISE_LR = 1e-3          # fastsnn-finetune --method layerwise: the paper's SGD rate
@@ -107,6 +108,8 @@ class ExportOptions:
                          "export/FORMAT.md)", choices=NEURONS)
     cuba_threshold: str = option(CUBA_THRESHOLD, "with --neuron cuba: the LIF threshold standing in for the "
                                  "IF's initial θ/2 (default %(default)s)", choices=CUBA_THRESHOLDS)
+    cuba_window: int = option(1, "with --neuron cuba: run k·T steps instead of T, same thresholds (default "
+                              "%(default)s; see export/FORMAT.md §10)", low=1, high=CUBA_WINDOW_MAX, metavar="k")
     format: str = option("netx", "netx: lava-dl netx HDF5 (default); nir: a NIR graph (nir.read) of the --neuron "
                          "cuba network, IF nodes with integer weights for snnTorch/Norse/... (see "
                          "export/FORMAT.md §11)", choices=FORMATS)
@@ -149,6 +152,9 @@ class TuneOptions:
     cuba_threshold: str = option(CUBA_THRESHOLD, "with --target cuba: the LIF threshold mapping tuned through "
                                  "(default %(default)s; fastsnn-export --neuron cuba must use the same)",
                                  choices=CUBA_THRESHOLDS)
+    cuba_window: int = option(1, "with --target cuba: tune the network run for k·T steps (default %(default)s; "
+                              "fastsnn-export --neuron cuba must use the same --cuba-window)", low=1,
+                              high=CUBA_WINDOW_MAX, metavar="k")
     calibrate: int | None = option(None, "first shift each hidden channel's bias code so that its mean spike "
                                    "count on N seeded training images matches the QANN's (default: off; "
                                    f"{CALIBRATE_SAMPLES} for --method calibrate)", type=int, low=0, metavar="N")

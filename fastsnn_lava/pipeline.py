@@ -174,7 +174,7 @@ def _tune_tandem(qann, net0, start, ds, o: TuneOptions, lr: float) -> tuple:
     from functools import partial
 
     from .tuning import cuba_tandem, tandem
-    tune = partial(cuba_tandem, threshold=o.cuba_threshold) if o.target == "cuba" else tandem
+    tune = partial(cuba_tandem, threshold=o.cuba_threshold, window=o.cuba_window) if o.target == "cuba" else tandem
     net, summary = tune(qann, net0, ds.x_train, epochs=o.epochs, lr=lr, batch_size=o.batch_size,
                           max_samples=o.max_samples, seed=o.seed, progress=o.progress, checks=o.checks,
                           schedule=o.schedule, y=ds.y_train, label_weight=o.label_weight, start=start,
@@ -200,7 +200,7 @@ def finetune(model_path: str, out: str, dataset: str | None = _F.dataset, epochs
              schedule: str = _F.schedule, label_weight: float = _F.label_weight,
              calibrate: int | None = _F.calibrate, gradient: str = _F.gradient, classifier: bool = _F.classifier,
              average: float = _F.average, target: str = _F.target,
-             cuba_threshold: str = _F.cuba_threshold) -> tuple[Network, dict]:
+             cuba_threshold: str = _F.cuba_threshold, cuba_window: int = _F.cuba_window) -> tuple[Network, dict]:
     """Fine-tuning of a checkpoint's signed-IF SNN: ``method="layerwise"`` (the paper's,
     :mod:`fastsnn_lava.tuning.layerwise`; ``rule`` and ``force`` apply) or ``"tandem"`` (all hidden layers
     at once, distilled from the QANN, :mod:`fastsnn_lava.tuning.distillation`; ``epochs`` are whole-network epochs,
@@ -222,6 +222,8 @@ def finetune(model_path: str, out: str, dataset: str | None = _F.dataset, epochs
     method = method or ("tandem" if target == "cuba" else "layerwise")
     if method not in TUNING:
         raise FastSNNError(f"--method must be one of {TUNERS}, got {method!r}")
+    if target != "cuba" and cuba_window != 1:
+        raise FastSNNError(f"--cuba-window {cuba_window} applies to --target cuba only")
     clash = [f for f, bad in ((f"--method {method}", method != "tandem"), ("--calibrate", calibrate),
                               (f"--gradient {gradient}", gradient != "bptt")) if bad]
     if target == "cuba" and clash:
@@ -233,7 +235,7 @@ def finetune(model_path: str, out: str, dataset: str | None = _F.dataset, epochs
                     checks=checks, lr=lr, schedule=schedule, gradient=gradient, label_weight=label_weight,
                     classifier=classifier, average=average, batch_size=batch_size, max_samples=max_samples,
                     accuracy_samples=accuracy_samples, seed=seed, progress=progress, target=target,
-                    cuba_threshold=cuba_threshold)
+                    cuba_threshold=cuba_threshold, cuba_window=cuba_window)
     from .tuning import heldout_count
     qann, float_net, meta = checkpoint.load(model_path)
     dataset = dataset or meta.get("dataset")
@@ -260,8 +262,8 @@ def finetune(model_path: str, out: str, dataset: str | None = _F.dataset, epochs
     if target == "cuba":  # the LIF reference of the CUBA network (lif.py), as export --neuron cuba writes it
         from .activity import simulate
         from .cuba import to_cuba
-        snn, snn0 = (simulate(to_cuba(n, cuba_threshold), ds.x_test) for n in (net, net0))
-        extra = dict(extra, cuba_threshold=cuba_threshold)
+        snn, snn0 = (simulate(to_cuba(n, cuba_threshold, cuba_window), ds.x_test) for n in (net, net0))
+        extra = dict(extra, cuba_threshold=cuba_threshold, cuba_window=cuba_window)
     else:
         snn = Engine(net).run(ds.x_test)  # the reference simulation, bit-exact and batched (engine.py)
         snn0 = Engine(net0).run(ds.x_test)
@@ -282,7 +284,7 @@ def export(model_path: str | None, out: str, neuron: str = _X.neuron, hw: str | 
            trust_pickle: bool = _X.trust_pickle, cuba_threshold: str = _X.cuba_threshold, format: str = _X.format,
            model=_X.model, model_args=_X.model_args, weights: str | None = _X.weights, dataset: str | None = _X.dataset,
            bits: int | None = _X.bits, samples: int | None = _X.samples, seed: int = _X.seed,
-           save_checkpoint: str | None = _X.save_checkpoint, log=None):
+           save_checkpoint: str | None = _X.save_checkpoint, log=None, cuba_window: int = _X.cuba_window):
     """Convert a checkpoint ``model_path`` (or, with ``model_path=None``, a user's ``model`` for ``dataset``:
     :mod:`fastsnn_lava.user_export`) and write it as a netx HDF5 network (checked against ``hw``).
 
@@ -297,12 +299,12 @@ def export(model_path: str | None, out: str, neuron: str = _X.neuron, hw: str | 
     from .user_export import check_source, export_model
     check_source(model_path, model, model_args=model_args, weights=weights, dataset=dataset, bits=bits,
                  samples=samples, save_checkpoint=save_checkpoint)
-    target = export_target(neuron, format, hw)
+    target = export_target(neuron, format, hw, cuba_window)
     if model is not None:
         return export_model(model, out, target, dataset, model_args, weights, bits, samples, seed, neuron,
-                            cuba_threshold, format, save_checkpoint, log)[0]
+                            cuba_threshold, format, save_checkpoint, log, cuba_window)[0]
     net = convert(model_path, "signed" if neuron == "cuba" else neuron, trust_pickle)
-    return write_network(net, out, neuron, target, cuba_threshold, format, log)
+    return write_network(net, out, neuron, target, cuba_threshold, format, log, cuba_window)
 
 
 def run(net_path: str, dataset: str = _U.dataset, backend: str = RUN_BACKEND, samples: int | None = _U.samples,

@@ -79,7 +79,7 @@ def clipped_biases(qann) -> list[tuple[int, int, int, float]]:
 def export_model(model, out: str, target: dict | None, dataset: str, model_args=None, weights: str | None = None,
                  bits: int | None = None, samples: int | None = None, seed: int = 0, neuron: str = "signed",
                  cuba_threshold: str = "half", format: str = "netx", save_checkpoint: str | None = None,
-                 log=None):
+                 log=None, cuba_window: int = 1):
     """Convert ``model`` (``"FILE.py:FUNCTION"``/``"package.module:FUNCTION"`` with ``model_args``, or an
     ``nn.Module``) for ``dataset`` and write it to ``out`` (checked against ``target``, a loaded hardware
     target or None: see :func:`fastsnn_lava.exporting.write_network`). ``log`` (e.g. ``print``) receives
@@ -123,7 +123,7 @@ def export_model(model, out: str, target: dict | None, dataset: str, model_args=
         if c.ties:
             log(f"{100 * c.ties:.2f}% of the probed quantized activations lie exactly on a rounding tie that the "
                 "model rounds half to even (torch.round) and the SNN's IF neuron half up")
-    net = write_network(to_network(qann), out, neuron, target, cuba_threshold, format, log)
+    net = write_network(to_network(qann), out, neuron, target, cuba_threshold, format, log, cuba_window)
     if save_checkpoint:
         meta = dict(dataset=dataset, arch=user_model.describe(model), seed=seed, classes=ds.classes,
                     model_args=user_model.parse_args(model_args) if not isinstance(model, nn.Module) else {},

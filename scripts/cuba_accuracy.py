@@ -1,30 +1,88 @@
-"""Accuracy of each export mode against the QANN on a dataset's test set (reference simulations).
+"""Accuracy of each export mode against the QANN on a dataset's test set (reference simulations),
+and of the native CUBA network tuned through its own dynamics (issue 25).
 
 For every checkpoint: the QANN, the signed-IF SNN (the default export) and the CUBA LIF
 export under each ``--cuba-threshold`` choice, with the share of predictions that agree
-with the QANN. Prints a Markdown table; ``--json`` writes the rows and ``--readme`` puts the
-table in README.md between ``<!-- modes-table:start -->`` and ``<!-- modes-table:end -->``.
+with the QANN. ``--tune MODE[,MODE]`` adds, per mode, the CUBA network fine-tuned through
+Lava's LIF (``fastsnn-finetune --target cuba --cuba-threshold MODE``, cached beside the
+checkpoint as ``<stem>_cuba_<mode>.pt``; ``--epochs/--lr/--checks/--max-samples`` are its
+settings) and ``--lava-samples N`` runs the first tuned network's export on Lava's CPU simulator
+with stock netx (``LIFReset``) on the first N test images: its accuracy and the share of samples
+whose outputs equal the project's LIF reference. Prints a Markdown table; ``--json`` writes the
+rows and ``--readme`` puts the table in README.md between ``<!-- modes-table:start -->`` and
+``<!-- modes-table:end -->``.
 
 Usage: .venv/bin/python scripts/cuba_accuracy.py model.pt [model2.pt ...] [--dataset digits] [--json out.json]
-    README: .venv/bin/python scripts/cuba_accuracy.py build/models/fashion_cnn5_b2.pt \
-            --dataset fashion-mnist --json benchmarks/results/export_modes.json --readme
+    README: .venv/bin/python scripts/cuba_accuracy.py build/modelsF/fashion_cnn5_b2.pt \
+            build/modelsF/fashion_cnn5_b3.pt --dataset fashion-mnist --tune half \
+            --epochs 2 --checks 8 --lr 0.05 --lava-samples 200 \
+            --json benchmarks/results/export_modes.json --readme
 """
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fastsnn_lava.atomic import fill_section  # noqa: E402
+from fastsnn_lava.checkpoint import load  # noqa: E402
 from fastsnn_lava.cuba import to_cuba  # noqa: E402
 from fastsnn_lava.engine import Engine  # noqa: E402
 from fastsnn_lava.data import load_dataset  # noqa: E402
 from fastsnn_lava.lif import run_lif_batches  # noqa: E402
 from fastsnn_lava.options import CUBA_THRESHOLDS  # noqa: E402
-from fastsnn_lava.pipeline import convert  # noqa: E402
+from fastsnn_lava.pipeline import convert, export, finetune  # noqa: E402
 from fastsnn_lava.reference import qann_forward, run_batches  # noqa: E402
+
+
+def tuned(path: str, mode: str, dataset: str, settings: dict, window: int = 1) -> tuple[Path, dict]:
+    """The checkpoint ``path`` fine-tuned through the CUBA LIF of ``mode`` run for ``window``·T steps (cached
+    beside it while its settings match)."""
+    out = Path(path).with_name(f"{Path(path).stem}_cuba_{mode}" + (f"_w{window}" if window > 1 else "") + ".pt")
+    rec = load(str(out))[2].get("finetune") if out.exists() else None
+    done = rec and (rec["lr"], rec["checks_per_epoch"], rec["epochs"], rec.get("cuba_window", 1)) == (
+        settings["lr"], settings["checks"], settings["epochs"], window)
+    if not done or rec.get("cuba_threshold") != mode:
+        _, rec = finetune(path, str(out), dataset=dataset, target="cuba", cuba_threshold=mode, cuba_window=window,
+                          progress=True, **settings)
+    return out, rec
+
+
+def window_table(path: str, x, y, windows: list, modes: list, dataset: str, settings: dict,
+                 tune_windows: list) -> dict:
+    """Accuracy against the window length kT: the signed IF run kT steps (same thresholds, v(0) = θ/2), the
+    CUBA network as converted under each mapping, the first tuned mapping's network (tuned for k = 1) run kT
+    steps, and that mapping tuned for each k of ``tune_windows``."""
+    net = convert(path)
+    T = net.timesteps
+
+    def acc(out):
+        return float((out.argmax(1) == y).mean())
+    curves = {"signed IF": {k: acc(Engine(net, timesteps=k * T).run(x)) for k in windows}}
+    for m in CUBA_THRESHOLDS:
+        curves[f"cuba/{m}"] = {k: acc(run_lif_batches(to_cuba(net, m, k), x)) for k in windows}
+    for m in modes[:1]:
+        one = convert(str(tuned(path, m, dataset, settings)[0]))
+        curves[f"tuned cuba/{m} (for k = 1)"] = {k: acc(run_lif_batches(to_cuba(one, m, k), x)) for k in windows}
+        curves[f"tuned cuba/{m} (for each k)"] = {
+            k: acc(run_lif_batches(to_cuba(convert(str(tuned(path, m, dataset, settings, k)[0])), m, k), x))
+            for k in tune_windows}
+    return {"model": Path(path).name, "bits": net.bits, "timesteps": T, "samples": len(y),
+            "curves": {name: {str(k): v for k, v in c.items()} for name, c in curves.items()}}
+
+
+def lava(h5: Path, lif, x, y) -> dict:
+    """Stock netx on Lava's CPU simulator against the LIF reference ``lif`` on ``x``."""
+    from fastsnn_lava.lava.vanilla import run_vanilla
+    t0 = time.time()
+    out, _ = run_vanilla(h5, x)
+    ref = run_lif_batches(lif, x)
+    return {"samples": len(x), "accuracy": float((out.argmax(1) == y).mean()),
+            "reference_accuracy": float((ref.argmax(1) == y).mean()),
+            "agreement": float((out == ref).all(1).mean()), "seconds": round(time.time() - t0, 1)}
 
 
 def main():
@@ -32,11 +90,22 @@ def main():
     ap.add_argument("models", nargs="+")
     ap.add_argument("--dataset", default="digits")
     ap.add_argument("--samples", type=int, default=None, help="the first N test samples (default: all)")
+    ap.add_argument("--tune", default="", help="comma-separated --cuba-threshold modes to fine-tune through")
+    ap.add_argument("--epochs", type=int, default=2)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--checks", type=int, default=8)
+    ap.add_argument("--max-samples", type=int, default=None)
+    ap.add_argument("--lava-samples", type=int, default=0)
+    ap.add_argument("--windows", default="", help="comma-separated k: also accuracy against the window length kT "
+                    "(README section cuba-window-table)")
+    ap.add_argument("--tune-windows", default="1", help="with --windows: the k the first --tune mode is tuned for")
     ap.add_argument("--json", default=None)
     ap.add_argument("--readme", action="store_true", help="write the table into README.md")
     a = ap.parse_args()
     ds = load_dataset(a.dataset)
     x, y = ds.x_test[:a.samples], ds.y_test[:a.samples]
+    modes = [m for m in a.tune.split(",") if m]
+    settings = dict(epochs=a.epochs, lr=a.lr, checks=a.checks, max_samples=a.max_samples)
     rows = []
     for path in a.models:
         net = convert(path)
@@ -44,22 +113,59 @@ def main():
         outs = {"signed IF": Engine(net).run(x).argmax(1)}
         outs.update({f"cuba/{m}": run_lif_batches(to_cuba(net, m), x).argmax(1) for m in CUBA_THRESHOLDS})
         row = {"model": Path(path).name, "bits": net.bits, "qann": float((q == y).mean())}
+        extra = {}
+        for m in modes:
+            src, rec = tuned(path, m, a.dataset, settings)
+            lif = to_cuba(convert(str(src)), m)
+            outs[f"tuned cuba/{m}"] = run_lif_batches(lif, x).argmax(1)
+            extra[m] = {"checkpoint": src.name, "seconds": rec.get("seconds"), **settings}
+            if a.lava_samples and m == modes[0]:
+                h5 = src.with_suffix(".h5")
+                export(str(src), str(h5), neuron="cuba", cuba_threshold=m)
+                row["lava"] = dict(lava(h5, lif, ds.x_test[:a.lava_samples], ds.y_test[:a.lava_samples]), network=m)
         for k, p in outs.items():
             row[k] = {"accuracy": float((p == y).mean()), "qann_agreement": float((p == q).mean())}
+        if extra:
+            row["tuning"] = extra
         rows.append(row)
-    modes = list(rows[0])[3:]
+        print(json.dumps(row), flush=True)
+    names = [k for k in rows[0] if isinstance(rows[0][k], dict) and "qann_agreement" in rows[0][k]]
+    lava_col = any("lava" in r for r in rows)
     lines = [f"Accuracy (agreement with the QANN's predictions) on {len(y):,} {a.dataset} test samples, "
-             "reference simulations:\n", "| model | b | QANN | " + " | ".join(modes) + " |",
-             "|---|---|---|" + "---|" * len(modes)]
+             "reference simulations" + ("; Lava: stock netx on the CPU simulator, first "
+                                        f"{a.lava_samples} test samples, and the share equal to the LIF reference"
+                                        if lava_col else "") + ":\n",
+             "| model | b | QANN | " + " | ".join(names) + (" | Lava (tuned) | Lava = ref |" if lava_col else " |"),
+             "|---|---|---|" + "---|" * (len(names) + 2 * lava_col)]
     for r in rows:
-        lines.append(f"| {r['model']} | {r['bits']} | {r['qann']:.2%} | " + " | ".join(
-            f"{r[m]['accuracy']:.2%} ({r[m]['qann_agreement']:.1%})" for m in modes) + " |")
+        cells = [f"{r[m]['accuracy']:.2%} ({r[m]['qann_agreement']:.1%})" for m in names]
+        if lava_col:
+            v = r.get("lava")
+            cells += [f"{v['accuracy']:.2%}", f"{v['agreement']:.0%} of {v['samples']}"] if v else ["–", "–"]
+        lines.append(f"| {r['model']} | {r['bits']} | {r['qann']:.2%} | " + " | ".join(cells) + " |")
     text = "\n".join(lines) + "\n\nGenerated by `python scripts/cuba_accuracy.py` (see its docstring)."
     print(text)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=2) + "\n")
     if a.readme:
         fill_section(Path(__file__).resolve().parent.parent / "README.md", "modes-table", text)
+    if a.windows:
+        windows, tune_windows = [int(k) for k in a.windows.split(",")], [int(k) for k in a.tune_windows.split(",")]
+        tables = [window_table(path, x, y, windows, modes, a.dataset, settings, tune_windows) for path in a.models]
+        lines = [f"Accuracy on {len(y):,} {a.dataset} test samples against the window length k·T (reference "
+                 "simulations; thresholds as exported):\n"]
+        for t in tables:
+            lines += [f"**{t['model']}** (b = {t['bits']}, T = {t['timesteps']}):\n",
+                      "| network | " + " | ".join(f"k = {k}" for k in windows) + " |", "|---|" + "---|" * len(windows)]
+            lines += [f"| {name} | " + " | ".join(f"{c[str(k)]:.2%}" if str(k) in c else "–" for k in windows) + " |"
+                      for name, c in t["curves"].items()]
+            lines.append("")
+        wtext = "\n".join(lines) + "\nGenerated by `python scripts/cuba_accuracy.py --windows` (see its docstring)."
+        print(wtext)
+        if a.json:
+            Path(a.json).with_name(Path(a.json).stem + "_windows.json").write_text(json.dumps(tables, indent=2) + "\n")
+        if a.readme:
+            fill_section(Path(__file__).resolve().parent.parent / "README.md", "cuba-window-table", wtext)
 
 
 if __name__ == "__main__":

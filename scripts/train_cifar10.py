@@ -1,6 +1,7 @@
 """Train the CIFAR-10 models of the README's CIFAR-10 tables (issue 24), one stage at a time, resumably.
 
-Stages, each one ``fastsnn-train`` run writing ``<out>/cifar10_<net>_<stage>.pt``:
+Stages, each one ``fastsnn-train`` run writing ``<out>/cifar10_<net>_<stage>.pt`` (``--dataset fashion-mnist``:
+the same recipe on Fashion-MNIST, ``<out>/fashion_<net>_<stage>.pt``, for the README's Fashion-MNIST row of it):
 
 1. ``float``: the float ANN (``--float-epochs``; random crops and flips), saved with its calibrated
    QANN at the last bit width and no QAT;
@@ -37,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from fastsnn_lava.pipeline import train  # noqa: E402
 
+PREFIX = {"cifar10": "cifar10", "fashion-mnist": "fashion"}  # dataset: its checkpoints' file prefix
 RESNET = "benchmarks/models/cifar_resnet.py:resnet"  # relative to the repository root (the script runs there)
 
 
@@ -52,6 +54,8 @@ def stage(out: Path, resume: Path, **kw) -> dict:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--dataset", default="cifar10", choices=sorted(PREFIX),
+                    help="cifar10 (default) or fashion-mnist: the same recipe for the Fashion-MNIST tables")
     ap.add_argument("--net", default="resnet20", help="resnet20 (benchmarks/models/cifar_resnet.py) or an --arch "
                     "preset (cnn5, vgg11)")
     ap.add_argument("--published", default=None, help="resnet20: start from this published state dict")
@@ -78,14 +82,15 @@ def main():
         net = dict(model=RESNET, model_args=json.dumps({"depth": 20, "published": a.published}))
     else:
         net = dict(arch=a.net)
-    common = dict(dataset="cifar10", batch_size=a.batch_size, seed=a.seed, threads=a.threads, **net)
-    prev = out / f"cifar10_{a.net}_float.pt"
+    pre = PREFIX[a.dataset]
+    common = dict(dataset=a.dataset, batch_size=a.batch_size, seed=a.seed, threads=a.threads, **net)
+    prev = out / f"{pre}_{a.net}_float.pt"
     meta = stage(prev, Path(str(prev) + ".resume"), bits=bits[-1], epochs=a.float_epochs, qat_epochs=0, lr=a.lr,
                  **common)
     print(json.dumps({"stage": "float", "float": meta["float_test_accuracy"], "seconds": meta["train_seconds"]}),
           flush=True)
     for b, epochs in zip(bits, qat):
-        path = out / f"cifar10_{a.net}_b{b}.pt"
+        path = out / f"{pre}_{a.net}_b{b}.pt"
         meta = stage(path, Path(str(path) + ".resume"), bits=b, init=str(prev), qat_epochs=epochs, qat_lr=a.qat_lr,
                      distill=a.distill, **common)
         print(json.dumps({"stage": f"{b}-bit", "float": meta["float_test_accuracy"], "qann": meta["qann_test_accuracy"],

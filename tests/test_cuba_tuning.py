@@ -179,3 +179,63 @@ def test_signed_tuning_is_unchanged_and_exports_as_before(trained, tmp_path):
     _, _, _, path = trained("cnn", 2)
     _, rec = finetune(str(path), str(tmp_path / "s.pt"), progress=False, max_samples=64)
     assert rec["method"] == "layerwise" and rec["target"] == "signed" and "cuba_threshold" not in rec
+
+
+@pytest.mark.parametrize("window", [2, 3])
+def test_longer_window_same_thresholds_and_the_tuner_is_exact_on_it(trained, window):
+    """--cuba-window k: k·T steps, the same ϑ per layer, ``bias`` adds ⌊θ/(2kT)⌉ per step; the tuner's
+    forward is lif_forward of that network bit for bit (as converted and after moving the codes)."""
+    qann, _, _, path = trained("cnn", 2)
+    net = convert(str(path))
+    x = load_dataset("digits").x_test[:160]
+    for mode in THRESHOLDS:
+        one, k = to_cuba(net, mode), to_cuba(net, mode, window)
+        assert k.timesteps == window * net.timesteps and k.reset_interval > k.timesteps
+        assert [a.neuron for a in one.layers] == [b.neuron for b in k.layers]
+        for a, b, lay in zip(one.layers, k.layers, net.layers):
+            if mode == "bias" and not lay.accumulates:
+                assert np.array_equal(b.bias - lay.bias, np.full_like(lay.bias, round(lay.threshold / (2 * window * 3))))
+            else:
+                assert np.array_equal(a.bias, b.bias)
+    tuner = CubaTuner(qann, net, threshold="bias", window=window)
+    assert tuner.T == window * net.timesteps
+    want = lif_forward(to_cuba(net, "bias", window), x).out.numpy()
+    assert np.array_equal(64 * _tuner_sums(tuner, x).astype(np.int64), want)
+    with torch.no_grad():
+        for p in tuner.params():
+            p.add_(torch.randint(-2, 3, p.shape, generator=torch.Generator().manual_seed(window)).to(p.dtype))
+    assert np.array_equal(64 * _tuner_sums(tuner, x).astype(np.int64), run_lif_batches(tuner.cuba_network(), x))
+
+
+@pytest.mark.parametrize("window", [0, -1, 65, 1.5, True, "2"])
+def test_a_window_out_of_range_is_refused(trained, window):
+    net = convert(str(trained("cnn", 2)[3]))
+    with pytest.raises(FastSNNError, match="--cuba-window"):
+        to_cuba(net, "half", window)
+
+
+def test_cli_window_is_remembered_and_wrong_window_flags_are_refused(trained, tmp_path, capsys, require_lava):
+    """finetune --target cuba --cuba-window 2 → export needs the same window (one line, exit 2, nothing
+    written otherwise); --cuba-window with the IF neuron or target is refused; Lava runs the 2T-step file
+    equal to the LIF reference."""
+    _, _, _, path = trained("cnn", 2)
+    pt, h5 = tmp_path / "w2.pt", tmp_path / "w2.h5"
+    assert finetune_cli([str(path), "--target", "cuba", "--cuba-window", "2", "--checks", "2", "--no-progress",
+                         "-o", str(pt)]) == 0
+    assert checkpoint.load(str(pt))[2]["finetune"]["cuba_window"] == 2
+    capsys.readouterr()
+    for argv in (["--neuron", "cuba"], ["--neuron", "cuba", "--cuba-window", "3"], []):
+        err = _one_line_error(capsys, export_cli([str(pt), *argv, "-o", str(h5)]))
+        assert "--cuba-window 2" in err and not h5.exists()
+    err = _one_line_error(capsys, export_cli([str(path), "--cuba-window", "2", "-o", str(h5)]))
+    assert "--neuron cuba only" in err and not h5.exists()
+    err = _one_line_error(capsys, finetune_cli([str(path), "--cuba-window", "2", "--no-progress", "-o",
+                                                str(tmp_path / "s.pt")]))
+    assert "--target cuba only" in err and not (tmp_path / "s.pt").exists()
+    assert export_cli([str(pt), "--neuron", "cuba", "--cuba-window", "2", "-o", str(h5)]) == 0
+    lif = read_lif_network(h5)
+    assert lif.timesteps == 6 and all(a.equals(b) for a, b in zip(lif.layers, to_cuba(convert(str(pt)), "half", 2).layers))
+    out = tmp_path / "run.json"
+    assert run_cli([str(h5), "--backend", "lava-sim", "--samples", "10", "--no-progress", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["timesteps"] == 6 and r["reference_agreement"] == 1.0 and r["first_difference"] is None

@@ -52,19 +52,20 @@ class CubaTuner(Tuner):
     target = "cuba"
 
     def __init__(self, qann: QuantNet, net: Network, gradient: str = "bptt", classifier: bool = False,
-                 threshold: str = CUBA_THRESHOLD):
+                 threshold: str = CUBA_THRESHOLD, window: int = 1):
         if gradient != "bptt":
             raise FastSNNError("--target cuba backpropagates through the CUBA steps: use --gradient bptt")
-        lif = to_cuba(net, threshold)  # refuses a start the CUBA neuron cannot run (skips, registers)
-        self.threshold = threshold
+        lif = to_cuba(net, threshold, window)  # refuses a start the CUBA neuron cannot run (skips, registers)
+        self.threshold, self.window = threshold, window
         self.vth = [None if layer.neuron.never_fires else layer.neuron.vth + 1 for layer in lif.layers]  # ϑ^l
         self.shift = [int((a.bias - b.bias).max()) for a, b in zip(lif.layers, net.layers)]  # β^l
         super().__init__(qann, net, gradient, classifier)
+        self.T, self.scale = lif.timesteps, self.scale / window  # k·T steps; k-fold sums, the same logits
 
     def exact_dtype(self, hidden: list) -> torch.dtype:
         """float32 when every value stays below 2^24 whatever codes the tuned layers take: the IF's bounds
         (:mod:`fastsnn_lava.bounds`) plus θ + T·max β for the CUBA bias shift (|v| ≤ ϑ + T·C)."""
-        T = self.T
+        T = self.net.timesteps * self.window  # called by Tuner.__init__, before self.T is k·T
         extra = max((layer.threshold or 0) for layer in self.net.layers) + T * max(self.shift)
         bound = max([value_bound(self.net, T, self.net.input_max)]
                     + [tuning_bound(layer, T, WEIGHT_QMAX, BIAS_MAX + 1) for layer in hidden])
@@ -92,21 +93,22 @@ class CubaTuner(Tuner):
 
     def cuba_network(self, state: list[torch.Tensor] | None = None) -> Network:
         """The CUBA network of the codes (``to_cuba`` of :meth:`Tuner.network`): what the export writes."""
-        return to_cuba(self.network(state), self.threshold)
+        return to_cuba(self.network(state), self.threshold, self.window)
 
     def simulate(self, candidate: Network, x: np.ndarray) -> np.ndarray | None:
         """``Σ_t I^L(t)`` of ``to_cuba(candidate)`` by :func:`~fastsnn_lava.lif.run_lif_batches` (its read-out
         / 2^6), or None when ``to_cuba`` refuses the candidate's codes."""
         try:
-            lif = to_cuba(candidate, self.threshold)
+            lif = to_cuba(candidate, self.threshold, self.window)
         except FastSNNError:
             return None
         return run_lif_batches(lif, x) // UNIT
 
 
-def cuba_tandem(qann: QuantNet, net: Network, x: np.ndarray, threshold: str = CUBA_THRESHOLD,
+def cuba_tandem(qann: QuantNet, net: Network, x: np.ndarray, threshold: str = CUBA_THRESHOLD, window: int = 1,
                 **options) -> tuple[Network, object]:
     """:func:`~fastsnn_lava.tuning.distillation.tandem` through the CUBA LIF of the ``threshold`` mapping
-    (``theta``, ``half`` or ``bias``; see :mod:`fastsnn_lava.cuba`). Returns the tuned signed-IF codes
+    (``theta``, ``half`` or ``bias``; see :mod:`fastsnn_lava.cuba`) run for ``window``·T steps. Returns the tuned signed-IF codes
     (export them with ``to_cuba(net, threshold)``) and the :class:`TandemReport` (``target="cuba"``)."""
-    return tandem(qann, net, x, make_tuner=functools.partial(CubaTuner, threshold=threshold), **options)
+    return tandem(qann, net, x, make_tuner=functools.partial(CubaTuner, threshold=threshold, window=window),
+                  **options)
