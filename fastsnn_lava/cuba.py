@@ -60,16 +60,21 @@ import dataclasses
 
 from .errors import FastSNNError
 from .ir import Network, reset_window
-from .neuron import NEVER_FIRES, VTH_MAX, CubaLIF
+from .neuron import NEVER_FIRES, CubaLIF
 from .options import CUBA_THRESHOLD, CUBA_THRESHOLDS as THRESHOLD_MODES, CUBA_WINDOW_MAX as WINDOW_MAX
 
 
 def to_cuba(net: Network, threshold: str = CUBA_THRESHOLD, window: int = 1) -> Network:
     """The IF network ``net`` with every neuron replaced by Lava's CUBA LIF (see the module), run for
-    ``window``·T steps (``--cuba-window``; see the module's *Longer windows*)."""
+    ``window``·T steps (``--cuba-window``; see the module's *Longer windows*). ``threshold``: one mapping
+    for every spiking layer, or one per spiking layer, comma-separated (``"half,bias,half,half"``)."""
     net.require("if", "--neuron cuba (the mapping of IF neurons onto CUBA LIF)")
-    if threshold not in THRESHOLD_MODES:
-        raise FastSNNError(f"--cuba-threshold must be one of {THRESHOLD_MODES}, got {threshold!r}")
+    spiking = sum(not layer.accumulates for layer in net.layers)
+    modes = threshold.split(",") if isinstance(threshold, str) else [threshold]
+    modes = modes * spiking if len(modes) == 1 else modes
+    if len(modes) != spiking or any(m not in THRESHOLD_MODES for m in modes):
+        raise FastSNNError(f"--cuba-threshold must be one of {THRESHOLD_MODES}, or one of them per spiking layer "
+                           f"({spiking}) separated by commas, got {threshold!r}")
     if not isinstance(window, int) or isinstance(window, bool) or not 1 <= window <= WINDOW_MAX:
         raise FastSNNError(f"--cuba-window must be an integer in [1, {WINDOW_MAX}], got {window!r}")
     if net.has_skips:
@@ -81,17 +86,15 @@ def to_cuba(net: Network, threshold: str = CUBA_THRESHOLD, window: int = 1) -> N
         raise FastSNNError(f"layer {len(net.layers)} (output): its sum could reach {bound}, beyond the "
                            f"{NEVER_FIRES} a never-firing CUBA output layer can hold: use fewer bits or a "
                            "narrower output layer, or export with the signed-IF neuron")
-    layers = []
+    layers, per_layer = [], iter(modes)
     for layer in net.layers:
         if layer.accumulates:
             vth, bias = NEVER_FIRES, layer.bias
         else:
-            theta = layer.threshold // 2 if threshold == "half" else layer.threshold
-            bias = layer.bias + (round(layer.threshold / (2 * window * T)) if threshold == "bias" else 0)
+            mode = next(per_layer)
+            theta = layer.threshold // 2 if mode == "half" else layer.threshold
+            bias = layer.bias + (round(layer.threshold / (2 * window * T)) if mode == "bias" else 0)
             vth = theta - 1
-            if vth > VTH_MAX:
-                raise FastSNNError(f"layer {len(layers) + 1}: threshold {theta} (--cuba-window {window}) exceeds "
-                                   f"Lava's 17-bit vThMant ({VTH_MAX}): use a shorter window")
         layers.append(dataclasses.replace(layer, bias=bias, neuron=CubaLIF(vth, 4096, 0)))
     check_registers(net, layers, window * T)
     meta = dict(net.meta, neuron="cuba", cuba_threshold=threshold, **({"cuba_window": window} if window > 1 else {}))

@@ -216,7 +216,7 @@ def finetune(model_path: str, out: str, dataset: str | None = _F.dataset, epochs
     Writes ``out``: the same checkpoint plus the tuned integer SNN, so it still exports
     losslessly. Returns the tuned network and the record stored in its meta under ``finetune``.
     """
-    if target not in TARGETS or cuba_threshold not in CUBA_THRESHOLDS:
+    if target not in TARGETS or not set(str(cuba_threshold).split(",")) <= set(CUBA_THRESHOLDS):
         raise FastSNNError(f"--target must be one of {TARGETS} and --cuba-threshold one of {CUBA_THRESHOLDS}, got "
                            f"{target!r} and {cuba_threshold!r}")
     method = method or ("tandem" if target == "cuba" else "layerwise")

@@ -26,6 +26,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from fastsnn_lava.atomic import fill_section  # noqa: E402
 from fastsnn_lava.checkpoint import load  # noqa: E402
@@ -41,7 +43,8 @@ from fastsnn_lava.reference import qann_forward, run_batches  # noqa: E402
 def tuned(path: str, mode: str, dataset: str, settings: dict, window: int = 1) -> tuple[Path, dict]:
     """The checkpoint ``path`` fine-tuned through the CUBA LIF of ``mode`` run for ``window``·T steps (cached
     beside it while its settings match)."""
-    out = Path(path).with_name(f"{Path(path).stem}_cuba_{mode}" + (f"_w{window}" if window > 1 else "") + ".pt")
+    name = mode if "," not in mode else "perlayer"
+    out = Path(path).with_name(f"{Path(path).stem}_cuba_{name}" + (f"_w{window}" if window > 1 else "") + ".pt")
     rec = load(str(out))[2].get("finetune") if out.exists() else None
     done = rec and (rec["lr"], rec["checks_per_epoch"], rec["epochs"], rec.get("cuba_window", 1)) == (
         settings["lr"], settings["checks"], settings["epochs"], window)
@@ -49,6 +52,19 @@ def tuned(path: str, mode: str, dataset: str, settings: dict, window: int = 1) -
         _, rec = finetune(path, str(out), dataset=dataset, target="cuba", cuba_threshold=mode, cuba_window=window,
                           progress=True, **settings)
     return out, rec
+
+
+def per_layer(net, x, y) -> str:
+    """A ``--cuba-threshold`` per spiking layer, chosen greedily on training images ``x``: from the best single
+    mapping, each layer in turn takes the mapping that makes the most of them right (ties keep the earlier)."""
+    n = sum(not layer.accumulates for layer in net.layers)
+
+    def score(modes):
+        return int((run_lif_batches(to_cuba(net, ",".join(modes)), x).argmax(1) == y).sum())
+    best = max(([m] * n for m in CUBA_THRESHOLDS), key=score)
+    for i in range(n):
+        best = max(([*best[:i], m, *best[i + 1:]] for m in CUBA_THRESHOLDS), key=score)
+    return ",".join(best)
 
 
 def window_table(path: str, x, y, windows: list, modes: list, dataset: str, settings: dict,
@@ -64,7 +80,7 @@ def window_table(path: str, x, y, windows: list, modes: list, dataset: str, sett
     curves = {"signed IF": {k: acc(Engine(net, timesteps=k * T).run(x)) for k in windows}}
     for m in CUBA_THRESHOLDS:
         curves[f"cuba/{m}"] = {k: acc(run_lif_batches(to_cuba(net, m, k), x)) for k in windows}
-    for m in modes[:1]:
+    for m in [m for m in modes if m in CUBA_THRESHOLDS][:1]:
         one = convert(str(tuned(path, m, dataset, settings)[0]))
         curves[f"tuned cuba/{m} (for k = 1)"] = {k: acc(run_lif_batches(to_cuba(one, m, k), x)) for k in windows}
         curves[f"tuned cuba/{m} (for each k)"] = {
@@ -98,6 +114,8 @@ def main():
     ap.add_argument("--lava-samples", type=int, default=0)
     ap.add_argument("--windows", default="", help="comma-separated k: also accuracy against the window length kT "
                     "(README section cuba-window-table)")
+    ap.add_argument("--per-layer", action="store_true", help="also a mapping per spiking layer, chosen greedily on "
+                    "2,000 seeded training images; --tune per-layer tunes through it")
     ap.add_argument("--tune-windows", default="1", help="with --windows: the k the first --tune mode is tuned for")
     ap.add_argument("--json", default=None)
     ap.add_argument("--readme", action="store_true", help="write the table into README.md")
@@ -113,13 +131,23 @@ def main():
         outs = {"signed IF": Engine(net).run(x).argmax(1)}
         outs.update({f"cuba/{m}": run_lif_batches(to_cuba(net, m), x).argmax(1) for m in CUBA_THRESHOLDS})
         row = {"model": Path(path).name, "bits": net.bits, "qann": float((q == y).mean())}
+        chosen = None
+        if a.per_layer:
+            pick = np.sort(np.random.default_rng(0).choice(len(ds.x_train), min(2000, len(ds.x_train)), replace=False))
+            chosen = per_layer(net, ds.x_train[pick], ds.y_train[pick])
+            outs["cuba/per-layer"] = run_lif_batches(to_cuba(net, chosen), x).argmax(1)
+            row["per_layer_modes"] = chosen
         extra = {}
         for m in modes:
+            if m == "per-layer":
+                if chosen is None:
+                    sys.exit("cuba_accuracy.py: --tune per-layer needs --per-layer")
+                m = chosen
             src, rec = tuned(path, m, a.dataset, settings)
             lif = to_cuba(convert(str(src)), m)
-            outs[f"tuned cuba/{m}"] = run_lif_batches(lif, x).argmax(1)
+            outs["tuned cuba/" + ("per-layer" if "," in m else m)] = run_lif_batches(lif, x).argmax(1)
             extra[m] = {"checkpoint": src.name, "seconds": rec.get("seconds"), **settings}
-            if a.lava_samples and m == modes[0]:
+            if a.lava_samples and "lava" not in row:
                 h5 = src.with_suffix(".h5")
                 export(str(src), str(h5), neuron="cuba", cuba_threshold=m)
                 row["lava"] = dict(lava(h5, lif, ds.x_test[:a.lava_samples], ds.y_test[:a.lava_samples]), network=m)

@@ -239,3 +239,23 @@ def test_cli_window_is_remembered_and_wrong_window_flags_are_refused(trained, tm
     assert run_cli([str(h5), "--backend", "lava-sim", "--samples", "10", "--no-progress", "--json", str(out)]) == 0
     r = json.loads(out.read_text())
     assert r["timesteps"] == 6 and r["reference_agreement"] == 1.0 and r["first_difference"] is None
+
+
+def test_a_mapping_per_spiking_layer(trained):
+    """--cuba-threshold per spiking layer ("half,bias,…"): each layer is the single mapping's layer; the
+    wrong count or an unknown mapping is refused naming the count; the tuner is exact through it."""
+    qann, _, _, path = trained("cnn", 2)
+    net = convert(str(path))
+    n = sum(not layer.accumulates for layer in net.layers)
+    mixed = ["theta", "half", "bias", "half", "theta", "bias"][:n]
+    lif = to_cuba(net, ",".join(mixed))
+    for i, m in enumerate(mixed):
+        assert lif.layers[i].equals(to_cuba(net, m).layers[i])
+    assert lif.layers[-1].equals(to_cuba(net, "half").layers[-1])
+    assert all(a.equals(b) for a, b in zip(to_cuba(net, ",".join(["half"] * n)).layers, to_cuba(net, "half").layers))
+    for bad in (",".join(mixed[:-1]), ",".join(mixed + ["half"]), ",".join(["half"] * (n - 1) + ["quarter"])):
+        with pytest.raises(FastSNNError, match=f"per spiking layer \\({n}\\)"):
+            to_cuba(net, bad)
+    x = load_dataset("digits").x_test[:100]
+    tuner = CubaTuner(qann, net, threshold=",".join(mixed))
+    assert np.array_equal(64 * _tuner_sums(tuner, x).astype(np.int64), lif_forward(lif, x).out.numpy())
