@@ -43,6 +43,11 @@ Both are bounded by interval arithmetic over the whole declared input range (raw
     a_in ∈ [Σ_j min(W_ij, 0)·x̄, Σ_j max(W_ij, 0)·x̄],   x̄ = M (first layer) or 1
     v ≥ 2^6·T·(min a_in + min(b, 0))            (below threshold nothing resets it within the T-step window)
 
+The voltage bound is checked from the second layer on. The first layer's current is the same at every
+step (the raw sample is presented at each step, the bias is constant), so its membrane is monotonic
+between resets: with ``I < 0`` it only falls and never fires, saturated or not; with ``I ≥ 0`` it never
+goes below 0. Its lower saturation changes no spike.
+
 Saturation at the top is harmless: ``2^23 − 1 > 2^6·vth`` for every 17-bit threshold, so a saturated
 v still fires and resets to 0 exactly as the unbounded one would; at the bottom it is not (the
 neuron would recover sooner), so only the lower bound is checked. The never-firing read-out is
@@ -138,7 +143,7 @@ def check_registers(net: Network, layers: list, steps: int | None = None) -> Non
                                f"{int(hi[n]) if hi[n] > -lo[n] else int(lo[n])} per step, beyond the ±{CURRENT_MAX} "
                                "that Lava's 24-bit CUBA current register holds (a_in·2^6 would wrap): export with "
                                "the signed-IF neuron, or retrain with smaller weights or inputs")
-        if lif.neuron.never_fires:  # the read-out: checked against its own limit by to_cuba
+        if lif.neuron.never_fires or i == 1:  # the read-out: checked by to_cuba; the first layer: see the module
             continue
         down = 64 * steps * (lo + np.clip(np.asarray(lif.bias), None, 0))  # nothing resets v below θ
         reach = int(-down.min())

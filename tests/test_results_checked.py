@@ -1,5 +1,6 @@
 """No silent wrong result (issue 30, items 3 and 4): a backend that disagrees with the reference is an
 error, and after fine-tuning every accuracy says which QANN it compares with."""
+import dataclasses
 import json
 
 
@@ -91,10 +92,40 @@ def test_cuba_export_refuses_a_current_that_would_wrap_lavas_24_bit_register():
 
 
 def test_cuba_export_refuses_a_voltage_that_would_saturate():
+    """A hidden layer whose voltage could fall below Lava's 24-bit register is refused. The first layer's
+    may (its current is the same at every step: a falling membrane never fires, saturated or not), and
+    the reference, which saturates as Lava does, gives the spikes of the unbounded arithmetic."""
+    import torch
+
     from fastsnn_lava.cuba import to_cuba
     from fastsnn_lava.errors import FastSNNError
-    with pytest.raises(FastSNNError, match=r"voltage could fall to .* 24-bit voltage register"):
-        to_cuba(_conv_net(-57, theta=2 ** 16, bits=8))  # never fires; 255 steps of −130,815 would saturate v
+    from fastsnn_lava.ir import Layer, Network
+    from fastsnn_lava.lif import cuba_step
+    from fastsnn_lava.neuron import Accumulator, SignedIF
+    lif = to_cuba(_conv_net(-57, theta=2 ** 16, bits=8))  # 255 steps of −130,815 saturate v: accepted
+    x = np.random.default_rng(0).integers(0, 256, (64, 9))
+    w = np.full(9, -57)
+    w[::2] = 40  # some images rise, most fall far below the register
+    first = dataclasses.replace(lif.layers[0], weight=w.reshape(1, 1, 3, 3))
+    a_in = torch.as_tensor(x @ w)
+    u = v = torch.zeros(64, dtype=torch.int64)
+    unbounded, spikes, free = torch.zeros(64, dtype=torch.int64), [], []
+    for _ in range(255):
+        u, v, s = cuba_step(u, v, a_in, first.neuron, torch.zeros(64, dtype=torch.int64))
+        unbounded = unbounded + 64 * a_in
+        fired = unbounded > 64 * first.neuron.vth
+        unbounded = torch.where(fired, 0, unbounded)
+        spikes.append(s)
+        free.append(fired.long())
+    assert (a_in < 0).any() and (a_in * 64 * 255 < -(2 ** 23)).any() and torch.stack(spikes).sum() > 0
+    assert torch.equal(torch.stack(spikes), torch.stack(free))
+    hidden = Network((9,), [
+        Layer("dense", np.ones((8, 9), dtype=np.int64), np.zeros(8, dtype=np.int64), SignedIF(200), (9,), (8,)),
+        Layer("dense", np.full((1, 8), -127), np.zeros(1, dtype=np.int64), SignedIF(2 ** 16), (8,), (1,)),
+        Layer("dense", np.ones((2, 1), dtype=np.int64), np.zeros(2, dtype=np.int64), Accumulator(), (1,), (2,)),
+    ], bits=8, input_max=255)
+    with pytest.raises(FastSNNError, match=r"layer 2 \(dense\): the CUBA voltage could fall to .* 24-bit voltage"):
+        to_cuba(hidden)  # 255 steps of −1,016 from eight spiking inputs
 
 
 def test_every_hardware_field_about_messages_and_delays_is_enforced(tmp_path):
