@@ -3,7 +3,7 @@
 b = 4 trains a float ANN then its QANN; b = 3 starts from the 4-bit checkpoint and
 b = 2 from the 3-bit one (``fastsnn-train --init``, the paper's progressive
 initialisation; no float phase). Writes ``build/models/fashion_cnn5_b{b}.pt``,
-which ``scripts/fashion_table.py`` reads. Equivalent CLI::
+which ``scripts/results_table.py`` reads. Equivalent CLI::
 
     fastsnn-train --dataset fashion-mnist --arch cnn5 --bits 4 --epochs 6 --qat-epochs 4 --batch-size 128 -o b4.pt
     fastsnn-train --dataset fashion-mnist --arch cnn5 --bits 3 --init b4.pt --qat-epochs 4 --batch-size 128 -o b3.pt

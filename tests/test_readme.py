@@ -49,7 +49,7 @@ def test_readme_tables_are_what_their_scripts_render_from_the_committed_json():
     (the test names it). The demo table is checked against a fresh `make demo` by .ci/run instead."""
     import json
     text = (ROOT / "README.md").read_text()
-    fashion = _load("fashion_table")
+    fashion = _load("results_table")
     checked = 0
     results = ROOT / "benchmarks" / "results"
     tables = sorted(results.glob("fashion_*.json")) + sorted(results.glob("cifar10_*.json"))
@@ -59,7 +59,7 @@ def test_readme_tables_are_what_their_scripts_render_from_the_committed_json():
         dataset = doc.get("dataset", "fashion-mnist").split()[0]
         assert fashion.PREFIX[dataset] == prefix, path
         want, tag = fashion.readme_body(doc, arch), fashion.section(arch, dataset)
-        assert _section(text, tag) == want, (f"README's {tag} is stale: python scripts/fashion_table.py "
+        assert _section(text, tag) == want, (f"README's {tag} is stale: python scripts/results_table.py "
                                              f"--dataset {dataset} --arch {arch} --readme-only")
         checked += 1
     assert checked >= 3
