@@ -43,6 +43,14 @@ Both are bounded by interval arithmetic over the whole declared input range (raw
     a_in ∈ [Σ_j min(W_ij, 0)·x̄, Σ_j max(W_ij, 0)·x̄],   x̄ = M (first layer) or 1
     v ≥ 2^6·T·(min a_in + min(b, 0))            (below threshold nothing resets it within the T-step window)
 
+A saturation at the bottom changes a spike only if the membrane can climb back from ``−(2^23 − 1)``
+above the threshold within the window; a neuron is refused only where both can happen::
+
+    2^6·T·(min a_in + min(b, 0)) < −(2^23 − 1)   and   2^6·(T − 1)·max(max a_in + b, 0) − (2^23 − 1) > 2^6·vThMant
+
+(from a saturation at step ≥ 1 at most T − 1 steps remain; a trajectory that cannot reach the threshold
+from the register's floor cannot from below it either, so neither fires again in the window).
+
 The voltage bound is checked from the second layer on. The first layer's current is the same at every
 step (the raw sample is presented at each step, the bias is constant), so its membrane is monotonic
 between resets: with ``I < 0`` it only falls and never fires, saturated or not; with ``I ≥ 0`` it never
@@ -145,9 +153,12 @@ def check_registers(net: Network, layers: list, steps: int | None = None) -> Non
                                "the signed-IF neuron, or retrain with smaller weights or inputs")
         if lif.neuron.never_fires or i == 1:  # the read-out: checked by to_cuba; the first layer: see the module
             continue
-        down = 64 * steps * (lo + np.clip(np.asarray(lif.bias), None, 0))  # nothing resets v below θ
-        reach = int(-down.min())
-        if reach > VOLTAGE_MAX:
+        b = np.asarray(lif.bias).reshape(-1)
+        down = -64 * steps * (lo + np.clip(b, None, 0))  # how far v could fall: nothing resets it below θ
+        climb = 64 * (steps - 1) * np.clip(hi + b, 0, None)  # how far it could rise after a saturation
+        harmful = (down > VOLTAGE_MAX) & (climb - VOLTAGE_MAX > 64 * lif.neuron.vth)
+        if harmful.any():
+            reach = int(down[harmful].max())
             raise FastSNNError(f"layer {i} ({layer.kind}): the CUBA voltage could fall to -{reach} over "
                                f"{steps} steps, beyond Lava's 24-bit voltage register ({VOLTAGE_MAX}, "
                                "where it saturates): export with the signed-IF neuron or use fewer bits")

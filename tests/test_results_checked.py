@@ -119,13 +119,34 @@ def test_cuba_export_refuses_a_voltage_that_would_saturate():
         free.append(fired.long())
     assert (a_in < 0).any() and (a_in * 64 * 255 < -(2 ** 23)).any() and torch.stack(spikes).sum() > 0
     assert torch.equal(torch.stack(spikes), torch.stack(free))
-    hidden = Network((9,), [
-        Layer("dense", np.ones((8, 9), dtype=np.int64), np.zeros(8, dtype=np.int64), SignedIF(200), (9,), (8,)),
-        Layer("dense", np.full((1, 8), -127), np.zeros(1, dtype=np.int64), SignedIF(2 ** 16), (8,), (1,)),
-        Layer("dense", np.ones((2, 1), dtype=np.int64), np.zeros(2, dtype=np.int64), Accumulator(), (1,), (2,)),
-    ], bits=8, input_max=255)
+
+    def hidden(ups: int):  # 8 inputs of code −127 and `ups` of +127 into a hidden neuron, 255 steps
+        w = np.array([[-127] * 8 + [127] * ups])
+        return Network((9,), [
+            Layer("dense", np.ones((8 + ups, 9), dtype=np.int64), np.zeros(8 + ups, dtype=np.int64), SignedIF(200),
+                  (9,), (8 + ups,)),
+            Layer("dense", w, np.zeros(1, dtype=np.int64), SignedIF(2), (8 + ups,), (1,)),
+            Layer("dense", np.ones((2, 1), dtype=np.int64), np.zeros(2, dtype=np.int64), Accumulator(), (1,), (2,)),
+        ], bits=8, input_max=255)
     with pytest.raises(FastSNNError, match=r"layer 2 \(dense\): the CUBA voltage could fall to .* 24-bit voltage"):
-        to_cuba(hidden)  # 255 steps of −1,016 from eight spiking inputs
+        to_cuba(hidden(6))  # falls 64·255·1,016 below 0, then 254 steps of +762 climb back above the floor
+    second = to_cuba(hidden(2)).layers[1]  # +254 per step cannot climb back from the floor: accepted
+    gen = np.random.default_rng(1)
+    s_in = torch.as_tensor(gen.random((255, 256, 10)) < np.linspace(0.02, 0.98, 256)[None, :, None]).long()
+    s_in[:, :, 8:] = 1
+    s_in[:40, :, 8:] = 0  # the first 40 steps: only the negative inputs, so v saturates in many samples
+    u = v = torch.zeros(256, dtype=torch.int64)
+    unbounded, spikes, free = torch.zeros(256, dtype=torch.int64), [], []
+    for t in range(255):
+        a = s_in[t] @ torch.as_tensor(second.weight[0])
+        u, v, s = cuba_step(u, v, a, second.neuron, torch.zeros(256, dtype=torch.int64))
+        unbounded = unbounded + 64 * a
+        fired = unbounded > 64 * second.neuron.vth
+        unbounded = torch.where(fired, 0, unbounded)
+        spikes.append(s)
+        free.append(fired.long())
+    assert (unbounded < -(2 ** 23)).any() and torch.stack(spikes).sum() > 0
+    assert torch.equal(torch.stack(spikes), torch.stack(free))
 
 
 def test_every_hardware_field_about_messages_and_delays_is_enforced(tmp_path):
