@@ -8,8 +8,8 @@ report (cores, estimated energy and latency on Loihi 2, accuracy) into README.md
 ``<!-- hardware-table:start -->`` and ``<!-- hardware-table:end -->``. The committed Fashion-MNIST
 reports (``benchmarks/results/hardware/``; the ``.h5`` files are not kept)::
 
-    .venv/bin/python scripts/hardware_reports.py build/modelsF/fashion_cnn5_b2_ft_mismatch.pt \\
-        build/modelsF/fashion_cnn5_b2_cuba_half.pt --dataset fashion-mnist --out benchmarks/results/hardware --readme
+    .venv/bin/python scripts/hardware_reports.py build/modelsF2/fashion_cnn5_b2_ft_mismatch.pt \\
+        build/modelsF2/fashion_cnn5_b2_cuba_half.pt --dataset fashion-mnist --out benchmarks/results/hardware --readme
 
 Usage: .venv/bin/python scripts/hardware_reports.py model.pt [...] [--dataset digits] [--out build/reports]
 """
