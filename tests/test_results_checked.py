@@ -91,34 +91,44 @@ def test_cuba_export_refuses_a_current_that_would_wrap_lavas_24_bit_register():
     assert run_lif_batches(lif, x)[0, 0] > 0  # the brightest image fires: no wrap
 
 
+def _saturating_and_unbounded(currents, neuron):
+    """Spikes of Lava's CUBA step (:func:`lif.cuba_step`, v saturating at ±(2^23 − 1)) and of the same
+    neuron in unbounded integers, under ``currents`` (steps, n); and the unbounded membrane's lowest value."""
+    import torch
+
+    from fastsnn_lava.lif import cuba_step
+    n = currents.shape[1]
+    u = v = unbounded = torch.zeros(n, dtype=torch.int64)
+    spikes, free, lowest = [], [], unbounded
+    for a in currents:
+        u, v, s = cuba_step(u, v, a, neuron, torch.zeros(n, dtype=torch.int64))
+        unbounded = unbounded + 64 * a
+        lowest = torch.minimum(lowest, unbounded)
+        fired = unbounded > 64 * neuron.vth
+        unbounded = torch.where(fired, 0, unbounded)
+        spikes.append(s)
+        free.append(fired.long())
+    return torch.stack(spikes), torch.stack(free), lowest
+
+
 def test_cuba_export_refuses_a_voltage_that_would_saturate():
-    """A hidden layer whose voltage could fall below Lava's 24-bit register is refused. The first layer's
-    may (its current is the same at every step: a falling membrane never fires, saturated or not), and
-    the reference, which saturates as Lava does, gives the spikes of the unbounded arithmetic."""
+    """A hidden layer whose voltage could fall below Lava's 24-bit register and climb back is refused. The
+    first layer's may fall (its current is the same at every step: a falling membrane never fires, saturated
+    or not), as may a hidden one's that cannot climb back; there the reference, which saturates as Lava
+    does, gives the spikes of the unbounded arithmetic."""
     import torch
 
     from fastsnn_lava.cuba import to_cuba
     from fastsnn_lava.errors import FastSNNError
     from fastsnn_lava.ir import Layer, Network
-    from fastsnn_lava.lif import cuba_step
     from fastsnn_lava.neuron import Accumulator, SignedIF
     lif = to_cuba(_conv_net(-57, theta=2 ** 16, bits=8))  # 255 steps of −130,815 saturate v: accepted
     x = np.random.default_rng(0).integers(0, 256, (64, 9))
     w = np.full(9, -57)
     w[::2] = 40  # some images rise, most fall far below the register
     first = dataclasses.replace(lif.layers[0], weight=w.reshape(1, 1, 3, 3))
-    a_in = torch.as_tensor(x @ w)
-    u = v = torch.zeros(64, dtype=torch.int64)
-    unbounded, spikes, free = torch.zeros(64, dtype=torch.int64), [], []
-    for _ in range(255):
-        u, v, s = cuba_step(u, v, a_in, first.neuron, torch.zeros(64, dtype=torch.int64))
-        unbounded = unbounded + 64 * a_in
-        fired = unbounded > 64 * first.neuron.vth
-        unbounded = torch.where(fired, 0, unbounded)
-        spikes.append(s)
-        free.append(fired.long())
-    assert (a_in < 0).any() and (a_in * 64 * 255 < -(2 ** 23)).any() and torch.stack(spikes).sum() > 0
-    assert torch.equal(torch.stack(spikes), torch.stack(free))
+    spikes, free, lowest = _saturating_and_unbounded(torch.as_tensor(x @ w).expand(255, 64), first.neuron)
+    assert (lowest < -(2 ** 23)).any() and spikes.sum() > 0 and torch.equal(spikes, free)
 
     def hidden(ups: int):  # 8 inputs of code −127 and `ups` of +127 into a hidden neuron, 255 steps
         w = np.array([[-127] * 8 + [127] * ups])
@@ -135,18 +145,8 @@ def test_cuba_export_refuses_a_voltage_that_would_saturate():
     s_in = torch.as_tensor(gen.random((255, 256, 10)) < np.linspace(0.02, 0.98, 256)[None, :, None]).long()
     s_in[:, :, 8:] = 1
     s_in[:40, :, 8:] = 0  # the first 40 steps: only the negative inputs, so v saturates in many samples
-    u = v = torch.zeros(256, dtype=torch.int64)
-    unbounded, spikes, free = torch.zeros(256, dtype=torch.int64), [], []
-    for t in range(255):
-        a = s_in[t] @ torch.as_tensor(second.weight[0])
-        u, v, s = cuba_step(u, v, a, second.neuron, torch.zeros(256, dtype=torch.int64))
-        unbounded = unbounded + 64 * a
-        fired = unbounded > 64 * second.neuron.vth
-        unbounded = torch.where(fired, 0, unbounded)
-        spikes.append(s)
-        free.append(fired.long())
-    assert (unbounded < -(2 ** 23)).any() and torch.stack(spikes).sum() > 0
-    assert torch.equal(torch.stack(spikes), torch.stack(free))
+    spikes, free, lowest = _saturating_and_unbounded(s_in @ torch.as_tensor(second.weight[0]), second.neuron)
+    assert (lowest < -(2 ** 23)).any() and spikes.sum() > 0 and torch.equal(spikes, free)
 
 
 def test_every_hardware_field_about_messages_and_delays_is_enforced(tmp_path):
