@@ -33,36 +33,35 @@ The output layer becomes a CUBA layer that never fires (``vThMant = 2^17 − 1``
 output in Lava's 6-bit units, read out by a probe on ``v``. That is exact while
 ``|Σ_t I^L(t)| < 2^17 − 1``, which :func:`to_cuba` checks.
 
-**Registers** (:func:`check_registers`, lava-nc 0.10.0 ``lava/proc/lif/models.py``, 24-bit state,
-mirrored by :func:`fastsnn_lava.lif.cuba_step`). With ``iDecay = 4096`` the current register holds
+**Registers** (lava-nc 0.10.0 ``lava/proc/lif/models.py``, 24-bit state, mirrored by
+:func:`fastsnn_lava.lif.cuba_step`). With ``iDecay = 4096`` the current register holds
 ``u(t) = a_in(t)·2^6`` and **wraps** outside ``(−2^23, 2^23]``, so ``a_in`` must stay in
-``(−2^17, 2^17]``; the voltage ``v(t) = v(t−1) + u(t) + b·2^6`` **saturates** at ``±(2^23 − 1)``.
+``(−2^17, 2^17]``; the voltage ``v(t) = clip(v(t−1) + u(t) + b·2^6, ±(2^23 − 1))`` **saturates**.
 Both are bounded by interval arithmetic over the whole declared input range (raw inputs in
 ``[0, M]`` for the first layer, spikes in ``{0, 1}`` after it)::
 
     a_in ∈ [Σ_j min(W_ij, 0)·x̄, Σ_j max(W_ij, 0)·x̄],   x̄ = M (first layer) or 1
     v ≥ 2^6·T·(min a_in + min(b, 0))            (below threshold nothing resets it within the T-step window)
 
-A saturation at the bottom changes a spike only if the membrane can climb back from ``−(2^23 − 1)``
-above the threshold within the window; a neuron is refused only where both can happen::
+A current that could wrap is refused (:func:`check_registers`): the wrapped sum is noise. A saturating
+voltage is not: it is part of the neuron (``clip`` above), the reference :func:`~fastsnn_lava.lif.lif_forward`
+and the tuner (:func:`fastsnn_lava.surrogate.lif_bptt` with ``floor``) compute it as Lava does, and a
+saturated membrane ``−(2^23 − 1) = 64·k + 1`` (k = −131,072) fires one unit of 64 earlier than an
+unsaturated one, exactly as in Lava. At the top it changes nothing: ``2^23 − 1 > 2^6·vth`` for every
+17-bit threshold, so a saturated v still fires and resets to 0.
+
+Only a consumer without the register, NIR's continuous IF (:mod:`fastsnn_lava.formats.nir_graph`), needs
+the voltage never to saturate where it matters; :func:`check_voltage` refuses a neuron that could both
+saturate low *and* climb back above the threshold within the window::
 
     2^6·T·(min a_in + min(b, 0)) < −(2^23 − 1)   and   2^6·(T − 1)·max(max a_in + b, 0) − (2^23 − 1) > 2^6·vThMant
 
 (from a saturation at step ≥ 1 at most T − 1 steps remain; a trajectory that cannot reach the threshold
-from the register's floor cannot from below it either, so neither fires again in the window).
-
-The voltage bound is checked from the second layer on. The first layer's current is the same at every
-step (the raw sample is presented at each step, the bias is constant), so its membrane is monotonic
-between resets: with ``I < 0`` it only falls and never fires, saturated or not; with ``I ≥ 0`` it never
-goes below 0. Its lower saturation changes no spike.
-
-Saturation at the top is harmless: ``2^23 − 1 > 2^6·vth`` for every 17-bit threshold, so a saturated
-v still fires and resets to 0 exactly as the unbounded one would; at the bottom it is not (the
-neuron would recover sooner), so only the lower bound is checked. The never-firing read-out is
-bounded by :func:`to_cuba` itself.
-
-and an export whose bound reaches a register's limit is refused: the network would compute
-something else than this simulation's unbounded arithmetic, silently.
+from the register's floor cannot from below it either, so neither fires again in the window). The first
+layer is exempt: its current is the same at every step (the raw sample is presented at each step, the
+bias is constant), so its membrane is monotonic between resets: with ``I < 0`` it only falls and never
+fires, saturated or not; with ``I ≥ 0`` it never goes below 0. The never-firing read-out is bounded by
+:func:`to_cuba` itself.
 
 The loss of the mapping can be tuned away: :mod:`fastsnn_lava.tuning.cuba_tuning` fine-tunes the codes
 through exactly this network (``fastsnn-finetune --target cuba --cuba-threshold MODE``).
@@ -109,7 +108,7 @@ def to_cuba(net: Network, threshold: str = CUBA_THRESHOLD, window: int = 1) -> N
             bias = layer.bias + (round(layer.threshold / (2 * window * T)) if mode == "bias" else 0)
             vth = theta - 1
         layers.append(dataclasses.replace(layer, bias=bias, neuron=CubaLIF(vth, 4096, 0)))
-    check_registers(net, layers, window * T)
+    check_registers(net, layers)
     meta = dict(net.meta, neuron="cuba", cuba_threshold=threshold, **({"cuba_window": window} if window > 1 else {}))
     return dataclasses.replace(net, layers=layers, meta=meta, timesteps=window * T,
                                reset_interval=reset_window(window * T))
@@ -138,10 +137,8 @@ def readout_bound(net: Network, steps: int) -> int:
     return int(steps * np.maximum(np.abs(lo + b), np.abs(hi + b)).max())
 
 
-def check_registers(net: Network, layers: list, steps: int | None = None) -> None:
-    """Refuse a CUBA mapping whose current could wrap or whose voltage could saturate over ``steps``
-    (default: ``net``'s T) steps (see the module)."""
-    steps = steps or net.timesteps
+def check_registers(net: Network, layers: list) -> None:
+    """Refuse a CUBA mapping whose current could wrap Lava's 24-bit register (see the module)."""
     import numpy as np
     for i, (layer, lif) in enumerate(zip(net.layers, layers), start=1):
         lo, hi = currents(net, i, lif.weight)
@@ -151,14 +148,27 @@ def check_registers(net: Network, layers: list, steps: int | None = None) -> Non
                                f"{int(hi[n]) if hi[n] > -lo[n] else int(lo[n])} per step, beyond the ±{CURRENT_MAX} "
                                "that Lava's 24-bit CUBA current register holds (a_in·2^6 would wrap): export with "
                                "the signed-IF neuron, or retrain with smaller weights or inputs")
-        if lif.neuron.never_fires or i == 1:  # the read-out: checked by to_cuba; the first layer: see the module
+
+
+def voltage_floor(net: Network, i: int, layer, steps: int):
+    """Per neuron of layer ``i`` (1-based) of a CUBA network: how far below 0 its voltage could fall over
+    ``steps`` steps (``2^6·T·(min a_in + min(b, 0))``, negated) and how far it could climb in ``steps − 1``."""
+    import numpy as np
+    lo, hi = currents(net, i, layer.weight)
+    b = np.asarray(layer.bias).reshape(len(lo), -1)  # per neuron, or per channel of a conv layer
+    return -64 * steps * (lo + np.clip(b.min(1), None, 0)), 64 * (steps - 1) * np.clip(hi + b.max(1), 0, None)
+
+
+def check_voltage(lif_net: Network, consumer: str) -> None:
+    """Refuse, for ``consumer`` (a simulator without Lava's saturating voltage register), a CUBA network in
+    which a hidden neuron's voltage could saturate low and climb back above its threshold (see the module)."""
+    for i, layer in enumerate(lif_net.layers, start=1):
+        if layer.neuron.never_fires or i == 1:  # the read-out: checked by to_cuba; the first layer: see the module
             continue
-        b = np.asarray(lif.bias).reshape(-1)
-        down = -64 * steps * (lo + np.clip(b, None, 0))  # how far v could fall: nothing resets it below θ
-        climb = 64 * (steps - 1) * np.clip(hi + b, 0, None)  # how far it could rise after a saturation
-        harmful = (down > VOLTAGE_MAX) & (climb - VOLTAGE_MAX > 64 * lif.neuron.vth)
+        down, climb = voltage_floor(lif_net, i, layer, lif_net.timesteps)
+        harmful = (down > VOLTAGE_MAX) & (climb - VOLTAGE_MAX > 64 * layer.neuron.vth)
         if harmful.any():
-            reach = int(down[harmful].max())
-            raise FastSNNError(f"layer {i} ({layer.kind}): the CUBA voltage could fall to -{reach} over "
-                               f"{steps} steps, beyond Lava's 24-bit voltage register ({VOLTAGE_MAX}, "
-                               "where it saturates): export with the signed-IF neuron or use fewer bits")
+            raise FastSNNError(f"layer {i} ({layer.kind}): the CUBA voltage could fall to -{int(down[harmful].max())} "
+                               f"over {lif_net.timesteps} steps, where Lava's 24-bit register saturates ({VOLTAGE_MAX}) "
+                               f"and then fires early; {consumer} has no such register and would compute other "
+                               "spikes: keep --format netx for this network")

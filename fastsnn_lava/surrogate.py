@@ -75,15 +75,24 @@ def if_bptt(currents: torch.Tensor, theta: int, signed: bool = True) -> torch.Te
     return torch.stack(out)
 
 
-def lif_bptt(currents: torch.Tensor, vth: int) -> torch.Tensor:
+def lif_bptt(currents: torch.Tensor, vth: int, floor: float | None = None) -> torch.Tensor:
     """Spike trains ``(T, B, …)`` in {0, 1} of reset-to-zero LIF neurons (v(0) = 0, no leak) that fire when
     ``v ≥ vth``, driven by ``currents`` ``(T, B, …)``: the values are :func:`fastsnn_lava.lif.cuba_step`'s
-    spikes of the CUBA mapping (in units of 2^6), the derivative :func:`step`'s ramp; the reset is detached."""
+    spikes of the CUBA mapping (in units of 2^6), the derivative :func:`step`'s ramp; the reset is detached.
+
+    ``floor`` (``−(2^23 − 1)/2^6``): the membrane saturates there as Lava's 24-bit register does,
+    ``v ← max(v + I, floor)``. A saturated membrane is ``k + 1/64`` (k an integer) until its next reset, and
+    Lava fires it when ``64·v > 64·(vth − 1)``, i.e. when ``⌈v⌉ ≥ vth``: the test uses ``⌈v⌉`` (straight
+    through; on the integers it is v itself)."""
     v = torch.zeros_like(currents[0])
     out = []
     for current in currents:
         v = v + current
-        s = step(v - vth, vth)
+        if floor is not None:
+            v = v.clamp(min=floor)
+            s = step(v + (v.ceil() - v).detach() - vth, vth)
+        else:
+            s = step(v - vth, vth)
         v = v * (1 - s.detach())
         out.append(s)
     return torch.stack(out)

@@ -46,15 +46,18 @@ from fastsnn_lava.pipeline import convert, export, finetune  # noqa: E402
 from fastsnn_lava.reference import qann_forward, run_batches  # noqa: E402
 
 
-def tuned(path: str, mode: str, dataset: str, settings: dict, window: int = 1) -> tuple[Path, dict]:
+def tuned(path: str, mode: str, dataset: str, settings: dict, window: int = 1,
+          cached_only: bool = False) -> tuple[Path, dict] | None:
     """The checkpoint ``path`` fine-tuned through the CUBA LIF of ``mode`` run for ``window``·T steps (cached
-    beside it while its settings match)."""
+    beside it while its settings match; with ``cached_only``, None where no such cache exists)."""
     name = mode if "," not in mode else "perlayer"
     out = Path(path).with_name(f"{Path(path).stem}_cuba_{name}" + (f"_w{window}" if window > 1 else "") + ".pt")
     rec = load(str(out))[2].get("finetune") if out.exists() else None
     done = rec and (rec["lr"], rec["checks_per_epoch"], rec["epochs"], rec.get("cuba_window", 1)) == (
         settings["lr"], settings["checks"], settings["epochs"], window)
     if not done or rec.get("cuba_threshold") != mode:
+        if cached_only:
+            return None
         _, rec = finetune(path, str(out), dataset=dataset, target="cuba", cuba_threshold=mode, cuba_window=window,
                           progress=True, **settings)
     return out, rec
@@ -74,7 +77,7 @@ def per_layer(net, x, y) -> str:
 
 
 def window_table(path: str, x, y, windows: list, modes: list, dataset: str, settings: dict,
-                 tune_windows: list) -> dict:
+                 tune_windows: list, cached_only: bool = False) -> dict:
     """Accuracy against the window length kT: the signed IF run kT steps (same thresholds, v(0) = θ/2), the
     CUBA network as converted under each mapping, the first tuned mapping's network (tuned for k = 1) run kT
     steps, and that mapping tuned for each k of ``tune_windows``."""
@@ -84,7 +87,7 @@ def window_table(path: str, x, y, windows: list, modes: list, dataset: str, sett
     def acc(out):
         return float((out.argmax(1) == y).mean())
 
-    def lif_acc(n, m, k):  # None where to_cuba refuses the window (a register could wrap or saturate)
+    def lif_acc(n, m, k):  # None where to_cuba refuses the window (the read-out could overflow, a current wrap)
         try:
             lif = to_cuba(n, m, k)
         except FastSNNError:
@@ -94,11 +97,13 @@ def window_table(path: str, x, y, windows: list, modes: list, dataset: str, sett
     for m in CUBA_THRESHOLDS:
         curves[f"cuba/{m}"] = {k: lif_acc(net, m, k) for k in windows}
     for m in [m for m in modes if m in CUBA_THRESHOLDS][:1]:
-        one = convert(str(tuned(path, m, dataset, settings)[0]))
-        curves[f"tuned cuba/{m} (for k = 1)"] = {k: lif_acc(one, m, k) for k in windows}
-        curves[f"tuned cuba/{m} (for each k)"] = {
-            k: lif_acc(convert(str(tuned(path, m, dataset, settings, k)[0])), m, k)
-            for k in tune_windows if curves[f"cuba/{m}"].get(k, 0) is not None}
+        one = tuned(path, m, dataset, settings, cached_only=cached_only)
+        if one is not None:
+            curves[f"tuned cuba/{m} (for k = 1)"] = {k: lif_acc(convert(str(one[0])), m, k) for k in windows}
+        each = {k: tuned(path, m, dataset, settings, k, cached_only) for k in tune_windows
+                if curves[f"cuba/{m}"].get(k, 0) is not None}
+        curves[f"tuned cuba/{m} (for each k)"] = {k: lif_acc(convert(str(t[0])), m, k)
+                                                  for k, t in each.items() if t is not None}
     return {"model": Path(path).name, "bits": net.bits, "timesteps": T, "samples": len(y),
             "curves": {name: {str(k): v for k, v in c.items()} for name, c in curves.items()}}
 
@@ -130,6 +135,8 @@ def main():
     ap.add_argument("--per-layer", action="store_true", help="also a mapping per spiking layer, chosen greedily on "
                     "2,000 seeded training images; --tune per-layer tunes through it")
     ap.add_argument("--tune-windows", default="1", help="with --windows: the k the first --tune mode is tuned for")
+    ap.add_argument("--cached-only", action="store_true", help="tune nothing: a --tune mode without a cached "
+                    "checkpoint of these settings is left out of its row ('–')")
     ap.add_argument("--json", default=None)
     ap.add_argument("--readme", action="store_true", help="write the table into README.md")
     ap.add_argument("--readme-only", action="store_true", help="render the table from --json without measuring it "
@@ -149,7 +156,7 @@ def main():
         row = {"model": Path(path).name, "bits": net.bits, "qann": float((q == y).mean())}
         try:
             outs.update({f"cuba/{m}": run_lif_batches(to_cuba(net, m), x).argmax(1) for m in CUBA_THRESHOLDS})
-        except FastSNNError as e:  # a register could wrap or saturate: the network has no CUBA mapping
+        except FastSNNError as e:  # a current could wrap, the read-out overflow: no CUBA mapping
             row["refused"] = str(e)
             row["signed IF"] = {"accuracy": float((outs["signed IF"] == y).mean()),
                                 "qann_agreement": float((outs["signed IF"] == q).mean())}
@@ -168,7 +175,11 @@ def main():
                 if chosen is None:
                     sys.exit("cuba_accuracy.py: --tune per-layer needs --per-layer")
                 m = chosen
-            src, rec = tuned(path, m, a.dataset, settings)
+            got = tuned(path, m, a.dataset, settings, cached_only=a.cached_only)
+            if got is None:
+                print(f"{Path(path).name}: no tuned {m} checkpoint with these settings (--cached-only)", flush=True)
+                continue
+            src, rec = got
             lif = to_cuba(convert(str(src)), m)
             outs["tuned cuba/" + ("per-layer" if "," in m else m)] = run_lif_batches(lif, x).argmax(1)
             extra[m] = {"checkpoint": src.name, "seconds": rec.get("seconds"), **settings}
@@ -192,7 +203,8 @@ def main():
              "| model | b | QANN | " + " | ".join(names) + (" | Lava (tuned) | Lava = ref |" if lava_col else " |"),
              "|---|---|---|" + "---|" * (len(names) + 2 * lava_col)]
     for r in rows:
-        cells = [f"{r[m]['accuracy']:.2%} ({r[m]['qann_agreement']:.1%})" if m in r else "refused¹" for m in names]
+        cells = [f"{r[m]['accuracy']:.2%} ({r[m]['qann_agreement']:.1%})" if m in r else
+                 "refused¹" if "refused" in r else "–" for m in names]
         if lava_col:
             v = r.get("lava")
             cells += [f"{v['accuracy']:.2%}", f"{v['agreement']:.0%} of {v['samples']}"] if v else ["–", "–"]
@@ -207,7 +219,7 @@ def main():
         fill_section(Path(__file__).resolve().parent.parent / "README.md", "modes-table", text)
     if a.windows:
         windows, tune_windows = [int(k) for k in a.windows.split(",")], [int(k) for k in a.tune_windows.split(",")]
-        tables = [window_table(path, x, y, windows, modes, a.dataset, settings, tune_windows)
+        tables = [window_table(path, x, y, windows, modes, a.dataset, settings, tune_windows, a.cached_only)
                   for path, r in zip(a.models, rows) if "refused" not in r and Path(path).name == r["model"]]
         lines = [f"Accuracy on {len(y):,} {a.dataset} test samples against the window length k·T (reference "
                  "simulations; thresholds as exported):\n"]
@@ -219,8 +231,8 @@ def main():
                       for name, c in t["curves"].items()]
             lines.append("")
         if any(v is None for t in tables for c in t["curves"].values() for v in c.values()):
-            lines += ["² `to_cuba` refuses the window: a hidden layer's voltage could saturate low and climb back over "
-                      "the longer window (see fastsnn_lava/cuba.py).", ""]
+            lines += ["² `to_cuba` refuses the window: over k·T steps the never-firing read-out's sum could pass its "
+                      "17-bit threshold, or a current could wrap (see fastsnn_lava/cuba.py).", ""]
         wtext = "\n".join(lines) + "\nGenerated by `python scripts/cuba_accuracy.py --windows` (see its docstring)."
         print(wtext)
         if a.json:

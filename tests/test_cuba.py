@@ -60,6 +60,35 @@ def test_lif_reference_matches_lava_with_leaks(require_lava, tmp_path):
     assert np.array_equal(out, ref)
 
 
+def test_lif_reference_matches_lava_where_a_voltage_saturates_and_climbs_back(require_lava, tmp_path):
+    """Layer 2's membrane falls below Lava's 24-bit voltage register (48 inputs of −127 firing every step)
+    and climbs back once 64..96 inputs of +127 fire every step too (their current persists, iDecay 8, so
+    they fire ever more often): the saturating reference equals Lava spike for spike, and where it saturated
+    and climbed back it fires sooner than unbounded arithmetic would (the saturated membrane is
+    ``64·k + 1``, above the unbounded one)."""
+    import torch
+
+    from fastsnn_lava.ir import reset_window
+    from fastsnn_lava.lava.vanilla import run_vanilla
+    from fastsnn_lava.lif import lif_forward
+    w1 = np.r_[np.full(48, 60), np.ones(96, dtype=np.int64)].reshape(-1, 1)  # 48 fast inputs, 96 slow ones
+    w2 = np.stack([np.r_[np.full(48, -127), np.where(np.arange(96) < n, 127, 0)] for n in (64, 72, 80, 96)])
+    net = Network((1,), [Layer("dense", w1, np.zeros(144, dtype=np.int64), CubaLIF(120, 8, 0), (1,), (144,)),
+                         Layer("dense", w2, np.zeros(4, dtype=np.int64), CubaLIF(3000, 4096, 0), (144,), (4,))],
+                  timesteps=120, reset_interval=reset_window(120), input_max=3)
+    h5 = tmp_path / "saturating.h5"
+    write_lif_network(net, h5)
+    x = np.array([[1], [2], [3]])
+    tr = lif_forward(net, x, keep_spikes=True, keep_state=True)
+    saturated = (tr.voltages[1] == -(2 ** 23 - 1)).any(0)
+    free = torch.as_tensor(np.cumsum(tr.currents[1].numpy(), 0))  # 64·Σ a_in: the unbounded membrane until a spike
+    first_free = torch.where((free > 64 * 3000).any(0), (free > 64 * 3000).int().argmax(0), len(free))
+    first = torch.where(tr.counts[1] > 0, tr.spikes[1].argmax(0), len(free))
+    assert (saturated & (first < first_free)).any() and not saturated.all()  # (unbounded: later or never)
+    out, _ = run_vanilla(h5, x)
+    assert np.array_equal(out, run_lif_batches(net, x))
+
+
 def test_cuba_accuracy_close_to_qann(trained):
     """The lossy mapping (reset to zero, no -1 spikes, no θ/2) stays close to the QANN on digits."""
     net = convert(str(trained("mlp", 2)[3]))

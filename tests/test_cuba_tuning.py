@@ -44,6 +44,33 @@ def test_surrogate_lif_spikes_equal_lavas_cuba_step(vth, steps):
     assert leaf.grad.abs().sum() > 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_surrogate_lif_saturates_as_lavas_voltage_register(dtype):
+    """With ``floor``, :func:`lif_bptt` is Lava's CUBA step where the 24-bit voltage saturates low and climbs
+    back (firing one unit of 2^6 earlier than unbounded arithmetic would), in float32 as in float64."""
+    from fastsnn_lava.tuning.cuba_tuning import FLOOR
+    gen = torch.Generator().manual_seed(3)
+    steps, n, vth = 60, 4000, 20001
+    drift = torch.linspace(-1, 1, n)
+    cur = (torch.randint(-2 ** 17 + 1, 2 ** 17 + 1, (steps, n), generator=gen) // 4
+           + torch.where(torch.arange(steps)[:, None] < 20, -60000, 40000 * drift).long())  # down, then up or down
+    cur = cur.clamp(-2 ** 17 + 1, 2 ** 17)
+    u = v = free = torch.zeros(n, dtype=torch.int64)
+    want, unbounded, floored = [], [], torch.zeros(n, dtype=torch.bool)
+    for t in range(steps):
+        u, v, st = cuba_step(u, v, cur[t], CubaLIF(vth - 1, 4096, 0), torch.zeros(n, dtype=torch.int64))
+        floored |= v == -(2 ** 23 - 1)
+        free = free + cur[t]
+        unbounded.append((free >= vth).long())
+        free = torch.where(free >= vth, 0, free)
+        want.append(st)
+    want, unbounded = torch.stack(want), torch.stack(unbounded)
+    assert floored.float().mean() > 0.5 and want.sum() > 0 and not torch.equal(want, unbounded)
+    s = lif_bptt(cur.to(dtype), vth, FLOOR)
+    assert torch.equal(s.long(), want)
+    assert not torch.equal(lif_bptt(cur.double(), vth).long(), want)  # without the floor: unbounded
+
+
 def _tuner_sums(tuner: CubaTuner, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         return torch.cat([tuner.sums(torch.as_tensor(x[i:i + 128])) for i in range(0, len(x), 128)]).numpy()
@@ -70,6 +97,24 @@ def test_cuba_tuner_forward_is_the_exported_network_bit_for_bit(trained, thresho
     tuner.forward(torch.as_tensor(x[:64])).logsumexp(1).sum().backward()
     for w, b in zip(tuner.w, tuner.b):
         assert w.grad.abs().sum() > 0 and b.grad.abs().sum() > 0
+
+
+def test_cuba_tuner_is_exact_where_a_hidden_voltage_saturates(trained):
+    """Codes that drive layer 4's membrane below Lava's 24-bit voltage register (layer 3 fires every step,
+    every weight into layer 4's first 64 neurons is −127, 6 steps at --cuba-window 2): to_cuba keeps them,
+    the reference saturates there, and the tuner's forward still equals it bit for bit."""
+    qann, _, _, path = trained("cnn", 2)
+    net = convert(str(path))
+    x = load_dataset("digits").x_test[:64]
+    tuner = CubaTuner(qann, net, threshold="half", window=2)
+    with torch.no_grad():
+        tuner.w[1].zero_()
+        tuner.b[1].fill_(4095)  # layer 3: the bias alone crosses its threshold every step
+        tuner.w[2][:64] = -127
+    lif = tuner.cuba_network()
+    v4 = lif_forward(lif, x, keep_state=True).voltages[3]
+    assert (v4[-1, :, :64] == -(2 ** 23 - 1)).all() and lif_forward(lif, x).counts[3].sum() > 0
+    assert np.array_equal(64 * _tuner_sums(tuner, x).astype(np.int64), run_lif_batches(lif, x))
 
 
 def test_cuba_tandem_keeps_only_what_lowers_the_heldout_kl_and_stays_exportable(trained):
@@ -99,7 +144,7 @@ def test_cuba_tandem_keeps_only_what_lowers_the_heldout_kl_and_stays_exportable(
     for a, b in zip(net.layers, tuned.layers):
         assert a.threshold == b.threshold and a.weight.shape == b.weight.shape
         assert np.abs(b.weight).max() <= 127 and -4096 <= b.bias.min() and b.bias.max() <= 4095
-    check_registers(tuned, lif.layers)  # raises if a register could wrap or saturate
+    check_registers(tuned, lif.layers)  # raises if a current could wrap
     assert np.array_equal(64 * _tuner_sums(tuner, held).astype(np.int64), run_lif_batches(lif, held))
 
 

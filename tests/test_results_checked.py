@@ -111,18 +111,21 @@ def _saturating_and_unbounded(currents, neuron):
     return torch.stack(spikes), torch.stack(free), lowest
 
 
-def test_cuba_export_refuses_a_voltage_that_would_saturate():
-    """A hidden layer whose voltage could fall below Lava's 24-bit register and climb back is refused. The
-    first layer's may fall (its current is the same at every step: a falling membrane never fires, saturated
-    or not), as may a hidden one's that cannot climb back; there the reference, which saturates as Lava
-    does, gives the spikes of the unbounded arithmetic."""
+def test_a_saturating_voltage_exports_to_netx_and_is_refused_for_nir():
+    """Lava's 24-bit voltage saturates, and the reference saturates alike, so the netx export keeps a hidden
+    layer whose membrane falls below the register and climbs back (its spikes then differ from unbounded
+    arithmetic's); NIR's IF has no register, so --format nir refuses that layer, naming it, and accepts one
+    that cannot climb back (its spikes equal the unbounded ones). The first layer is never refused (its
+    current is the same at every step: a falling membrane never fires, saturated or not)."""
     import torch
 
     from fastsnn_lava.cuba import to_cuba
     from fastsnn_lava.errors import FastSNNError
+    from fastsnn_lava.formats.nir_graph import check
     from fastsnn_lava.ir import Layer, Network
     from fastsnn_lava.neuron import Accumulator, SignedIF
-    lif = to_cuba(_conv_net(-57, theta=2 ** 16, bits=8))  # 255 steps of −130,815 saturate v: accepted
+    lif = to_cuba(_conv_net(-57, theta=2 ** 16, bits=8))  # 255 steps of −130,815 saturate v
+    check(lif)
     x = np.random.default_rng(0).integers(0, 256, (64, 9))
     w = np.full(9, -57)
     w[::2] = 40  # some images rise, most fall far below the register
@@ -130,23 +133,29 @@ def test_cuba_export_refuses_a_voltage_that_would_saturate():
     spikes, free, lowest = _saturating_and_unbounded(torch.as_tensor(x @ w).expand(255, 64), first.neuron)
     assert (lowest < -(2 ** 23)).any() and spikes.sum() > 0 and torch.equal(spikes, free)
 
-    def hidden(ups: int):  # 8 inputs of code −127 and `ups` of +127 into a hidden neuron, 255 steps
-        w = np.array([[-127] * 8 + [127] * ups])
+    def hidden(ups: int):  # 16 inputs of code −127 and `ups` of +127 into a hidden neuron, 255 steps
+        w = np.array([[-127] * 16 + [127] * ups])
         return Network((9,), [
-            Layer("dense", np.ones((8 + ups, 9), dtype=np.int64), np.zeros(8 + ups, dtype=np.int64), SignedIF(200),
-                  (9,), (8 + ups,)),
-            Layer("dense", w, np.zeros(1, dtype=np.int64), SignedIF(2), (8 + ups,), (1,)),
+            Layer("dense", np.ones((16 + ups, 9), dtype=np.int64), np.zeros(16 + ups, dtype=np.int64), SignedIF(200),
+                  (9,), (16 + ups,)),
+            Layer("dense", w, np.zeros(1, dtype=np.int64), SignedIF(2), (16 + ups,), (1,)),
             Layer("dense", np.ones((2, 1), dtype=np.int64), np.zeros(2, dtype=np.int64), Accumulator(), (1,), (2,)),
         ], bits=8, input_max=255)
-    with pytest.raises(FastSNNError, match=r"layer 2 \(dense\): the CUBA voltage could fall to .* 24-bit voltage"):
-        to_cuba(hidden(6))  # falls 64·255·1,016 below 0, then 254 steps of +762 climb back above the floor
-    second = to_cuba(hidden(2)).layers[1]  # +254 per step cannot climb back from the floor: accepted
     gen = np.random.default_rng(1)
-    s_in = torch.as_tensor(gen.random((255, 256, 10)) < np.linspace(0.02, 0.98, 256)[None, :, None]).long()
-    s_in[:, :, 8:] = 1
-    s_in[:40, :, 8:] = 0  # the first 40 steps: only the negative inputs, so v saturates in many samples
-    spikes, free, lowest = _saturating_and_unbounded(s_in @ torch.as_tensor(second.weight[0]), second.neuron)
-    assert (lowest < -(2 ** 23)).any() and spikes.sum() > 0 and torch.equal(spikes, free)
+    for ups, nir_ok in ((12, False), (2, True)):
+        net = to_cuba(hidden(ups))  # the netx export keeps both
+        s_in = torch.as_tensor(gen.random((255, 256, 16 + ups)) < np.linspace(0.0, 0.5, 256)[None, :, None]).long()
+        s_in[:70, :, :16], s_in[:70, :, 16:], s_in[70:, :, 16:] = 1, 0, 1  # 70 steps down (saturating), then up
+        spikes, free, lowest = _saturating_and_unbounded(s_in @ torch.as_tensor(net.layers[1].weight[0]),
+                                                         net.layers[1].neuron)
+        assert (lowest < -(2 ** 23)).all() and (spikes.sum() > 0) != nir_ok
+        assert torch.equal(spikes, free) == nir_ok  # climbing back from the floor, it fires earlier than unbounded
+        if nir_ok:
+            check(net)
+        else:
+            with pytest.raises(FastSNNError, match=r"layer 2 \(dense\): the CUBA voltage could fall to .*24-bit "
+                               r"register saturates.*NIR's IF has no such register.*--format netx"):
+                check(net)
 
 
 def test_every_hardware_field_about_messages_and_delays_is_enforced(tmp_path):

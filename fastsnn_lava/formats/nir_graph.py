@@ -66,7 +66,9 @@ NIR's ODEs in continuous time would differ in these respects, all of them Lava's
    step t, so T steps suffice. Lava's netx pipeline delays each layer by one step (T + L steps per
    sample); :mod:`fastsnn_lava.lif` indexes each layer's own steps, which is what NIR computes.
 4. *Unbounded arithmetic.* Lava's 24-bit current wraps and its voltage saturates; NIR has neither.
-   ``to_cuba`` refuses a network whose bounds reach either, so they agree on what it exports.
+   ``to_cuba`` refuses a network whose current could wrap, and :func:`check` one whose voltage could
+   saturate low and climb back to fire (:func:`fastsnn_lava.cuba.check_voltage`; the netx export keeps
+   it, Lava and the reference saturating alike), so they agree on what it exports.
 
 **Refused** (one line, :class:`~fastsnn_lava.errors.FastSNNError`): the signed IF (its -1 spikes and
 reset by subtracting θ are neither in NIR's IF, LIF nor CubaLIF, which spike {0, 1} and reset to
@@ -74,13 +76,15 @@ v_reset), the unsigned IF (reset by subtraction and the initial membrane θ/2 ha
 residual networks (their shortcuts exist only with the signed IF: the CUBA mapping has none), and in a
 :class:`~fastsnn_lava.ir.Network` of CUBA LIF neurons: leaky layers (``iDecay != 4096`` or ``vDecay != 0``, whose
 fixed-point decay NIR's LIF/CubaLIF reproduce only approximately), synaptic delays, identity input
-layers and a conv bias that varies within a channel (NIR's Conv2d has one bias per channel).
+layers, a conv bias that varies within a channel (NIR's Conv2d has one bias per channel), and a hidden
+voltage that could saturate Lava's register and still fire (item 4).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..atomic import atomic_path
+from ..cuba import check_voltage
 from ..errors import FastSNNError
 from ..ir import Layer, Network, reset_window
 from ..neuron import CubaLIF
@@ -115,7 +119,8 @@ def _nir():
 
 
 def check(net: Network) -> None:
-    """Refuse, in one line, what a NIR graph cannot hold: IF neurons, residual networks, leaky or delayed layers."""
+    """Refuse, in one line, what a NIR graph cannot hold: IF neurons, residual networks, leaky or delayed layers,
+    a voltage whose saturation could change a spike."""
     if net.family == "if":
         if net.has_skips:
             raise FastSNNError(RESIDUAL)
@@ -135,6 +140,7 @@ def check(net: Network) -> None:
         if layer.kind == "conv" and _channel_bias(layer) is None:
             raise FastSNNError(f"{where}: its bias varies within a channel, but NIR's Conv2d has one bias per "
                                "channel: export a per-channel bias")
+    check_voltage(net, "NIR's IF")
 
 
 def _channel_bias(layer) -> np.ndarray | None:

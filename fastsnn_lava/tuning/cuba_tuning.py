@@ -15,14 +15,15 @@ else 0)::
     z        = s·(q^L·Σ_t s^{L−1}(t) + T·c^L)                    (the never-firing read-out v^L / 2^6)
 
 Backward, ``H`` gets the ramp one threshold wide of :func:`fastsnn_lava.surrogate.lif_bptt` and the reset
-is detached. Every value is an integer held in the float dtype :meth:`CubaTuner.exact_dtype` proves
-exact, so the forward *is* the integer network: ``2^6·z/s`` equals ``lif_forward``'s read-out of the
-exported network bit for bit while the registers do not wrap or saturate (:func:`cuba.check_registers`;
-an upper saturation only fires the neuron that would fire anyway).
+is detached. The membrane saturates at ``−(2^23 − 1)/2^6`` as Lava's voltage register does (``lif_bptt``'s
+``floor``; see :mod:`fastsnn_lava.cuba`). Every value is an integer (or, once saturated, an integer plus
+1/64) held in the float dtype :meth:`CubaTuner.exact_dtype` proves exact, so the forward *is* the integer
+network: ``2^6·z/s`` equals ``lif_forward``'s read-out of the exported network bit for bit
+(``to_cuba`` refuses a current that could wrap).
 
 The masters are the codes of the signed-IF network (:meth:`Tuner.network`, the checkpoint's ``snn``);
 the CUBA network is always ``to_cuba`` of them with the same mapping, so the export is lossless. A
-candidate that ``to_cuba`` refuses (a register could wrap or saturate, the read-out could overflow) is
+candidate that ``to_cuba`` refuses (a current could wrap, the read-out could overflow) is
 judged infinitely bad: the checks never keep it. The acceptance checks run ``lif_forward`` itself.
 """
 from __future__ import annotations
@@ -33,7 +34,7 @@ import numpy as np
 import torch
 
 from ..bounds import dtype_for, tuning_bound, value_bound
-from ..cuba import to_cuba
+from ..cuba import VOLTAGE_MAX, to_cuba
 from ..errors import FastSNNError
 from ..grid import BIAS_MAX, WEIGHT_QMAX
 from ..ir import Network
@@ -44,6 +45,7 @@ from ..surrogate import lif_bptt
 from .distillation import Tuner, tandem
 
 UNIT = 64  # Lava's 6-bit shift: the CUBA read-out v^L is 2^6·Σ_t I^L(t)
+FLOOR = -VOLTAGE_MAX / UNIT  # where the membrane saturates, in the tuner's units
 
 
 class CubaTuner(Tuner):
@@ -59,13 +61,15 @@ class CubaTuner(Tuner):
         self.threshold, self.window = threshold, window
         self.vth = [None if layer.neuron.never_fires else layer.neuron.vth + 1 for layer in lif.layers]  # ϑ^l
         self.shift = [int((a.bias - b.bias).max()) for a, b in zip(lif.layers, net.layers)]  # β^l
-        super().__init__(qann, net, gradient, classifier)
-        self.T, self.scale = lif.timesteps, self.scale / window  # k·T steps; k-fold sums, the same logits
+        super().__init__(qann, net, gradient, classifier, steps=lif.timesteps)  # k·T steps, k-fold sums
 
     def exact_dtype(self, hidden: list) -> torch.dtype:
         """float32 when every value stays below 2^24 whatever codes the tuned layers take: the IF's bounds
-        (:mod:`fastsnn_lava.bounds`) plus θ + T·max β for the CUBA bias shift (|v| ≤ ϑ + T·C)."""
-        T = self.net.timesteps * self.window  # called by Tuner.__init__, before self.T is k·T
+        (:mod:`fastsnn_lava.bounds`) plus θ + T·max β for the CUBA bias shift (|v| ≤ ϑ + T·C). A saturated
+        membrane ``k + 1/64`` is exact too: float32 holds it below 2^18 in magnitude; a sum below the floor
+        rounds to at most the floor (rounding is monotonic and the floor is a float32), and one of 2^17 or
+        more rounds to at least 2^17 > ϑ, so it fires and resets to 0 either way."""
+        T = self.T
         extra = max((layer.threshold or 0) for layer in self.net.layers) + T * max(self.shift)
         bound = max([value_bound(self.net, T, self.net.input_max)]
                     + [tuning_bound(layer, T, WEIGHT_QMAX, BIAS_MAX + 1) for layer in hidden])
@@ -84,7 +88,7 @@ class CubaTuner(Tuner):
                 cur = first.unsqueeze(0).expand(T, *first.shape)
             else:
                 cur = syn.step_currents(s, {}) + self.shift[i]
-            s = lif_bptt(cur, self.vth[i])
+            s = lif_bptt(cur, self.vth[i], FLOOR)
         raise AssertionError("unreachable: the last layer accumulates")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

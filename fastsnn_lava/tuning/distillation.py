@@ -141,8 +141,11 @@ class Tuner:
 
     target, threshold = "signed", None  # the neuron tuned through (a subclass's), its threshold mapping
 
-    def __init__(self, qann: QuantNet, net: Network, gradient: str = "bptt", classifier: bool = False):
-        self.net, self.T, self.gradient, self.classifier = net, net.timesteps, gradient, classifier
+    def __init__(self, qann: QuantNet, net: Network, gradient: str = "bptt", classifier: bool = False,
+                 steps: int | None = None):
+        """``steps``: how many steps the forward runs (default: ``net``'s T); the logits are
+        ``Σ_t I^L(t)`` divided by them, in the QANN's units."""
+        self.net, self.T, self.gradient, self.classifier = net, steps or net.timesteps, gradient, classifier
         units = qann.units_in()
         for li in range(1, len(net.layers) - 1):
             frozen_grid(qann, net, li, units)
