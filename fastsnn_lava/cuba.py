@@ -43,7 +43,12 @@ Both are bounded by interval arithmetic over the whole declared input range (raw
     a_in ∈ [Σ_j min(W_ij, 0)·x̄, Σ_j max(W_ij, 0)·x̄],   x̄ = M (first layer) or 1
     v ≥ 2^6·T·(min a_in + min(b, 0))            (below threshold nothing resets it within the T-step window)
 
-A current that could wrap is refused (:func:`check_registers`): the wrapped sum is noise. A saturating
+A current that could wrap is refused (:func:`check_registers`): the wrapped sum is noise. **First
+layer**: its raw inputs (up to ``M`` = 255 for 8-bit images) can drive ``a_in`` past the register where
+every hidden layer's spikes cannot; :func:`narrow_first` then divides its weights, bias and threshold by
+the least 2^s that fits (rounded half away from zero; s is recorded as ``cuba_first_shift`` in the
+network's meta). Its spikes are those of the IF layer up to that rounding, another loss of the mapping
+that tuning can absorb (the first layer itself stays frozen). A saturating
 voltage is not: it is part of the neuron (``clip`` above), the reference :func:`~fastsnn_lava.lif.lif_forward`
 and the tuner (:func:`fastsnn_lava.surrogate.lif_bptt` with ``floor``) compute it as Lava does, and a
 saturated membrane ``−(2^23 − 1) = 64·k + 1`` (k = −131,072) fires one unit of 64 earlier than an
@@ -98,6 +103,7 @@ def to_cuba(net: Network, threshold: str = CUBA_THRESHOLD, window: int = 1) -> N
         raise FastSNNError(f"layer {len(net.layers)} (output): its sum could reach {bound}, beyond the "
                            f"{NEVER_FIRES} a never-firing CUBA output layer can hold: use fewer bits or a "
                            "narrower output layer, or export with the signed-IF neuron")
+    net, shift = narrow_first(net)
     layers, per_layer = [], iter(modes)
     for layer in net.layers:
         if layer.accumulates:
@@ -109,9 +115,32 @@ def to_cuba(net: Network, threshold: str = CUBA_THRESHOLD, window: int = 1) -> N
             vth = theta - 1
         layers.append(dataclasses.replace(layer, bias=bias, neuron=CubaLIF(vth, 4096, 0)))
     check_registers(net, layers)
-    meta = dict(net.meta, neuron="cuba", cuba_threshold=threshold, **({"cuba_window": window} if window > 1 else {}))
+    meta = dict(net.meta, neuron="cuba", cuba_threshold=threshold, **({"cuba_window": window} if window > 1 else {}),
+                **({"cuba_first_shift": shift} if shift else {}))
     return dataclasses.replace(net, layers=layers, meta=meta, timesteps=window * T,
                                reset_interval=reset_window(window * T))
+
+
+def narrow_first(net: Network) -> tuple[Network, int]:
+    """``net`` with its first layer's weights, bias and threshold divided by 2^s (rounded half away from
+    zero), s the least shift that keeps its input current within Lava's register (see the module's
+    *First layer*); ``(net, 0)`` where it fits already."""
+    import numpy as np
+    first = net.layers[0]
+
+    def shifted(a, s):
+        a = np.asarray(a, dtype=np.int64)
+        return np.sign(a) * ((np.abs(a) + (1 << s >> 1)) >> s)
+    for s in range(0, 17):
+        lo, hi = currents(net, 1, shifted(first.weight, s))
+        if hi.max() <= CURRENT_MAX and lo.min() > -CURRENT_MAX:
+            break
+    if s == 0 or first.accumulates:
+        return net, 0
+    theta = 2 * max(int(shifted(first.threshold, s + 1)), 1)  # θ stays even: θ/2 is divided by 2^s as well
+    layer = dataclasses.replace(first, weight=shifted(first.weight, s), bias=shifted(first.bias, s),
+                                neuron=dataclasses.replace(first.neuron, threshold=theta))
+    return dataclasses.replace(net, layers=[layer, *net.layers[1:]]), s
 
 
 CURRENT_MAX = 2 ** 17   # a_in·2^6 must stay within the 24-bit current register: a_in ∈ (−2^17, 2^17]

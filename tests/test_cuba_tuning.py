@@ -117,6 +117,26 @@ def test_cuba_tuner_is_exact_where_a_hidden_voltage_saturates(trained):
     assert np.array_equal(64 * _tuner_sums(tuner, x).astype(np.int64), run_lif_batches(lif, x))
 
 
+def test_cuba_tuner_is_exact_on_a_narrowed_first_layer(trained):
+    """A first layer whose current could wrap Lava's register (the digits cnn's, ×64: the same IF spikes)
+    is divided by 2^s by to_cuba; the tuner computes that divided layer: its forward equals lif_forward bit
+    for bit under ``half`` and ``bias``, and under ``half`` equals the unscaled network's CUBA read-out (the
+    division is exact there; ``bias`` adds ⌊θ/(2T)⌉ of the divided θ)."""
+    qann, _, _, path = trained("cnn", 2)
+    net = convert(str(path))
+    first = net.layers[0]
+    big = dataclasses.replace(net, layers=[dataclasses.replace(
+        first, weight=64 * first.weight, bias=64 * first.bias,
+        neuron=dataclasses.replace(first.neuron, threshold=64 * first.threshold)), *net.layers[1:]])
+    x = load_dataset("digits").x_test[:200]
+    for mode in ("half", "bias"):
+        lif = to_cuba(big, mode)
+        assert 1 <= lif.meta["cuba_first_shift"] <= 6
+        got = run_lif_batches(lif, x)
+        assert np.array_equal(64 * _tuner_sums(CubaTuner(qann, big, threshold=mode), x).astype(np.int64), got)
+    assert np.array_equal(run_lif_batches(to_cuba(big, "half"), x), lif_forward(to_cuba(net, "half"), x).out.numpy())
+
+
 def test_cuba_tandem_keeps_only_what_lowers_the_heldout_kl_and_stays_exportable(trained):
     """Whatever the training did: every verdict is decide()'s, the KL reported for the returned codes is
     their CUBA network's KL measured here (by lif_forward), never above the start's; the first layer and

@@ -77,18 +77,31 @@ def _conv_net(code: int, theta: int = 2000, bits: int = 2):
     ], bits=bits, input_max=255)
 
 
-def test_cuba_export_refuses_a_current_that_would_wrap_lavas_24_bit_register():
+def test_cuba_export_narrows_a_first_layer_and_refuses_a_hidden_current_that_would_wrap():
     """The issue's case: 3×3 codes 60 on 255-valued pixels give a_in = 137,700 > 2^17 per step, which Lava's
-    CUBA current (a_in·2^6 in 24 bits) wraps: refused, naming the layer and the register. Codes 57
-    (130,815 ≤ 2^17) still map, and the reference reproduces the arithmetic Lava computes."""
+    CUBA current (a_in·2^6 in 24 bits) would wrap: the first layer is divided by 2 (codes 30, θ/2 halved,
+    recorded as cuba_first_shift) and fits; codes 57 (130,815 ≤ 2^17) map as they are. A hidden layer's
+    current has no such way out (its inputs are spikes): refused, naming the layer and the register."""
     from fastsnn_lava.cuba import to_cuba
     from fastsnn_lava.errors import FastSNNError
+    from fastsnn_lava.ir import Layer, Network
     from fastsnn_lava.lif import run_lif_batches
-    with pytest.raises(FastSNNError, match=r"layer 1 \(conv\).*137700.*24-bit CUBA current register"):
-        to_cuba(_conv_net(60))
-    lif = to_cuba(_conv_net(57))
+    from fastsnn_lava.neuron import Accumulator, SignedIF
+    lif = to_cuba(_conv_net(60))
+    assert lif.meta["cuba_first_shift"] == 1 and (lif.layers[0].weight == 30).all()
+    assert lif.layers[0].neuron.vth + 1 == 2000 // 4  # ϑ = θ/2 of the halved θ
+    assert "cuba_first_shift" not in to_cuba(_conv_net(57)).meta
+    assert (to_cuba(_conv_net(57)).layers[0].weight == 57).all()
     x = np.full((1, 1, 3, 3), 255)
     assert run_lif_batches(lif, x)[0, 0] > 0  # the brightest image fires: no wrap
+    wide = Network((4,), [
+        Layer("dense", np.ones((1100, 4), dtype=np.int64), np.zeros(1100, dtype=np.int64), SignedIF(2), (4,), (1100,)),
+        Layer("dense", np.full((3, 1100), 120), np.zeros(3, dtype=np.int64), SignedIF(2), (1100,), (3,)),
+        Layer("dense", np.ones((2, 3), dtype=np.int64), np.zeros(2, dtype=np.int64), Accumulator(), (3,), (2,)),
+    ], bits=2, input_max=15)
+    with pytest.raises(FastSNNError, match=r"layer 2 \(dense\): neuron 0's input current can reach 132000 .*24-bit "
+                       "CUBA current register"):
+        to_cuba(wide)
 
 
 def _saturating_and_unbounded(currents, neuron):

@@ -9,7 +9,8 @@ of 2^6 (``iDecay = 4096``: u = a_in every step; ``vDecay = 0``: no leak), per hi
 with ϑ^l = ``vThMant + 1`` of the chosen mapping and β^l the bias the mapping adds (``bias``: ⌊θ/(2T)⌉,
 else 0)::
 
-    I^1      = W^1·x + c^1 + β^1                                  (every step; the first layer is frozen)
+    I^1      = W^1·x + c^1 + β^1                                  (every step; the first layer is frozen,
+                                                                   as cuba.narrow_first divides it)
     I^l(t)   = q^l·s^{l−1}(t) + c^l + β^l
     v^l ← v^l + I^l(t);   s^l(t) = H(v^l − ϑ^l) ∈ {0, 1};   v^l ← v^l·(1 − s^l(t))     (v^l(0) = 0)
     z        = s·(q^L·Σ_t s^{L−1}(t) + T·c^L)                    (the never-firing read-out v^L / 2^6)
@@ -34,10 +35,11 @@ import numpy as np
 import torch
 
 from ..bounds import dtype_for, tuning_bound, value_bound
-from ..cuba import VOLTAGE_MAX, to_cuba
+from ..cuba import VOLTAGE_MAX, narrow_first, to_cuba
 from ..errors import FastSNNError
 from ..grid import BIAS_MAX, WEIGHT_QMAX
 from ..ir import Network
+from ..kernel import Kernel
 from ..lif import run_lif_batches
 from ..models import QuantNet
 from ..options import CUBA_THRESHOLD
@@ -60,8 +62,11 @@ class CubaTuner(Tuner):
         lif = to_cuba(net, threshold, window)  # refuses a start the CUBA neuron cannot run (skips, registers)
         self.threshold, self.window = threshold, window
         self.vth = [None if layer.neuron.never_fires else layer.neuron.vth + 1 for layer in lif.layers]  # ϑ^l
-        self.shift = [int((a.bias - b.bias).max()) for a, b in zip(lif.layers, net.layers)]  # β^l
+        first = narrow_first(net)[0]  # the first layer as to_cuba divides it (frozen: once for all)
+        self.shift = [int((a.bias - b.bias).max()) for a, b in zip(lif.layers, first.layers)]  # β^l
         super().__init__(qann, net, gradient, classifier, steps=lif.timesteps)  # k·T steps, k-fold sums
+        if first is not net:
+            self.kernel = Kernel(first, self.dtype)
 
     def exact_dtype(self, hidden: list) -> torch.dtype:
         """float32 when every value stays below 2^24 whatever codes the tuned layers take: the IF's bounds
