@@ -40,6 +40,9 @@ def main(argv=None) -> int:
         if o.format == "nir":
             kind += " as a NIR graph"
         print(f"{len(net.layers)} layers, {kind}, b = {net.bits}, T = {net.timesteps} -> {a.output}")
+        if net.meta.get("cuba_first_shift"):
+            print(f"note: layer 1's weights, bias and threshold were divided by 2^{net.meta['cuba_first_shift']} so "
+                  "that its input current fits Lava's 24-bit register (export/FORMAT.md §10)")
     return run_cli("fastsnn-export", go, args)
 
 
