@@ -27,6 +27,11 @@ Usage: .venv/bin/python scripts/cuba_accuracy.py model.pt [model2.pt ...] [--dat
 window length k·T (``--cuba-window``), written to ``<json stem>_windows.json`` and the README section
 ``cuba-window-table``; ``--readme-only`` renders the main table from ``--json`` instead of measuring it
 again; ``--cached-only`` tunes nothing (a mode without a cached checkpoint of these settings shows "–").
+CIFAR-10 (README section ``modes-table-cifar10``, as converted)::
+
+    .venv/bin/python scripts/cuba_accuracy.py build/models10/cifar10_cnn5_b2.pt build/models10/cifar10_cnn5_b3.pt \
+        --dataset cifar10 --per-layer --lava-samples 0 --json benchmarks/results/export_modes_cifar10.json \
+        --readme --section modes-table-cifar10
 """
 from __future__ import annotations
 
@@ -143,6 +148,8 @@ def main():
     ap.add_argument("--tune-windows", default="1", help="with --windows: the k the first --tune mode is tuned for")
     ap.add_argument("--cached-only", action="store_true", help="tune nothing: a --tune mode without a cached "
                     "checkpoint of these settings is left out of its row ('–')")
+    ap.add_argument("--section", default="modes-table", help="the README section --readme writes (its window "
+                    "table: cuba-window-table, or SECTION-windows)")
     ap.add_argument("--json", default=None)
     ap.add_argument("--readme", action="store_true", help="write the table into README.md")
     ap.add_argument("--readme-only", action="store_true", help="render the table from --json without measuring it "
@@ -195,9 +202,13 @@ def main():
                 "checkpoint": src.name, "seconds": rec.get("seconds"), **settings}
             if best is None or (outs[name] == y).mean() > (outs[best[0]] == y).mean():
                 best = (name, src, m, k, lif)
+        if a.lava_samples and best is None:  # nothing tuned: Lava runs the most accurate mapping as converted
+            name = max((n for n in outs if n.startswith("cuba/")), key=lambda n: (outs[n] == y).mean())
+            m = chosen if name == "cuba/per-layer" else name.removeprefix("cuba/")
+            best = (name, Path(path), m, 1, to_cuba(net, m))
         if a.lava_samples and best:  # Lava runs the most accurate tuned network
             name, src, m, k, lif = best
-            h5 = src.with_suffix(".h5")
+            h5 = src.with_name(src.stem + ("" if "cuba" in src.stem else "_cuba_" + name.split("/")[-1]) + ".h5")
             export(str(src), str(h5), neuron="cuba", cuba_threshold=m, cuba_window=k)
             row["lava"] = dict(lava(h5, lif, ds.x_test[:a.lava_samples], ds.y_test[:a.lava_samples]),
                                network=name.removeprefix("tuned "))
@@ -214,7 +225,7 @@ def main():
                                         f"{max(r['lava']['samples'] for r in rows if 'lava' in r)} test samples, "
                                         "and the share equal to the LIF reference"
                                         if lava_col else "") + ":\n",
-             "| model | b | QANN | " + " | ".join(names) + (" | Lava (best tuned) | Lava = ref |" if lava_col else " |"),
+             "| model | b | QANN | " + " | ".join(names) + (" | Lava (the best tuned, else as converted) | Lava = ref |" if lava_col else " |"),
              "|---|---|---|" + "---|" * (len(names) + 2 * lava_col)]
     for r in rows:
         cells = [f"{r[m]['accuracy']:.2%} ({r[m]['qann_agreement']:.1%})" if m in r else
@@ -231,7 +242,7 @@ def main():
     if a.json and not a.readme_only:
         Path(a.json).write_text(json.dumps(rows, indent=2) + "\n")
     if a.readme:
-        fill_section(Path(__file__).resolve().parent.parent / "README.md", "modes-table", text)
+        fill_section(Path(__file__).resolve().parent.parent / "README.md", a.section, text)
     if a.windows:
         windows, tune_windows = [int(k) for k in a.windows.split(",")], [int(k) for k in a.tune_windows.split(",")]
         tables = [window_table(path, x, y, windows, modes, a.dataset, settings, tune_windows, a.cached_only)
@@ -253,7 +264,8 @@ def main():
         if a.json:
             Path(a.json).with_name(Path(a.json).stem + "_windows.json").write_text(json.dumps(tables, indent=2) + "\n")
         if a.readme:
-            fill_section(Path(__file__).resolve().parent.parent / "README.md", "cuba-window-table", wtext)
+            fill_section(Path(__file__).resolve().parent.parent / "README.md",
+                         "cuba-window-table" if a.section == "modes-table" else a.section + "-windows", wtext)
 
 
 if __name__ == "__main__":
