@@ -9,7 +9,8 @@ report (cores, estimated energy and latency on Loihi 2, accuracy) into README.md
 reports (``benchmarks/results/hardware/``; the ``.h5`` files are not kept)::
 
     .venv/bin/python scripts/hardware_reports.py build/modelsF2/fashion_cnn5_b2_ft_mismatch.pt \\
-        build/modelsF2/fashion_cnn5_b2_cuba_half.pt --dataset fashion-mnist --out benchmarks/results/hardware --readme
+        build/modelsF2/fashion_cnn5_b2_cuba_half.pt build/modelsF2/fashion_cnn5_b2_cuba_half_w2.pt \\
+        build/modelsF/fashion_cnn5_b3_cuba_perlayer.pt --dataset fashion-mnist --out benchmarks/results/hardware --readme
 
 Usage: .venv/bin/python scripts/hardware_reports.py model.pt [...] [--dataset digits] [--out build/reports]
 """
