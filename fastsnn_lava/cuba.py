@@ -124,18 +124,23 @@ def to_cuba(net: Network, threshold: str = CUBA_THRESHOLD, window: int = 1) -> N
 def narrow_first(net: Network) -> tuple[Network, int]:
     """``net`` with its first layer's weights, bias and threshold divided by 2^s (rounded half away from
     zero), s the least shift that keeps its input current within Lava's register (see the module's
-    *First layer*); ``(net, 0)`` where it fits already."""
+    *First layer*); ``(net, 0)`` where it fits already, where the first layer accumulates (a read-out has
+    no threshold to divide with it), or where no shift up to 16 fits (:func:`check_registers` then refuses
+    the network, naming the neuron)."""
     import numpy as np
     first = net.layers[0]
+    if first.accumulates:
+        return net, 0
 
     def shifted(a, s):
         a = np.asarray(a, dtype=np.int64)
         return np.sign(a) * ((np.abs(a) + (1 << s >> 1)) >> s)
-    for s in range(0, 17):
+
+    def fits(s):
         lo, hi = currents(net, 1, shifted(first.weight, s))
-        if hi.max() <= CURRENT_MAX and lo.min() > -CURRENT_MAX:
-            break
-    if s == 0 or first.accumulates:
+        return hi.max() <= CURRENT_MAX and lo.min() > -CURRENT_MAX
+    s = next((s for s in range(17) if fits(s)), 0)
+    if s == 0:
         return net, 0
     theta = 2 * max(int(shifted(first.threshold, s + 1)), 1)  # θ stays even: θ/2 is divided by 2^s as well
     layer = dataclasses.replace(first, weight=shifted(first.weight, s), bias=shifted(first.bias, s),

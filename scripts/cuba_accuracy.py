@@ -56,13 +56,19 @@ from fastsnn_lava.pipeline import convert, export, finetune  # noqa: E402
 from fastsnn_lava.reference import qann_forward, run_batches  # noqa: E402
 
 
+def named(path, mode: str, window: int = 1, suffix: str = ".pt") -> Path:
+    """Where the CUBA network of ``path`` under ``mode`` and window ``window``·T is kept: the tuned
+    checkpoint (``.pt``) or its export (``.h5``) beside ``path``."""
+    name = mode if "," not in mode else "perlayer"
+    return Path(path).with_name(f"{Path(path).stem}_cuba_{name}" + (f"_w{window}" if window > 1 else "") + suffix)
+
+
 def tuned(path: str, mode: str, dataset: str, settings: dict, window: int = 1,
           cached_only: bool = False) -> tuple[Path, dict] | None:
     """The checkpoint ``path`` fine-tuned through the CUBA LIF of ``mode`` run for ``window``·T steps (cached
     beside it while its settings match; with ``cached_only``, the cached one whatever its settings, which
     its record keeps, or None where there is none)."""
-    name = mode if "," not in mode else "perlayer"
-    out = Path(path).with_name(f"{Path(path).stem}_cuba_{name}" + (f"_w{window}" if window > 1 else "") + ".pt")
+    out = named(path, mode, window)
     rec = load(str(out))[2].get("finetune") if out.exists() else None
     same = rec and (rec.get("cuba_threshold"), rec.get("cuba_window", 1)) == (mode, window)
     fits = same and (rec["lr"], rec["checks_per_epoch"], rec["epochs"]) == (
@@ -218,7 +224,7 @@ def main():
             best = (name, Path(path), m, 1, to_cuba(net, m))
         if a.lava_samples and best:  # Lava runs the most accurate tuned network
             name, src, m, k, lif = best
-            h5 = src.with_name(src.stem + ("" if "cuba" in src.stem else "_cuba_" + name.split("/")[-1]) + ".h5")
+            h5 = src.with_suffix(".h5") if name.startswith("tuned ") else named(src, m, k, ".h5")
             export(str(src), str(h5), neuron="cuba", cuba_threshold=m, cuba_window=k)
             row["lava"] = dict(lava(h5, lif, ds.x_test[:a.lava_samples], ds.y_test[:a.lava_samples]),
                                network=name.removeprefix("tuned "))
