@@ -60,6 +60,8 @@ def render(rec: dict) -> str:
 
 
 def main():
+    from fastsnn_lava.heap import keep_freed_memory
+    keep_freed_memory()  # freed tensors are reused, not faulted in again (fastsnn_lava/heap.py)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--net", default="cnn5")
     ap.add_argument("--models", default=str(ROOT / "build" / "models"))

@@ -146,6 +146,8 @@ def lava(h5: Path, lif, x, y) -> dict:
 
 
 def main():
+    from fastsnn_lava.heap import keep_freed_memory
+    keep_freed_memory()  # freed tensors are reused, not faulted in again (fastsnn_lava/heap.py)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+")
     ap.add_argument("--dataset", default="digits")

@@ -51,6 +51,8 @@ def line(name: str, rec: dict) -> str:
 
 
 def main():
+    from fastsnn_lava.heap import keep_freed_memory
+    keep_freed_memory()  # freed tensors are reused, not faulted in again (fastsnn_lava/heap.py)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+")
     ap.add_argument("--dataset", default="digits")

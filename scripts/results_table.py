@@ -229,6 +229,8 @@ def table(rows: list[dict]) -> str:
 
 
 def main():
+    from fastsnn_lava.heap import keep_freed_memory
+    keep_freed_memory()  # freed tensors are reused, not faulted in again (fastsnn_lava/heap.py)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--bits", default="2,3,4")
     ap.add_argument("--dataset", default="fashion-mnist", choices=sorted(PREFIX))

@@ -53,6 +53,8 @@ def stage(out: Path, resume: Path, **kw) -> dict:
 
 
 def main():
+    from fastsnn_lava.heap import keep_freed_memory
+    keep_freed_memory()  # freed tensors are reused, not faulted in again (fastsnn_lava/heap.py)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dataset", default="cifar10", choices=sorted(PREFIX),
                     help="cifar10 (default) or fashion-mnist: the same recipe for the Fashion-MNIST tables")

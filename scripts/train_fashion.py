@@ -22,6 +22,8 @@ from fastsnn_lava.pipeline import train  # noqa: E402
 
 
 def main():
+    from fastsnn_lava.heap import keep_freed_memory
+    keep_freed_memory()  # freed tensors are reused, not faulted in again (fastsnn_lava/heap.py)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="cnn5")
     ap.add_argument("--epochs", type=int, default=6)

@@ -15,6 +15,12 @@ import pytest
 STRICT = os.environ.get("FASTSNN_STRICT") == "1"
 
 
+def pytest_configure(config):
+    """Tensors freed by one test are reused by the next instead of faulted in again (fastsnn_lava/heap.py)."""
+    from fastsnn_lava.heap import keep_freed_memory
+    keep_freed_memory()
+
+
 def need(condition: bool, reason: str) -> None:
     """Skip (or, in strict mode, fail) unless ``condition`` holds."""
     if not condition:

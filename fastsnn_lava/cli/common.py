@@ -12,6 +12,7 @@ import traceback
 from pathlib import Path
 
 from ..errors import Disagreement, FastSNNError
+from ..heap import keep_freed_memory
 from ..options import fields
 
 
@@ -104,7 +105,9 @@ def _terminate(signum, frame):
 
 
 def run_cli(prog: str, fn, args) -> int:
-    """Call ``fn(args)``; turn errors into one line and an exit code (SIGINT 130, SIGTERM 143)."""
+    """Call ``fn(args)``; turn errors into one line and an exit code (SIGINT 130, SIGTERM 143). Freed
+    tensor memory stays in the process (:mod:`fastsnn_lava.heap`)."""
+    keep_freed_memory()
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, _terminate)
     try:
