@@ -39,15 +39,16 @@ DEMO_THREADS = 1             # fastsnn-demo trains on one thread: the same table
 
 def option(default=None, help: str | None = None, *, type=None, low=None, high=None, low_open: bool = False,
            high_open: bool = False, choices: tuple | None = None, flag: str | None = None,
-           metavar: str | None = None, required: bool = False):
+           metavar: str | None = None, required: bool = False, per_item: bool = False):
     """A dataclass field with a default and what its command-line flag needs (see the module).
 
     ``type``: int, float or str (default: the default's type, str for None). ``flag``: the flag's
-    name when it is not ``--`` + the field's name with dashes; a bool defaulting to True is set
+    name when it is not ``--`` + the field's name with dashes; ``per_item``: the value may also be a
+    comma-separated list of ``choices``; a bool defaulting to True is set
     off by ``--no-<name>``, one defaulting to False on by ``--<name>``.
     """
     meta = dict(help=help, type=type, low=low, high=high, low_open=low_open, high_open=high_open,
-                choices=choices, flag=flag, metavar=metavar, required=required)
+                choices=choices, flag=flag, metavar=metavar, required=required, per_item=per_item)
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -107,7 +108,8 @@ class ExportOptions:
                          "cuba: Lava's standard LIF, a vanilla netx file Loihi 2 runs natively (lossy, see "
                          "export/FORMAT.md)", choices=NEURONS)
     cuba_threshold: str = option(CUBA_THRESHOLD, "with --neuron cuba: the LIF threshold standing in for the "
-                                 "IF's initial θ/2 (default %(default)s)", choices=CUBA_THRESHOLDS)
+                                 "IF's initial θ/2, or one per spiking layer, comma-separated (default "
+                                 "%(default)s)", choices=CUBA_THRESHOLDS, per_item=True)
     cuba_window: int = option(1, "with --neuron cuba: run k·T steps instead of T, same thresholds (default "
                               "%(default)s; see export/FORMAT.md §10)", low=1, high=CUBA_WINDOW_MAX, metavar="k")
     format: str = option("netx", "netx: lava-dl netx HDF5 (default); nir: a NIR graph (nir.read) of the --neuron "
@@ -149,9 +151,9 @@ class TuneOptions:
     target: str = option("signed", "the neuron the SNN is tuned through: signed (Fast-SNN's signed IF, default) or "
                          "cuba (Lava's standard CUBA LIF, for fastsnn-export --neuron cuba: tandem BPTT through the "
                          "reset-to-zero binary spikes)", choices=TARGETS)
-    cuba_threshold: str = option(CUBA_THRESHOLD, "with --target cuba: the LIF threshold mapping tuned through "
-                                 "(default %(default)s; fastsnn-export --neuron cuba must use the same)",
-                                 choices=CUBA_THRESHOLDS)
+    cuba_threshold: str = option(CUBA_THRESHOLD, "with --target cuba: the LIF threshold mapping tuned through, "
+                                 "or one per spiking layer, comma-separated (default %(default)s; fastsnn-export "
+                                 "--neuron cuba must use the same)", choices=CUBA_THRESHOLDS, per_item=True)
     cuba_window: int = option(1, "with --target cuba: tune the network run for k·T steps (default %(default)s; "
                               "fastsnn-export --neuron cuba must use the same --cuba-window)", low=1,
                               high=CUBA_WINDOW_MAX, metavar="k")

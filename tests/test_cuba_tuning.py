@@ -228,6 +228,9 @@ def test_cli_chain_finetune_cuba_export_run_on_lava(trained, tmp_path, capsys, r
     (["--target", "cuba", "--gradient", "qann"], "--target cuba"),
     (["--target", "loihi"], "--target"),
     (["--target", "cuba", "--cuba-threshold", "quarter"], "--cuba-threshold"),
+    (["--target", "cuba", "--cuba-threshold", "half,quarter"], "--cuba-threshold"),
+    (["--target", "cuba", "--cuba-threshold", "half,,half,half"], "--cuba-threshold"),
+    (["--target", "cuba", "--cuba-threshold", "half,bias"], "per spiking layer (4)"),
 ])
 def test_bad_cuba_tuning_flags_are_one_line_exit_2(trained, tmp_path, capsys, argv, needle):
     _, _, _, path = trained("cnn", 2)
@@ -237,6 +240,25 @@ def test_bad_cuba_tuning_flags_are_one_line_exit_2(trained, tmp_path, capsys, ar
     except SystemExit as e:  # argparse's refusal of a choice
         code = e.code
     assert needle in _one_line_error(capsys, code) and not dst.exists()
+
+
+def test_cli_tunes_and_exports_a_mapping_per_layer(trained, tmp_path, capsys):
+    """--cuba-threshold takes one mapping per spiking layer on the command line too: finetune through it,
+    export with it (exactly to_cuba of the tuned codes); another list is refused in one line."""
+    _, _, _, path = trained("cnn", 2)
+    modes = "half,bias,half,theta"
+    pt, h5 = tmp_path / "cuba.pt", tmp_path / "net.h5"
+    assert finetune_cli([str(path), "--target", "cuba", "--cuba-threshold", modes, "--max-samples", "256",
+                         "--checks", "1", "--no-progress", "-o", str(pt)]) == 0
+    assert checkpoint.load(str(pt))[2]["finetune"]["cuba_threshold"] == modes
+    capsys.readouterr()
+    err = _one_line_error(capsys, export_cli([str(pt), "--neuron", "cuba", "--cuba-threshold", "half", "-o", str(h5)]))
+    assert modes in err and not h5.exists()
+    assert export_cli([str(pt), "--neuron", "cuba", "--cuba-threshold", modes, "-o", str(h5)]) == 0
+    want = to_cuba(convert(str(pt)), modes)
+    assert all(a.equals(b) for a, b in zip(read_lif_network(h5).layers, want.layers))
+    half = to_cuba(convert(str(pt)), "half")  # the list is not one mapping for all layers
+    assert any(not a.equals(b) for a, b in zip(want.layers, half.layers))
 
 
 def test_signed_tuning_is_unchanged_and_exports_as_before(trained, tmp_path):

@@ -50,6 +50,16 @@ def real(low: float, high: float = math.inf, low_open: bool = False, high_open: 
     return parse
 
 
+def choice_list(choices: tuple):
+    """An argparse type: one of ``choices``, or a comma-separated list of them (``half,bias,half``)."""
+    def parse(text: str) -> str:
+        if not text or any(item not in choices for item in text.split(",")):
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(choices)}, or a comma-separated list of "
+                                             f"them, got {text!r}")
+        return text
+    return parse
+
+
 def parser(prog: str, description: str, example: str) -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description=description, epilog=f"example:\n  {example}",
                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -75,8 +85,11 @@ def argument(p: argparse.ArgumentParser, cls, name: str, *flags: str, **override
             kind = integer(m["low"])
         elif kind is float and m["low"] is not None:
             kind = real(m["low"], math.inf if m["high"] is None else m["high"], m["low_open"], m["high_open"])
-        kw = dict(default=f.default, type=None if kind is str else kind, choices=m["choices"], help=m["help"],
-                  metavar=m["metavar"], required=m["required"] or None)
+        listed = m.get("per_item")
+        kw = dict(default=f.default, type=choice_list(m["choices"]) if listed else None if kind is str else kind,
+                  choices=None if listed else m["choices"], help=m["help"],
+                  metavar=m["metavar"] or ("{" + ",".join(m["choices"]) + "}[,…]" if listed else None),
+                  required=m["required"] or None)
     kw.update(overrides)
     p.add_argument(*flags, dest=name, **{k: v for k, v in kw.items() if v is not None})
 
