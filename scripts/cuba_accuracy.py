@@ -26,12 +26,27 @@ Usage: .venv/bin/python scripts/cuba_accuracy.py model.pt [model2.pt ...] [--dat
 (``--cuba-window k``); Lava runs the most accurate tuned network. ``--windows 1,2,4``: accuracy against the
 window length k·T (``--cuba-window``), written to ``<json stem>_windows.json`` and the README section
 ``cuba-window-table``; ``--readme-only`` renders the main table from ``--json`` instead of measuring it
-again; ``--cached-only`` tunes nothing (a mode without a cached checkpoint of these settings shows "–").
-CIFAR-10 (README section ``modes-table-cifar10``, as converted)::
+again; ``--update`` measures only the models given and keeps the other rows of ``--json``;
+``--cached-only`` tunes nothing (a mode without a cached checkpoint of these settings shows "–").
 
+CIFAR-10 (README sections ``modes-table-cifar10`` and ``…-windows``; the checkpoints of
+``scripts/train_cifar10.py --net cnn5 …``, README), tunings first (10, 36 and about 30 min on one core)::
+
+    fastsnn-finetune build/models10/cifar10_cnn5_b2.pt --dataset cifar10 --target cuba --cuba-threshold half \
+        [--cuba-window 2] --epochs 2 --max-samples 40000 --checks 8 --lr 0.05 \
+        -o build/models10/cifar10_cnn5_b2_cuba_half[_w2].pt
+    fastsnn-finetune build/models10/cifar10_cnn5_b3.pt --dataset cifar10 --target cuba \
+        --cuba-threshold half,bias,half,bias,theta --epochs 2 --max-samples 40000 --checks 8 --lr 0.05 \
+        -o build/models10/cifar10_cnn5_b3_cuba_perlayer.pt
+    S="--dataset cifar10 --cached-only --epochs 2 --checks 8 --lr 0.05 --max-samples 40000 --per-layer \
+        --lava-samples 100 --json benchmarks/results/export_modes_cifar10.json --readme --section modes-table-cifar10"
     .venv/bin/python scripts/cuba_accuracy.py build/models10/cifar10_cnn5_b2.pt build/models10/cifar10_cnn5_b3.pt \
-        --dataset cifar10 --per-layer --lava-samples 0 --json benchmarks/results/export_modes_cifar10.json \
-        --readme --section modes-table-cifar10
+        --tune half,half@2 $S
+    .venv/bin/python scripts/cuba_accuracy.py build/models10/cifar10_cnn5_b3.pt --tune per-layer --update $S
+    .venv/bin/python scripts/cuba_accuracy.py build/models10/cifar10_cnn5_b2.pt --tune half --windows 1,2,4 \
+        --tune-windows 1,2 --readme-only $S
+
+(the per-layer mapping is the one ``--per-layer`` picks: ``half,bias,half,bias,theta`` for that b = 3 network).
 """
 from __future__ import annotations
 
@@ -172,6 +187,8 @@ def main():
     ap.add_argument("--readme", action="store_true", help="write the table into README.md")
     ap.add_argument("--readme-only", action="store_true", help="render the table from --json without measuring it "
                     "again (--windows are measured)")
+    ap.add_argument("--update", action="store_true", help="measure only the models given and keep --json's rows of "
+                    "the others (same order; a new model's row goes last)")
     a = ap.parse_args()
     ds = load_dataset(a.dataset)
     x, y = ds.x_test[:a.samples], ds.y_test[:a.samples]
@@ -236,6 +253,10 @@ def main():
             row["tuning"] = extra
         rows.append(row)
         print(json.dumps(row), flush=True)
+    if a.update and not a.readme_only and a.json and Path(a.json).exists():
+        fresh = {r["model"]: r for r in rows}
+        kept = json.loads(Path(a.json).read_text())
+        rows = [fresh.pop(r["model"], r) for r in kept] + list(fresh.values())
     names = list(dict.fromkeys(k for r in rows for k in r if isinstance(r[k], dict) and "qann_agreement" in r[k]))
     lava_col = any("lava" in r for r in rows)
     lines = [f"Accuracy (agreement with the QANN's predictions) on {len(y):,} {a.dataset} test samples, "
