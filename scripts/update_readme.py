@@ -20,7 +20,8 @@ from fastsnn_lava.atomic import fill_section  # noqa: E402
 from fastsnn_lava.tables import demo_table  # noqa: E402
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-TOLERANCE_PP = 1.0  # accuracy columns, percentage points (the README says why)
+TOLERANCE_PP = 2.0  # accuracy columns, percentage points (the README says why): the same demo gave the cnn's
+# QANN 97.50 % on an AMD EPYC and 98.61 % on an Intel Xeon (4 of 360 test images), so 1.0 pp was too tight
 COLUMNS = ("ann_accuracy", "qann_accuracy", "reference_accuracy", "lava_accuracy")  # in the table's order
 
 
