@@ -243,7 +243,7 @@ def main():
             best = (name, Path(path), m, 1, to_cuba(net, m))
         if a.lava_samples and best:  # Lava runs the most accurate tuned network
             name, src, m, k, lif = best
-            h5 = src.with_suffix(".h5") if name.startswith("tuned ") else named(src, m, k, ".h5")
+            h5 = src.with_suffix(".h5") if name.startswith("tuned ") else named(src, m, k, "_converted.h5")
             export(str(src), str(h5), neuron="cuba", cuba_threshold=m, cuba_window=k)
             row["lava"] = dict(lava(h5, lif, ds.x_test[:a.lava_samples], ds.y_test[:a.lava_samples]),
                                network=name.removeprefix("tuned "))
