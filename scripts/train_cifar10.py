@@ -6,8 +6,11 @@ the same recipe on Fashion-MNIST, ``<out>/fashion_<net>_<stage>.pt``, for the RE
 1. ``float``: the float ANN (``--float-epochs``; random crops and flips), saved with its calibrated
    QANN at the last bit width and no QAT;
 2. one stage per bit width in ``--bits`` (e.g. ``3,2``): QAT started from the previous stage
-   (``--init``: progressive precision), ``--qat-epochs`` epochs, the float ANN distilled into the
-   QANN with weight ``--distill`` (``fastsnn-train --distill``).
+   (``--init``: progressive precision), ``--qat-epochs`` epochs at ``--qat-lr`` (Adam, cosine), the
+   float ANN distilled into the QANN with weight ``--distill`` (``fastsnn-train --distill``); each of
+   the three takes one value or one per stage. A bit width may repeat (``3,2,2``: a second 2-bit
+   stage continues the first, e.g. longer and distilled harder); the last stage of a bit width writes
+   ``<prefix>_<net>_b<b>.pt``, an earlier one ``<prefix>_<net>_b<b>_stage<i>.pt`` (i counts from 1).
 
 A finished stage is skipped; an interrupted one continues from its ``.resume`` file, so the same
 command run again (in a later session) picks up where the last one stopped. ``--net resnet20`` is
@@ -52,6 +55,17 @@ def stage(out: Path, resume: Path, **kw) -> dict:
     return train(out=str(out), progress=True, **kw)[2]
 
 
+def per_stage(value: str, kind: type, stages: int, flag: str) -> list:
+    """``value``: one number for every stage or a comma list with one per stage."""
+    try:
+        items = [kind(v) for v in value.split(",")]
+    except ValueError:
+        sys.exit(f"train_cifar10.py: {flag} {value!r}: give numbers separated by commas")
+    if len(items) not in (1, stages):
+        sys.exit(f"train_cifar10.py: {flag} has {len(items)} values for {stages} stages: give one or one per --bits")
+    return items * stages if len(items) == 1 else items
+
+
 def main():
     from fastsnn_lava.heap import keep_freed_memory
     keep_freed_memory()  # freed tensors are reused, not faulted in again (fastsnn_lava/heap.py)
@@ -65,8 +79,8 @@ def main():
     ap.add_argument("--lr", type=float, default=3e-4, help="float learning rate (Adam, cosine)")
     ap.add_argument("--bits", default="3,2", help="QAT bit widths in order (progressive precision)")
     ap.add_argument("--qat-epochs", default="3", help="QAT epochs, one number or one per bit width")
-    ap.add_argument("--qat-lr", type=float, default=5e-4)
-    ap.add_argument("--distill", type=float, default=0.5)
+    ap.add_argument("--qat-lr", default="0.0005", help="QAT learning rate, one or one per bit width")
+    ap.add_argument("--distill", default="0.5", help="distillation weight, one or one per bit width")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -74,10 +88,8 @@ def main():
     a = ap.parse_args()
     os.chdir(ROOT)
     bits = [int(b) for b in a.bits.split(",")]
-    qat = [int(e) for e in a.qat_epochs.split(",")]
-    qat = qat * len(bits) if len(qat) == 1 else qat
-    if len(qat) != len(bits):
-        sys.exit("train_cifar10.py: give one --qat-epochs or one per --bits")
+    qat, qat_lr, distill = (per_stage(value, kind, len(bits), flag) for value, kind, flag in (
+        (a.qat_epochs, int, "--qat-epochs"), (a.qat_lr, float, "--qat-lr"), (a.distill, float, "--distill")))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.net == "resnet20":
@@ -91,10 +103,11 @@ def main():
                  **common)
     print(json.dumps({"stage": "float", "float": meta["float_test_accuracy"], "seconds": meta["train_seconds"]}),
           flush=True)
-    for b, epochs in zip(bits, qat):
-        path = out / f"{pre}_{a.net}_b{b}.pt"
-        meta = stage(path, Path(str(path) + ".resume"), bits=b, init=str(prev), qat_epochs=epochs, qat_lr=a.qat_lr,
-                     distill=a.distill, **common)
+    for i, (b, epochs) in enumerate(zip(bits, qat)):
+        last = b not in bits[i + 1:]  # the last stage of this bit width writes the table's file
+        path = out / (f"{pre}_{a.net}_b{b}.pt" if last else f"{pre}_{a.net}_b{b}_stage{i + 1}.pt")
+        meta = stage(path, Path(str(path) + ".resume"), bits=b, init=str(prev), qat_epochs=epochs, qat_lr=qat_lr[i],
+                     distill=distill[i], **common)
         print(json.dumps({"stage": f"{b}-bit", "float": meta["float_test_accuracy"], "qann": meta["qann_test_accuracy"],
                           "seconds": meta["train_seconds"]}), flush=True)
         prev = path

@@ -158,3 +158,41 @@ def test_cifar_resnet_with_distillation_trains_and_exports(tmp_path, monkeypatch
     meta = checkpoint.load(model)[2]
     assert meta["distill"] == 0.5 and meta["train_samples"] == 300 and meta["spec"][0]["padding"] == 1
     assert meta["test_samples"] == 200
+
+
+def _training_script():
+    import importlib.util
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / "scripts" / "train_cifar10.py"
+    spec = importlib.util.spec_from_file_location("train_cifar10_under_test", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_training_chain_stages_repeat_a_bit_width_with_their_own_settings(tmp_path, monkeypatch):
+    """``--bits 3,2,2``: each QAT stage starts from the one before, with its own epochs, lr and distillation;
+    only the last 2-bit stage writes the table's ``_b2.pt``. Bad per-stage lists are one line, exit ≠ 0."""
+    from pathlib import Path
+    script, calls = _training_script(), []
+
+    def stage(out, resume, **kw):
+        calls.append((out.name, kw))
+        return {"float_test_accuracy": 0.5, "qann_test_accuracy": 0.4, "train_seconds": 1.0}
+
+    monkeypatch.setattr(script, "stage", stage)
+    monkeypatch.chdir(tmp_path)  # main() moves to the repository root: restored afterwards
+    argv = ["train_cifar10.py", "--net", "cnn5", "--bits", "3,2,2", "--qat-epochs", "3,10,30", "--qat-lr", "0.0005",
+            "--distill", "0.5,0.5,0.9", "--out", str(tmp_path)]
+    monkeypatch.setattr("sys.argv", argv)
+    script.main()
+    names = [name for name, _ in calls]
+    assert names == ["cifar10_cnn5_float.pt", "cifar10_cnn5_b3.pt", "cifar10_cnn5_b2_stage2.pt", "cifar10_cnn5_b2.pt"]
+    assert [Path(kw["init"]).name for _, kw in calls[1:]] == names[:-1]
+    assert [(kw["bits"], kw["qat_epochs"], kw["qat_lr"], kw["distill"]) for _, kw in calls[1:]] == [
+        (3, 3, 0.0005, 0.5), (2, 10, 0.0005, 0.5), (2, 30, 0.0005, 0.9)]
+    for flag, value, word in (("--distill", "0.5,0.9", "2 values for 3 stages"), ("--qat-lr", "1e-3,x,1", "numbers")):
+        monkeypatch.setattr("sys.argv", argv + [flag, value])
+        with pytest.raises(SystemExit) as e:
+            script.main()
+        assert word in str(e.value) and "\n" not in str(e.value)
