@@ -30,7 +30,9 @@ again; ``--update`` measures only the models given and keeps the other rows of `
 ``--cached-only`` tunes nothing (a mode without a cached checkpoint of these settings shows "–").
 
 CIFAR-10 (README sections ``modes-table-cifar10`` and ``…-windows``; the checkpoints of
-``scripts/train_cifar10.py --net cnn5 …``, README), tunings first (10, 36 and about 30 min on one core)::
+``scripts/train_cifar10.py --net cnn5 --bits 3,2 --qat-epochs 3,10 …``, README: the documented command's
+third stage came later, and its ``cifar10_cnn5_b2_stage2.pt`` is this ``cifar10_cnn5_b2.pt``), tunings first
+(10, 36 and about 30 min on one core)::
 
     fastsnn-finetune build/models10/cifar10_cnn5_b2.pt --dataset cifar10 --target cuba --cuba-threshold half \
         [--cuba-window 2] --epochs 2 --max-samples 40000 --checks 8 --lr 0.05 \
