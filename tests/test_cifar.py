@@ -103,14 +103,19 @@ def test_tiny_cnn_on_real_cifar10_images_trains_exports_and_runs_on_lava(tmp_pat
     assert meta["train_samples"] == 500 and meta["dataset"] == "cifar10" and meta["test_samples"] == 10000
 
 
-def _cifar_resnet():
+def _repository_module(relative: str):
+    """(path, module) of a repository file that is not in the package (a script, a benchmark model)."""
     import importlib.util
     from pathlib import Path
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "models" / "cifar_resnet.py"
-    spec = importlib.util.spec_from_file_location("cifar_resnet_under_test", path)
+    path = Path(__file__).resolve().parent.parent / relative
+    spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return path, module
+
+
+def _cifar_resnet():
+    return _repository_module("benchmarks/models/cifar_resnet.py")
 
 
 def test_the_cifar_resnet_converts_exactly_with_raw_padding_and_is_refused_as_published():
@@ -160,21 +165,11 @@ def test_cifar_resnet_with_distillation_trains_and_exports(tmp_path, monkeypatch
     assert meta["test_samples"] == 200
 
 
-def _training_script():
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parent.parent / "scripts" / "train_cifar10.py"
-    spec = importlib.util.spec_from_file_location("train_cifar10_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_training_chain_stages_repeat_a_bit_width_with_their_own_settings(tmp_path, monkeypatch):
     """``--bits 3,2,2``: each QAT stage starts from the one before, with its own epochs, lr and distillation;
     only the last 2-bit stage writes the table's ``_b2.pt``. Bad per-stage lists are one line, exit ≠ 0."""
     from pathlib import Path
-    script, calls = _training_script(), []
+    script, calls = _repository_module("scripts/train_cifar10.py")[1], []
 
     def stage(out, resume, **kw):
         calls.append((out.name, kw))
