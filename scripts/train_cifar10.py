@@ -55,14 +55,20 @@ def stage(out: Path, resume: Path, **kw) -> dict:
     return train(out=str(out), progress=True, **kw)[2]
 
 
+def refuse(message: str) -> None:
+    """A bad option: one line on stderr, exit 2 (nothing trained or written)."""
+    print(f"train_cifar10.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def per_stage(value: str, kind: type, stages: int, flag: str) -> list:
     """``value``: one number for every stage or a comma list with one per stage."""
     try:
         items = [kind(v) for v in value.split(",")]
     except ValueError:
-        sys.exit(f"train_cifar10.py: {flag} {value!r}: give numbers separated by commas")
+        refuse(f"{flag} {value!r}: give numbers separated by commas")
     if len(items) not in (1, stages):
-        sys.exit(f"train_cifar10.py: {flag} has {len(items)} values for {stages} stages: give one or one per --bits")
+        refuse(f"{flag} has {len(items)} values for {stages} stages: give one or one per --bits")
     return items * stages if len(items) == 1 else items
 
 

@@ -165,9 +165,9 @@ def test_cifar_resnet_with_distillation_trains_and_exports(tmp_path, monkeypatch
     assert meta["test_samples"] == 200
 
 
-def test_training_chain_stages_repeat_a_bit_width_with_their_own_settings(tmp_path, monkeypatch):
+def test_training_chain_stages_repeat_a_bit_width_with_their_own_settings(tmp_path, monkeypatch, capsys):
     """``--bits 3,2,2``: each QAT stage starts from the one before, with its own epochs, lr and distillation;
-    only the last 2-bit stage writes the table's ``_b2.pt``. Bad per-stage lists are one line, exit ≠ 0."""
+    only the last 2-bit stage writes the table's ``_b2.pt``. Bad per-stage lists are one line, exit 2."""
     from pathlib import Path
     script, calls = _repository_module("scripts/train_cifar10.py")[1], []
 
@@ -190,4 +190,5 @@ def test_training_chain_stages_repeat_a_bit_width_with_their_own_settings(tmp_pa
         monkeypatch.setattr("sys.argv", argv + [flag, value])
         with pytest.raises(SystemExit) as e:
             script.main()
-        assert word in str(e.value) and "\n" not in str(e.value)
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and word in err and err.count("\n") == 1
