@@ -143,7 +143,7 @@ def train(dataset: str = _T.dataset, arch: str = _T.arch, bits: int = _T.bits, o
             qout = run_batches(net, ds.x_test, qann_forward)
             meta = dict(metrics, dataset=dataset, arch=arch, bits=bits, seed=seed, classes=ds.classes, threads=threads,
                         train_samples=len(ds.x_train), distill=distill, epochs=0 if init else epochs,
-                        qat_epochs=qat_epochs,
+                        qat_epochs=qat_epochs, lr=lr, qat_lr=qat_lr, batch_size=batch_size,
                         qann_test_accuracy=float((qout.argmax(1) == ds.y_test).mean()), test_samples=len(ds.y_test))
             if init:
                 meta["init_from"] = str(init)

@@ -45,12 +45,36 @@ PREFIX = {"cifar10": "cifar10", "fashion-mnist": "fashion"}  # dataset: its chec
 RESNET = "benchmarks/models/cifar_resnet.py:resnet"  # relative to the repository root (the script runs there)
 
 
+SETTINGS = ("dataset", "bits", "seed", "batch_size", "epochs", "qat_epochs", "lr", "qat_lr", "distill", "init")
+
+
+def check_settings(path: Path, recorded: dict, asked: dict) -> None:
+    """Refuse a stage on disk trained with other settings than ``asked`` (the keys of ``SETTINGS`` it records;
+    ``init`` by file name, as a checkpoint's ``init_from``). Without it, a changed chain (``--bits 3,2,2`` →
+    ``3,2,2,2``) would silently take the old third stage's ``_b2.pt`` for its fourth."""
+    for key in SETTINGS:
+        if key == "bits" and asked.get("qat_epochs") == 0:
+            continue  # the float stage: the bit width only sets its unused QANN, so a chain may change it
+        have = recorded.get("init_from", recorded.get("init")) if key == "init" else recorded.get(key)
+        want = asked.get(key)
+        if key == "init" and have is not None and want is not None:
+            have, want = Path(have).name, Path(want).name
+        if key in asked and (key == "init" or key in recorded) and have != want:
+            refuse(f"{path} was trained with {key} {have}, this command asks for {want}: move it aside "
+                   f"(or give another --out) to train this stage again")
+
+
 def stage(out: Path, resume: Path, **kw) -> dict:
-    """One ``pipeline.train`` run: skipped when ``out`` exists, continued when its resume file does."""
+    """One ``pipeline.train`` run: skipped when ``out`` exists, continued when its resume file does, either only
+    when it was trained with the settings asked for (:func:`check_settings`)."""
+    from fastsnn_lava import resume as resume_file
     from fastsnn_lava.checkpoint import load
     if out.exists():
-        return load(str(out))[2]
+        meta = load(str(out))[2]
+        check_settings(out, meta, kw)
+        return meta
     if resume.exists():
+        check_settings(resume, resume_file.load(str(resume))["config"], kw)
         return train(out=str(out), resume=str(resume), model=kw.get("model"), progress=True)[2]
     return train(out=str(out), progress=True, **kw)[2]
 

@@ -192,3 +192,41 @@ def test_training_chain_stages_repeat_a_bit_width_with_their_own_settings(tmp_pa
             script.main()
         err = capsys.readouterr().err
         assert e.value.code == 2 and word in err and err.count("\n") == 1
+
+
+def test_training_chain_refuses_a_finished_or_interrupted_stage_trained_with_other_settings(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """A stage whose checkpoint (or resume file) exists is skipped (or continued) only when it was trained
+    with the settings the command asks for: after ``--bits 3,2,2`` became ``3,2,2,2``, the old ``_b2.pt``
+    (the third stage's) would otherwise pass silently as the fourth stage. A mismatch is one line, exit 2."""
+    import fastsnn_lava.checkpoint as checkpoint
+    import fastsnn_lava.resume as resume
+    script = _repository_module("scripts/train_cifar10.py")[1]
+
+    def no_training(**kw):
+        raise AssertionError("a stage on disk must not be trained again")
+
+    monkeypatch.setattr(script, "train", no_training)
+    recorded = dict(dataset="cifar10", bits=2, seed=0, batch_size=128, epochs=0, qat_epochs=30, distill=0.9,
+                    qat_lr=0.0005, init_from="build/m/cifar10_cnn5_b2_stage2.pt", qann_test_accuracy=0.8)
+    monkeypatch.setattr(checkpoint, "load", lambda path: (None, None, dict(recorded)))
+    out, res = tmp_path / "cifar10_cnn5_b2.pt", tmp_path / "cifar10_cnn5_b2.pt.resume"
+    out.write_bytes(b"")
+    asked = dict(dataset="cifar10", bits=2, seed=0, batch_size=128, qat_epochs=30, distill=0.9, qat_lr=0.0005,
+                 init=str(tmp_path / "cifar10_cnn5_b2_stage2.pt"), arch="cnn5", threads=2)
+    assert script.stage(out, res, **asked)["qann_test_accuracy"] == 0.8  # same settings: skipped
+    for key, value in (("qat_epochs", 20), ("distill", 0.5), ("init", str(tmp_path / "cifar10_cnn5_b2_stage3.pt"))):
+        with pytest.raises(SystemExit) as e:
+            script.stage(out, res, **{**asked, key: value})
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and out.name in err and "move it aside" in err, err
+    del recorded["qat_lr"]  # a checkpoint of older code, which did not record it: not held against it
+    assert script.stage(out, res, **{**asked, "qat_lr": 0.001})["qann_test_accuracy"] == 0.8
+    out.unlink()
+    res.write_bytes(b"")
+    config = dict(recorded, init=recorded.pop("init_from"), lr=0.002, qat_lr=0.0005)
+    monkeypatch.setattr(resume, "load", lambda path: {"config": config})
+    with pytest.raises(SystemExit) as e:
+        script.stage(out, res, **{**asked, "qat_epochs": 20})
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and res.name in err and "qat_epochs" in err, err
