@@ -13,7 +13,9 @@ the same recipe on Fashion-MNIST, ``<out>/fashion_<net>_<stage>.pt``, for the RE
    ``<prefix>_<net>_b<b>.pt``, an earlier one ``<prefix>_<net>_b<b>_stage<i>.pt`` (i counts from 1).
 
 A finished stage is skipped; an interrupted one continues from its ``.resume`` file, so the same
-command run again (in a later session) picks up where the last one stopped. ``--net resnet20`` is
+command run again (in a later session) picks up where the last one stopped; a stage on disk trained with
+other settings than the command's (epochs, learning rate, distillation, bit width, the stage it started
+from, seed, batch size) is refused (exit 2) rather than taken for this one. ``--net resnet20`` is
 the CIFAR ResNet-20 of ``benchmarks/models/cifar_resnet.py`` (option-A shortcuts, raw-zero padding
 of the input, ImageNet normalisation in forward); ``--published FILE`` starts its float stage from a
 published state dict (akamaster/pytorch_resnet_cifar10's ``resnet20-12fca82f.th``). Other nets
