@@ -98,7 +98,7 @@ def per_stage(value: str, kind: type, stages: int, flag: str) -> list:
     return items * stages if len(items) == 1 else items
 
 
-def main():
+def chain():
     from fastsnn_lava.heap import keep_freed_memory
     keep_freed_memory()  # freed tensors are reused, not faulted in again (fastsnn_lava/heap.py)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -143,6 +143,16 @@ def main():
         print(json.dumps({"stage": f"{b}-bit", "float": meta["float_test_accuracy"], "qann": meta["qann_test_accuracy"],
                           "seconds": meta["train_seconds"]}), flush=True)
         prev = path
+
+
+def main():
+    """:func:`chain`; a :class:`FastSNNError` (a junk file where a stage should be, missing data, …) is one line,
+    exit 2, like a bad option."""
+    from fastsnn_lava.errors import FastSNNError
+    try:
+        chain()
+    except FastSNNError as e:
+        refuse(" ".join(str(e).split()))
 
 
 if __name__ == "__main__":

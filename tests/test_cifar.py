@@ -230,3 +230,19 @@ def test_training_chain_refuses_a_finished_or_interrupted_stage_trained_with_oth
         script.stage(out, res, **{**asked, "qat_epochs": 20})
     err = capsys.readouterr().err
     assert e.value.code == 2 and res.name in err and "qat_epochs" in err, err
+
+
+def test_training_chain_refuses_a_stage_file_that_is_not_one_in_one_line(tmp_path, monkeypatch, capsys):
+    """A junk file where a stage's checkpoint or resume file should be: one line naming it, exit 2, no traceback."""
+    script = _repository_module("scripts/train_cifar10.py")[1]
+    monkeypatch.setattr(script, "train", lambda **kw: pytest.fail("nothing may be trained"))
+    monkeypatch.chdir(tmp_path)
+    for name in ("cifar10_cnn5_float.pt", "cifar10_cnn5_float.pt.resume"):
+        junk = tmp_path / name
+        junk.write_bytes(b"\x00not a checkpoint")
+        monkeypatch.setattr("sys.argv", ["train_cifar10.py", "--net", "cnn5", "--out", str(tmp_path)])
+        with pytest.raises(SystemExit) as e:
+            script.main()
+        err = capsys.readouterr().err
+        assert e.value.code == 2 and err.count("\n") == 1 and name in err and "Traceback" not in err, err
+        junk.unlink()
