@@ -54,14 +54,19 @@ def check_settings(path: Path, recorded: dict, asked: dict) -> None:
     """Refuse a stage on disk trained with other settings than ``asked`` (the keys of ``SETTINGS`` it records;
     ``init`` by file name, as a checkpoint's ``init_from``). Without it, a changed chain (``--bits 3,2,2`` →
     ``3,2,2,2``) would silently take the old third stage's ``_b2.pt`` for its fourth."""
+    def name(path):
+        return None if path is None else Path(path).name
+
     for key in SETTINGS:
-        if key == "bits" and asked.get("qat_epochs") == 0:
-            continue  # the float stage: the bit width only sets its unused QANN, so a chain may change it
-        have = recorded.get("init_from", recorded.get("init")) if key == "init" else recorded.get(key)
-        want = asked.get(key)
-        if key == "init" and have is not None and want is not None:
-            have, want = Path(have).name, Path(want).name
-        if key in asked and (key == "init" or key in recorded) and have != want:
+        if key not in asked or (key == "bits" and asked.get("qat_epochs") == 0):
+            continue  # not asked; or the float stage, whose bit width only sets its unused QANN
+        if key == "init":
+            have, want = name(recorded.get("init_from", recorded.get("init"))), name(asked[key])
+        elif key in recorded:  # older checkpoints lack some keys: not held against them
+            have, want = recorded[key], asked[key]
+        else:
+            continue
+        if have != want:
             refuse(f"{path} was trained with {key} {have}, this command asks for {want}: move it aside "
                    f"(or give another --out) to train this stage again")
 
