@@ -44,18 +44,18 @@ PRESETS = {
 }
 
 
-def resnet_spec(stages: tuple, blocks: int) -> list[dict]:
+def resnet_spec(stages: tuple, blocks: int, first_stride: int = 1) -> list[dict]:
     """A CIFAR-style ResNet: a 3×3 stem, ``blocks`` basic blocks per stage, global average pooling.
 
-    A basic block is conv3×3 (stride 2 where a stage starts, except the first) →
-    conv3×3 whose neuron also receives the block's input: identity, or a 1×1
-    stride-2 projection where the shape changes. The classifier is appended.
+    A basic block is conv3×3 (stride 2 where a stage starts, except the first, which has
+    ``first_stride``) → conv3×3 whose neuron also receives the block's input: identity, or a 1×1
+    projection of the same stride where the shape changes. The classifier is appended.
     """
     spec = [{"kind": "conv", "out": stages[0], "kernel": 3, "stride": 1, "padding": 1}]
     channels = stages[0]
     for n, width in enumerate(stages):
         for b in range(blocks):
-            stride = 2 if n > 0 and b == 0 else 1
+            stride = (2 if n > 0 else first_stride) if b == 0 else 1
             source = len(spec)  # 1-based index of the block's input layer
             skip = {"from": source}
             if stride != 1 or width != channels:
@@ -79,6 +79,9 @@ def vgg_spec(widths: tuple, dense: int) -> list[dict]:
 
 PRESETS["vgg11"] = vgg_spec((64, "M", 128, "M", 256, 256, "M", 512, 512, "M", 512, 512, "M"), 512)
 PRESETS["resnet8"] = resnet_spec((16, 32, 64), 1)
+# twice resnet8's width at about its cost (13 M MACs per 32×32 image): every stage starts with stride 2,
+# so the three blocks run at 16×16, 8×8 and 4×4; wider layers lose less to 2-bit activations
+PRESETS["resnet8w"] = resnet_spec((32, 64, 128), 1, first_stride=2)
 PRESETS["resnet20"] = resnet_spec((16, 32, 64), 3)
 PRESETS["resnet18"] = resnet_spec((64, 128, 256, 512), 2)
 

@@ -19,7 +19,7 @@ from, seed, batch size) is refused (exit 2) rather than taken for this one. ``--
 the CIFAR ResNet-20 of ``benchmarks/models/cifar_resnet.py`` (option-A shortcuts, raw-zero padding
 of the input, ImageNet normalisation in forward); ``--published FILE`` starts its float stage from a
 published state dict (akamaster/pytorch_resnet_cifar10's ``resnet20-12fca82f.th``). Other nets
-are ``fastsnn-train --arch`` presets (``cnn5``, ``resnet8``, ``vgg11``), trained from scratch. The data comes
+are ``fastsnn-train --arch`` presets (``cnn5``, ``resnet8``, ``resnet8w``, ``vgg11``), trained from scratch. The data comes
 from ``$FASTSNN_CIFAR10`` (the JPEG archive, ``fastsnn_lava.data``). Equivalent commands::
 
     fastsnn-train --dataset cifar10 --model benchmarks/models/cifar_resnet.py:resnet \\
@@ -110,7 +110,7 @@ def chain():
     ap.add_argument("--dataset", default="cifar10", choices=sorted(PREFIX),
                     help="cifar10 (default) or fashion-mnist: the same recipe for the Fashion-MNIST tables")
     ap.add_argument("--net", default="resnet20", help="resnet20 (benchmarks/models/cifar_resnet.py) or an --arch "
-                    "preset (cnn5, resnet8, vgg11)")
+                    "preset (cnn5, resnet8, resnet8w, vgg11)")
     ap.add_argument("--published", default=None, help="resnet20: start from this published state dict")
     ap.add_argument("--float-epochs", type=int, default=3)
     ap.add_argument("--lr", type=float, default=3e-4, help="float learning rate (Adam, cosine)")

@@ -287,14 +287,17 @@ def test_presets_resnet20_and_vgg11_build_convert_and_reload(tmp_path):
     assert sum(s.get("stride", 1) == 2 for s in vgg) == 5 and all(s["kind"] != "maxpool" for s in vgg)
 
 
-def test_pipeline_trains_a_resnet_preset_by_name(tmp_path):
-    """The by-name path (resolve_arch → build_float → QuantNet → checkpoint → export); no epochs, to stay cheap."""
+@pytest.mark.parametrize("arch, projections", [("resnet8", 2), ("resnet8w", 3)])
+def test_pipeline_trains_a_resnet_preset_by_name(tmp_path, arch, projections):
+    """The by-name path (resolve_arch → build_float → QuantNet → checkpoint → export); no epochs, to stay cheap.
+    resnet8w starts every stage with stride 2, so each of its three shortcuts is a projection."""
     from fastsnn_lava.pipeline import export, train
     path = tmp_path / "r8.pt"
-    qann, _, meta = train("digits", "resnet8", 2, str(path), epochs=0, qat_epochs=0, progress=False)
+    qann, _, meta = train("digits", arch, 2, str(path), epochs=0, qat_epochs=0, progress=False)
     net = export(str(path), str(tmp_path / "r8.h5"))
-    assert read_network(tmp_path / "r8.h5").equals(net) and meta["arch"] == "resnet8"
+    assert read_network(tmp_path / "r8.h5").equals(net) and meta["arch"] == arch
     assert sum(len(layer.skips) for layer in net.layers) == 3
+    assert sum(skip.stride == (2, 2) for layer in net.layers for skip in layer.skips) == projections
 
 
 def test_fx_accepts_functional_forms_and_dense_residuals():
