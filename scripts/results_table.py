@@ -23,6 +23,7 @@ between ``<!-- fashion-table:start -->`` and ``<!-- fashion-table:end -->`` (oth
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import platform
 import sys
@@ -57,9 +58,9 @@ def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: in
     pre = PREFIX[dataset]
     cache = models / (f"{pre}_row_b{bits}.json" if arch == "cnn5" else f"{pre}_row_{arch}_b{bits}.json")
     src = models / f"{pre}_{arch}_b{bits}.pt"
-    if cache.exists():
-        out = json.loads(cache.read_text())
-        if out.get("float") is not None and src.exists():
+    out = cached_row(cache, src)
+    if out is not None:
+        if out.get("float") is not None:
             out.update(_training(src))  # the training record as this code reads it
         if lava_samples and "classes" not in out.get("lava", {"classes": 0}):  # run before the test split mixed
             stem = models / f"{pre}_{arch}_b{bits}_ft"
@@ -69,21 +70,21 @@ def row(bits: int, models: Path, lava_samples: int, epochs: int, max_samples: in
             _calibrated(out, src, models / f"{pre}_{arch}_b{bits}_ft_calibrate.pt", calibrate)
             cache.write_text(json.dumps(out))
         return out
-    out = {"bits": bits, "timesteps": 2 ** bits - 1, "model": str(src), **_training(src)}
+    out = stamped({"bits": bits, "timesteps": 2 ** bits - 1, "model": str(src), **_training(src)}, src)
     if calibrate:
         _calibrated(out, src, models / f"{pre}_{arch}_b{bits}_ft_calibrate.pt", calibrate)
     ft = {}
     for rule in rules:
         dst = models / f"{pre}_{arch}_b{bits}_ft_{rule}.pt"
         settings = dict(epochs=epochs, max_samples=max_samples, lr=lr, checks=checks)
-        rec = _ft_record(dst, "layerwise", dataset, **settings) if dst.exists() else None  # an interrupted run's: reuse it
+        rec = _ft_record(dst, "layerwise", dataset, source=src, **settings) if dst.exists() else None  # an interrupted run's: reuse it
         if rec is None:
             _, rec = finetune(str(src), str(dst), rule=rule, progress=True, **settings)
         ft[rule] = (dst, rec)
         out[f"finetune_{rule}"] = rec
     if tandem:
         dst = models / f"{pre}_{arch}_b{bits}_ft_tandem.pt"
-        rec = _ft_record(dst, "tandem", dataset, **tandem) if dst.exists() else None
+        rec = _ft_record(dst, "tandem", dataset, source=src, **tandem) if dst.exists() else None
         if rec is None:
             _, rec = finetune(str(src), str(dst), method="tandem", progress=True, **tandem)
         ft["tandem"] = (dst, rec)
@@ -136,7 +137,7 @@ def _lava(out: dict, tuned: Path, h5: Path, ds, samples: int) -> None:
 def _calibrated(out: dict, src: Path, dst: Path, samples: int) -> None:
     """Bias calibration alone on ``samples`` training images: its record and test accuracy into ``out``."""
     from fastsnn_lava.checkpoint import load
-    rec = load(str(dst))[2].get("finetune") if dst.exists() else None
+    rec = load(str(dst))[2].get("finetune") if dst.exists() and made_from(dst, src) else None
     if not rec or rec.get("method") != "calibrate" or rec["calibration"]["samples"] != samples:
         _, rec = finetune(str(src), str(dst), method="calibrate", calibrate=samples, progress=False)
     out["finetune_calibrate"] = rec
@@ -158,11 +159,53 @@ def _training(src: Path) -> dict:
             "training": {"chain": " → ".join(reversed(chain)), "seconds": round(seconds, 1)}}
 
 
+def _record(meta: dict) -> dict:
+    """A checkpoint's training record: its meta less the network's codes and any fine-tuning (a fine-tuned
+    checkpoint carries its source's record unchanged, train_seconds included)."""
+    return {k: v for k, v in meta.items() if not k.startswith("_") and k != "finetune"}
+
+
+def _digest(src: Path) -> str:
+    from fastsnn_lava.checkpoint import load
+    text = json.dumps(_record(load(str(src))[2]), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def stamped(out: dict, src: Path) -> dict:
+    """``out`` with the digest of ``src``'s training record (``"source"``), which :func:`cached_row` checks."""
+    return dict(out, source=_digest(src))
+
+
+def cached_row(cache: Path, src: Path) -> dict | None:
+    """The row cached in ``cache`` if it was made from ``src`` as it is now; None (and a note when there
+    is a cache) otherwise: a checkpoint retrained in place gets its own row, not the earlier model's."""
+    if not cache.exists():
+        return None
+    out = json.loads(cache.read_text())
+    if src.exists() and out.get("source") == _digest(src):
+        return out
+    print(f"{cache} was made from another {src.name} than the one there now: measuring the row again", flush=True)
+    return None
+
+
+def made_from(path: Path, src: Path) -> bool:
+    """Whether the fine-tuned checkpoint ``path`` was tuned from ``src`` as it is now (same training record)."""
+    from fastsnn_lava.checkpoint import load
+    same = _record(load(str(path))[2]) == _record(load(str(src))[2])
+    if not same:
+        print(f"{path} was tuned from another {src.name} than the one there now: tuning again", flush=True)
+    return same
+
+
 def _ft_record(path: Path, method: str, dataset: str, epochs: int, max_samples: int | None, lr: float, checks: int = 1,
                schedule: str = "halve", label_weight: float = 0.0, calibrate: int = 0,
-               gradient: str = "bptt", classifier: bool = False, average: float = 0.0) -> dict | None:
-    """The fine-tuning record stored in ``path``'s meta, if it was made with these settings."""
+               gradient: str = "bptt", classifier: bool = False, average: float = 0.0,
+               source: Path | None = None) -> dict | None:
+    """The fine-tuning record stored in ``path``'s meta, if it was made with these settings (and, given
+    ``source``, from that checkpoint as it is now)."""
     from fastsnn_lava.checkpoint import load
+    if source is not None and not made_from(path, source):
+        return None
     rec = load(str(path))[2].get("finetune")
     if not rec or rec.get("method", "layerwise") != method or rec.get("lr") != lr \
             or rec.get("calibration", {}).get("samples", 0) != calibrate \
