@@ -56,12 +56,27 @@ def stale(rows: list[dict], text: str) -> list[str]:
     return problems
 
 
+def read_rows(path: Path) -> list[dict] | None:
+    """The demo's rows from ``path``; None after one line on stderr when it is missing or not the demo's."""
+    try:
+        rows = json.loads(path.read_text())
+        if not (isinstance(rows, list) and rows and all(isinstance(r, dict) and {"arch", *COLUMNS} <= r.keys() for r in rows)):
+            raise ValueError("not a list of the demo's rows")
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        print(f"update_readme.py: cannot read the demo's results {path} ({type(e).__name__}: "
+              f"{' '.join(str(e).split())}): run make demo first", file=sys.stderr)
+        return None
+    return rows
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("json", nargs="?", default="build/demo/demo.json")
     p.add_argument("--check", action="store_true", help="compare instead of rewriting; exit 1 if stale")
     a = p.parse_args()
-    rows = json.loads(Path(a.json).read_text())
+    rows = read_rows(Path(a.json))
+    if rows is None:
+        return 2
     if a.check:
         problems = stale(rows, README.read_text())
         for line in problems:

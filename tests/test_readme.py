@@ -71,3 +71,23 @@ def test_readme_tables_are_what_their_scripts_render_from_the_committed_json():
     bench = _load("update_bench_table")
     assert _section(text, "bench-table") == bench.render().rstrip("\n"), \
         "README's bench-table is stale: python scripts/update_bench_table.py"
+
+
+def test_update_readme_without_the_demo_results_is_one_line_and_exit_2(tmp_path):
+    """``update_readme.py --check`` before ``make demo`` (no demo.json) or on a junk file: which file and what
+    to do in one line, exit 2, the README untouched; not a traceback."""
+    import subprocess
+    import sys
+    readme = (ROOT / "README.md").read_text()
+    junk = tmp_path / "demo.json"
+    junk.write_text("{not json")
+    rows = tmp_path / "rows.json"
+    rows.write_text('[{"arch": "cnn"}]')  # JSON, but not the demo's rows
+    for path in (tmp_path / "missing.json", junk, rows):
+        for flags in (["--check"], []):
+            r = subprocess.run([sys.executable, str(ROOT / "scripts" / "update_readme.py"), str(path), *flags],
+                               capture_output=True, text=True, timeout=120)
+            assert r.returncode == 2, r.stderr
+            lines = r.stderr.strip().splitlines()
+            assert len(lines) == 1 and str(path) in lines[0] and "make demo" in lines[0], r.stderr
+    assert (ROOT / "README.md").read_text() == readme
