@@ -60,7 +60,8 @@ def read_rows(path: Path) -> list[dict] | None:
     """The demo's rows from ``path``; None after one line on stderr when it is missing or not the demo's."""
     try:
         rows = json.loads(path.read_text())
-        if not (isinstance(rows, list) and rows and all(isinstance(r, dict) and {"arch", *COLUMNS} <= r.keys() for r in rows)):
+        if not (isinstance(rows, list) and rows
+                and all(isinstance(r, dict) and {"arch", *COLUMNS} <= r.keys() for r in rows)):
             raise ValueError("not a list of the demo's rows")
     except (OSError, UnicodeDecodeError, ValueError) as e:
         print(f"update_readme.py: cannot read the demo's results {path} ({type(e).__name__}: "
