@@ -80,15 +80,28 @@ def require_fashion():
     need(fashion_dir() is not None, "Fashion-MNIST is not installed (apt-get install dataset-fashion-mnist)")
 
 
-@pytest.fixture(scope="session")
-def datagen():
-    """tests/datagen.py (generated PNG folders and IDX files), loaded by path (importlib mode)."""
+def load_repository_file(relative: str):
+    """A fresh module of the repository file ``relative`` (a script, a benchmark model, a test helper), loaded by
+    path: in importlib mode the tests cannot import them by name. Fresh, so a test may set its globals."""
     import importlib.util
     from pathlib import Path
-    spec = importlib.util.spec_from_file_location("fastsnn_test_datagen", Path(__file__).with_name("datagen.py"))
+    path = Path(__file__).resolve().parent.parent / relative
+    spec = importlib.util.spec_from_file_location(f"fastsnn_{path.stem}_under_test", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def repository_file():
+    """:func:`load_repository_file`, for tests (``repository_file("scripts/results_table.py")``)."""
+    return load_repository_file
+
+
+@pytest.fixture(scope="session")
+def datagen():
+    """tests/datagen.py (generated PNG folders and IDX files)."""
+    return load_repository_file("tests/datagen.py")
 
 
 def lavadl_netx_root():

@@ -1,7 +1,5 @@
 """Cheap checks of the benchmark code (make bench itself is not part of make test)."""
-import importlib.util
 import json
-from pathlib import Path
 
 import h5py
 import numpy as np
@@ -15,8 +13,6 @@ from fastsnn_lava.data import load_dataset
 from fastsnn_lava.ir import Layer, Network
 from fastsnn_lava.neuron import SignedIF, Accumulator
 from fastsnn_lava.netx import write_network
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def _net():
@@ -78,10 +74,8 @@ def test_rate_conversion_folds_the_input_normalisation(arch):
         assert torch.allclose(a, net(x.float() / 255), atol=1e-5, rtol=1e-4)
 
 
-def test_bench_table_renders_the_result_files(tmp_path):
-    spec = importlib.util.spec_from_file_location("ubt", ROOT / "scripts" / "update_bench_table.py")
-    ubt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ubt)
+def test_bench_table_renders_the_result_files(tmp_path, repository_file):
+    ubt = repository_file("scripts/update_bench_table.py")
     machine = {"cpu": "TestCPU", "cores": 2, "gpu": None, "versions": {"torch": "t", "numpy": "n"},
                "date": "d", "full": False}
     rec = {"nets": [{"arch": "mlp", "engine_images_per_s": 12345.0, "lava_images_per_s": 12.5,
@@ -96,13 +90,11 @@ def test_bench_table_renders_the_result_files(tmp_path):
     assert "make bench" in ubt.render()
 
 
-def test_smallest_t_is_the_first_crossing_and_table_lists_every_bit_width(tmp_path):
+def test_smallest_t_is_the_first_crossing_and_table_lists_every_bit_width(tmp_path, repository_file):
     from benchmarks.accuracy_vs_t import smallest_t
     assert smallest_t({1: 0.5, 3: 0.931, 7: 0.92, 15: 0.94}, 0.935) == 3
     assert smallest_t({1: 0.5, 3: 0.929}, 0.935) is None
-    spec = importlib.util.spec_from_file_location("ubt", ROOT / "scripts" / "update_bench_table.py")
-    ubt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ubt)
+    ubt = repository_file("scripts/update_bench_table.py")
     curves = {"fastsnn_signed": {"3": 0.9}, "unsigned_if": {"3": 0.8}, "fastsnn_signed_b4": {"15": 0.93},
               "rate_maxnorm": {"3": 0.1, "128": 0.93}}
     rec = {"nets": [{"arch": "cnn5", "bits": 2, "samples": 10, "ann_accuracy": 0.935, "curves": curves,
@@ -117,10 +109,8 @@ def test_smallest_t_is_the_first_crossing_and_table_lists_every_bit_width(tmp_pa
     assert "| 93.0 |" in text
 
 
-def test_bench_table_reports_fine_tuning_time_estimated_or_measured(tmp_path):
-    spec = importlib.util.spec_from_file_location("ubt", ROOT / "scripts" / "update_bench_table.py")
-    ubt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ubt)
+def test_bench_table_reports_fine_tuning_time_estimated_or_measured(tmp_path, repository_file):
+    ubt = repository_file("scripts/update_bench_table.py")
     net = {"arch": "cnn5", "bits": 2, "samples_per_layer": 2000, "full_epoch_samples_per_layer": 54000,
            "tuned_layers": 4, "median_wall_s": 95.0, "median_full_epoch_estimate_s": 750.0,
            "measured_full_epoch": False}
@@ -145,10 +135,8 @@ def test_fill_section_replaces_empty_and_filled_sections_only_between_markers(tm
     assert not fill_section(p, "missing", "x") and "x" not in p.read_text()
 
 
-def test_bench_table_gives_qat_training_throughput_as_a_ratio_to_float(tmp_path):
-    spec = importlib.util.spec_from_file_location("ubt", ROOT / "scripts" / "update_bench_table.py")
-    ubt = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(ubt)
+def test_bench_table_gives_qat_training_throughput_as_a_ratio_to_float(tmp_path, repository_file):
+    ubt = repository_file("scripts/update_bench_table.py")
     rec = {"nets": [{"arch": "cnn5", "float_epoch_median_s": 2.0, "qat_epoch_median_s": 2.5, "ratio": 1.25,
                      "train_samples": 4000}]}
     (tmp_path / "training.json").write_text(json.dumps(rec))

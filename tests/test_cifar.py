@@ -103,27 +103,15 @@ def test_tiny_cnn_on_real_cifar10_images_trains_exports_and_runs_on_lava(tmp_pat
     assert meta["train_samples"] == 500 and meta["dataset"] == "cifar10" and meta["test_samples"] == 10000
 
 
-def _repository_module(relative: str):
-    """(path, module) of a repository file that is not in the package (a script, a benchmark model)."""
-    import importlib.util
-    from pathlib import Path
-    path = Path(__file__).resolve().parent.parent / relative
-    spec = importlib.util.spec_from_file_location(path.stem + "_under_test", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return path, module
+CIFAR_RESNET = "benchmarks/models/cifar_resnet.py"  # relative to the repository root
 
 
-def _cifar_resnet():
-    return _repository_module("benchmarks/models/cifar_resnet.py")
-
-
-def test_the_cifar_resnet_converts_exactly_with_raw_padding_and_is_refused_as_published():
+def test_the_cifar_resnet_converts_exactly_with_raw_padding_and_is_refused_as_published(repository_file):
     """benchmarks/models/cifar_resnet.py (option-A shortcuts, normalisation in forward): padding the raw image
     before normalising folds exactly; the published layout (the first conv pads the normalised image) is refused."""
     import torch
     from fastsnn_lava.fx import convert
-    _, cr = _cifar_resnet()
+    cr = repository_file(CIFAR_RESNET)
     torch.manual_seed(0)
     model = cr.resnet(8).eval()
     with torch.no_grad():
@@ -146,7 +134,8 @@ def test_cifar_resnet_with_distillation_trains_and_exports(tmp_path, monkeypatch
     """The README's CIFAR-10 recipe in miniature: the CIFAR ResNet-8 of benchmarks/models as --model, 300 real
     images, 1 float + 1 distilled QAT epoch, exported (export checks the file against the integer network)."""
     from fastsnn_lava.cli import export, train
-    path, _ = _cifar_resnet()
+    from pathlib import Path
+    path = Path(__file__).resolve().parent.parent / CIFAR_RESNET
     monkeypatch.setenv("FASTSNN_CIFAR10", str(cifar10_archive))
     monkeypatch.setenv("FASTSNN_DATA", str(tmp_path / "cache"))
     import dataclasses
@@ -165,11 +154,12 @@ def test_cifar_resnet_with_distillation_trains_and_exports(tmp_path, monkeypatch
     assert meta["test_samples"] == 200
 
 
-def test_training_chain_stages_repeat_a_bit_width_with_their_own_settings(tmp_path, monkeypatch, capsys):
+def test_training_chain_stages_repeat_a_bit_width_with_their_own_settings(tmp_path, monkeypatch, capsys,
+                                                                          repository_file):
     """``--bits 3,2,2``: each QAT stage starts from the one before, with its own epochs, lr and distillation;
     only the last 2-bit stage writes the table's ``_b2.pt``. Bad per-stage lists are one line, exit 2."""
     from pathlib import Path
-    script, calls = _repository_module("scripts/train_cifar10.py")[1], []
+    script, calls = repository_file("scripts/train_cifar10.py"), []
 
     def stage(out, resume, **kw):
         calls.append((out.name, kw))
@@ -195,13 +185,13 @@ def test_training_chain_stages_repeat_a_bit_width_with_their_own_settings(tmp_pa
 
 
 def test_training_chain_refuses_a_finished_or_interrupted_stage_trained_with_other_settings(tmp_path, monkeypatch,
-                                                                                           capsys):
+                                                                                           capsys, repository_file):
     """A stage whose checkpoint (or resume file) exists is skipped (or continued) only when it was trained
     with the settings the command asks for: after ``--bits 3,2,2`` became ``3,2,2,2``, the old ``_b2.pt``
     (the third stage's) would otherwise pass silently as the fourth stage. A mismatch is one line, exit 2."""
     import fastsnn_lava.checkpoint as checkpoint
     import fastsnn_lava.resume as resume
-    script = _repository_module("scripts/train_cifar10.py")[1]
+    script = repository_file("scripts/train_cifar10.py")
 
     def no_training(**kw):
         raise AssertionError("a stage on disk must not be trained again")
@@ -232,9 +222,10 @@ def test_training_chain_refuses_a_finished_or_interrupted_stage_trained_with_oth
     assert e.value.code == 2 and res.name in err and "qat_epochs" in err, err
 
 
-def test_training_chain_refuses_a_stage_file_that_is_not_one_in_one_line(tmp_path, monkeypatch, capsys):
+def test_training_chain_refuses_a_stage_file_that_is_not_one_in_one_line(tmp_path, monkeypatch, capsys,
+                                                                        repository_file):
     """A junk file where a stage's checkpoint or resume file should be: one line naming it, exit 2, no traceback."""
-    script = _repository_module("scripts/train_cifar10.py")[1]
+    script = repository_file("scripts/train_cifar10.py")
     monkeypatch.setattr(script, "train", lambda **kw: pytest.fail("nothing may be trained"))
     monkeypatch.chdir(tmp_path)
     for name in ("cifar10_cnn5_float.pt", "cifar10_cnn5_float.pt.resume"):

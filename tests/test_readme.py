@@ -1,15 +1,7 @@
 """The README's demo table and its staleness check (scripts/update_readme.py --check, run by .ci/run)."""
-import importlib.util
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("fastsnn_update_readme", ROOT / "scripts" / "update_readme.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _rows(script, text):
@@ -18,8 +10,8 @@ def _rows(script, text):
             for arch, r in script.readme_rows(text).items()]
 
 
-def test_readme_demo_table_parses_and_a_moved_accuracy_is_stale():
-    script = _script()
+def test_readme_demo_table_parses_and_a_moved_accuracy_is_stale(repository_file):
+    script = repository_file("scripts/update_readme.py")
     text = (ROOT / "README.md").read_text()
     rows = _rows(script, text)
     assert [r["arch"] for r in rows] == ["mlp", "cnn"]
@@ -33,23 +25,16 @@ def test_readme_demo_table_parses_and_a_moved_accuracy_is_stale():
     assert script.stale(rows[:1] + [dict(rows[1], arch="resnet")], text)[0].startswith("resnet: no row")
 
 
-def _load(name):
-    spec = importlib.util.spec_from_file_location(f"fastsnn_{name}", ROOT / "scripts" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def _section(text, tag):
     return text.split(f"<!-- {tag}:start -->\n", 1)[1].split(f"<!-- {tag}:end -->", 1)[0].rstrip("\n")
 
 
-def test_readme_tables_are_what_their_scripts_render_from_the_committed_json():
+def test_readme_tables_are_what_their_scripts_render_from_the_committed_json(repository_file):
     """A table edited by hand, or rendered by code that has changed since, fails here: rerun its script
     (the test names it). The demo table is checked against a fresh `make demo` by .ci/run instead."""
     import json
     text = (ROOT / "README.md").read_text()
-    fashion = _load("results_table")
+    fashion = repository_file("scripts/results_table.py")
     checked = 0
     results = ROOT / "benchmarks" / "results"
     tables = sorted(results.glob("fashion_*.json")) + sorted(results.glob("cifar10_*.json"))
@@ -65,10 +50,10 @@ def test_readme_tables_are_what_their_scripts_render_from_the_committed_json():
     assert checked >= 3
     vs_t = results / "cifar10_accuracy_vs_t.json"
     if vs_t.exists():
-        cifar = _load("cifar_accuracy_vs_t")
+        cifar = repository_file("scripts/cifar_accuracy_vs_t.py")
         assert _section(text, "cifar10-accuracy-vs-t") == cifar.render(json.loads(vs_t.read_text())), \
             "README's cifar10-accuracy-vs-t is stale: python scripts/cifar_accuracy_vs_t.py --readme-only"
-    bench = _load("update_bench_table")
+    bench = repository_file("scripts/update_bench_table.py")
     assert _section(text, "bench-table") == bench.render().rstrip("\n"), \
         "README's bench-table is stale: python scripts/update_bench_table.py"
 

@@ -1,20 +1,11 @@
 """scripts/results_table.py reuses what an interrupted run left (a cached row, fine-tuned checkpoints) only
 when it was made from the checkpoint as it is now: a model retrained in place must not get the old table."""
-import importlib.util
 import json
 from pathlib import Path
 
 from fastsnn_lava import checkpoint
 from fastsnn_lava.pipeline import finetune, train
 
-ROOT = Path(__file__).resolve().parent.parent
-
-
-def _script():
-    spec = importlib.util.spec_from_file_location("fastsnn_results_table", ROOT / "scripts" / "results_table.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _retrain_in_place(path: Path) -> None:
@@ -24,8 +15,8 @@ def _retrain_in_place(path: Path) -> None:
     checkpoint.save(str(path), qann, float_net, dict(meta, train_seconds=meta.get("train_seconds", 0.0) + 1.0))
 
 
-def test_results_table_reuses_derived_files_only_from_the_checkpoint_as_it_is_now(tmp_path):
-    rt = _script()
+def test_results_table_reuses_derived_files_only_from_the_checkpoint_as_it_is_now(tmp_path, repository_file):
+    rt = repository_file("scripts/results_table.py")
     src = tmp_path / "cifar10_cnn_b2.pt"
     cal, tuned = tmp_path / "cifar10_cnn_b2_ft_calibrate.pt", tmp_path / "cifar10_cnn_b2_ft_mismatch.pt"
     train("digits", "cnn", 2, str(src), epochs=0, qat_epochs=0, progress=False, threads=1)
