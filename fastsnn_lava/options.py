@@ -78,9 +78,6 @@ class TrainOptions:
     distill: float = option(0.0, "QAT loss (1 - W) x cross-entropy + W x KL divergence from the float ANN's "
                             "outputs to the QANN's (knowledge distillation; default %(default)s: labels only)",
                             low=0, high=1, metavar="W")
-    average: float = option(0.0, "QAT: keep an exponential moving average of the QANN's float weights and clips "
-                            "(decay D per batch, Polyak averaging) and save the averaged QANN (default %(default)s: "
-                            "off; e.g. 0.999)", low=0, high=1, high_open=True, metavar="D")
     seed: int = option(0, low=0)
     train_samples: int | None = option(None, "train on a seeded random subset of N training images (a quick "
                                        "trial; default: all)", type=int, low=1, metavar="N")

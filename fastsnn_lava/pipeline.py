@@ -69,7 +69,7 @@ def train(dataset: str = _T.dataset, arch: str = _T.arch, bits: int = _T.bits, o
           resume: str | None = _T.resume, lr: float = _T.lr, qat_lr: float = _T.qat_lr, amp: bool = _T.amp,
           on_epoch=None, runtime=None, threads: int | None = _T.threads,
           train_samples: int | None = _T.train_samples, model=_T.model, model_args=_T.model_args,
-          weights: str | None = _T.weights, distill: float = _T.distill, average: float = _T.average):
+          weights: str | None = _T.weights, distill: float = _T.distill):
     """Train a float ANN and its b-bit QANN; save the checkpoint to ``out`` if given.
 
     ``model`` replaces ``arch`` by a model the user wrote: ``"FILE.py:FUNCTION"`` or
@@ -83,9 +83,7 @@ def train(dataset: str = _T.dataset, arch: str = _T.arch, bits: int = _T.bits, o
     torch's); a fixed count makes a seeded CPU run repeat exactly on one machine whatever
     ``OMP_NUM_THREADS`` says (:func:`fastsnn_lava.runtime.cpu_threads`). ``train_samples``: train on
     a seeded random subset of this many training images (a quick trial; the test set stays whole). ``distill``:
-    weight of the float ANN's outputs in the QAT loss (knowledge distillation; 0: labels only). ``average``: the
-    QAT keeps an exponential moving average of the QANN's float parameters (decay per batch; 0: off) and the
-    saved QANN is that average (:func:`fastsnn_lava.training.fit`). Under torchrun
+    weight of the float ANN's outputs in the QAT loss (knowledge distillation; 0: labels only). Under torchrun
     (see :mod:`fastsnn_lava.runtime`) every process calls this; only rank 0 writes files.
 
     Returns (QuantNet, float ANN, meta); meta holds the test accuracies, among them
@@ -100,14 +98,11 @@ def train(dataset: str = _T.dataset, arch: str = _T.arch, bits: int = _T.bits, o
         dataset, arch, bits, epochs, qat_epochs = c["dataset"], c["arch"], c["bits"], c["epochs"], c["qat_epochs"]
         seed, batch_size, lr, qat_lr, init = c["seed"], c["batch_size"], c["lr"], c["qat_lr"], c["init"]
         threads, train_samples, distill = c.get("threads"), c.get("train_samples"), c.get("distill", 0.0)
-        average = c.get("average", 0.0)
         model, model_args, weights = _resumed_model(c, model), c.get("model_args"), c.get("weights")
     if not 1 <= bits <= 8:
         raise FastSNNError(f"--bits must be 1..8, got {bits}")
     if not 0 <= distill <= 1:
         raise FastSNNError(f"--distill must be in [0, 1], got {distill}")
-    if not 0 <= average < 1:
-        raise FastSNNError(f"--average must be in [0, 1), got {average}")
     if min(epochs, qat_epochs) < 0 or batch_size < 1:
         raise FastSNNError("--epochs and --qat-epochs must be at least 0 and --batch-size at least 1")
     if threads is not None and threads < 1:
@@ -135,8 +130,6 @@ def train(dataset: str = _T.dataset, arch: str = _T.arch, bits: int = _T.bits, o
     config = dict(dataset=dataset, arch=arch, bits=bits, epochs=epochs, qat_epochs=qat_epochs, seed=seed,
                   batch_size=batch_size, lr=lr, qat_lr=qat_lr, init=init, world=rt.world,
                   threads=threads, train_samples=train_samples, distill=distill)
-    if average:  # only when on: resume files and checkpoints of runs without it stay as they were
-        config["average"] = average
     if module is not None:  # what a resumed run needs to rebuild the model
         config.update(model=model if isinstance(model, str) else MODULE, model_args=model_args, weights=weights)
     try:
@@ -145,15 +138,13 @@ def train(dataset: str = _T.dataset, arch: str = _T.arch, bits: int = _T.bits, o
                 ds, spec, bits, epochs=epochs, qat_epochs=qat_epochs, seed=seed, batch_size=batch_size, lr=lr,
                 qat_lr=qat_lr, progress=progress, init=None if state else source, runtime=rt, resume_state=state,
                 resume_file=resume_mod.resume_path(out) if out else None, config=config, on_epoch=on_epoch,
-                model=module, distill=distill, average=average)
+                model=module, distill=distill)
             net = to_network(qann)
             qout = run_batches(net, ds.x_test, qann_forward)
             meta = dict(metrics, dataset=dataset, arch=arch, bits=bits, seed=seed, classes=ds.classes, threads=threads,
                         train_samples=len(ds.x_train), distill=distill, epochs=0 if init else epochs,
                         qat_epochs=qat_epochs, lr=lr, qat_lr=qat_lr, batch_size=batch_size,
                         qann_test_accuracy=float((qout.argmax(1) == ds.y_test).mean()), test_samples=len(ds.y_test))
-            if average:
-                meta["average"] = average
             if init:
                 meta["init_from"] = str(init)
                 if source is not None:

@@ -9,8 +9,7 @@ epoch. The file is a dict of tensors and plain containers, read with ``weights_o
      "phase": "float" | "qat",   "epoch": <epochs completed in that phase>,
      "float": <float ANN state_dict>, "qann": <QuantNet state_dict, or {} in the float phase>,
      "optimizer": ..., "scheduler": ..., "generator": <torch.Generator state of the batch order>,
-     "metrics": "<JSON: metrics gathered so far>",
-     "average": <the QAT's moving average (fastsnn-train --average), an AveragedModel state_dict, or {}>}
+     "metrics": "<JSON: metrics gathered so far>"}
 
 With the same number of processes, a resumed run repeats the uninterrupted one exactly
 (batch order, augmentation, optimizer and learning-rate schedule all continue from the file).
@@ -33,11 +32,10 @@ def resume_path(output: str | os.PathLike) -> str:
 
 
 def save(path, config: dict, phase: str, epoch: int, float_state: dict, qann_state: dict | None,
-         optimizer: dict, scheduler: dict, generator: torch.Tensor, metrics: dict, average: dict | None = None) -> None:
+         optimizer: dict, scheduler: dict, generator: torch.Tensor, metrics: dict) -> None:
     blob = {"format": FORMAT, "version": VERSION, "config": json.dumps(config), "phase": phase, "epoch": epoch,
             "float": float_state, "qann": qann_state or {}, "optimizer": optimizer, "scheduler": scheduler,
-            "generator": generator, "metrics": json.dumps(metrics),
-            "average": average or {}}
+            "generator": generator, "metrics": json.dumps(metrics)}
     with atomic_path(path) as tmp:
         torch.save(blob, tmp)
 

@@ -57,33 +57,21 @@ def set_seed(seed: int) -> None:
 def fit(model: nn.Module, prep: Callable, x: torch.Tensor, y: torch.Tensor, epochs: int, lr: float,
          batch_size: int, desc: str, seed: int, rt: Runtime, progress: bool, augment: bool = False,
          autocast: bool = False, state: dict | None = None, after_epoch: Callable | None = None,
-         teacher: Callable | None = None, distill: float = 0.0, average: float = 0.0):
+         teacher: Callable | None = None, distill: float = 0.0) -> None:
     """Adam + cosine schedule for ``epochs`` epochs, from ``state`` (a resume dict) if given;
-    ``after_epoch(epoch, optimizer, scheduler, generator, averaged)`` runs after each completed epoch
-    (``averaged``: the moving average's state dict, or None).
+    ``after_epoch(epoch, optimizer, scheduler, generator)`` runs after each completed epoch.
     ``teacher`` (a function of the same batch) and ``distill`` = w: the loss is
-    ``(1 − w)·CE(z, y) + w·KL(softmax(t) ‖ softmax(z))`` with t the teacher's logits (:func:`distill_loss`).
-
-    ``average`` = D > 0: after every optimizer step the exponential moving average ``p̄ ← D·p̄ + (1 − D)·p``
-    of every parameter (Polyak averaging; ``torch.optim.swa_utils.AveragedModel``, first step ``p̄ = p``)
-    is updated, and returned; the model itself keeps its last parameters (:func:`use_average` swaps them in).
-    On the QANN the parameters are the float masters and clips α the integer grid is derived from, so the
-    averaged QANN exports like any other; the average settles masters that a rounding boundary makes
-    flip from batch to batch."""
-    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+    ``(1 − w)·CE(z, y) + w·KL(softmax(t) ‖ softmax(z))`` with t the teacher's logits (:func:`distill_loss`)."""
     gen = torch.Generator().manual_seed(seed)
     net = rt.wrap(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(1, epochs))
-    avg = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(average)) if average else None
     start = 0
     if state is not None:
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
         gen.set_state(state["generator"])
         start = int(state["epoch"])
-        if avg is not None and state.get("average"):
-            avg.load_state_dict(state["average"])
     loss_fn = nn.CrossEntropyLoss()
     per_epoch = math.ceil(len(rt.shard(torch.arange(len(x)))) / batch_size)
     with progress_bar(total=epochs * per_epoch, initial=min(start, epochs) * per_epoch, desc=desc, unit="batch",
@@ -100,23 +88,13 @@ def fit(model: nn.Module, prep: Callable, x: torch.Tensor, y: torch.Tensor, epoc
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                if avg is not None:
-                    avg.update_parameters(model)
                 bar.update(1)
                 bar.set_postfix(loss=f"{loss.item():.3f}")
             sched.step()
             rt.sync_buffers(model)
             if after_epoch is not None:
-                after_epoch(epoch + 1, opt, sched, gen, None if avg is None else avg.state_dict())
+                after_epoch(epoch + 1, opt, sched, gen)
     model.eval()
-    return avg
-
-
-@torch.no_grad()
-def use_average(model: nn.Module, avg) -> None:
-    """Copy the averaged parameters of :func:`fit`'s ``AveragedModel`` into ``model`` (buffers stay)."""
-    for p, q in zip(model.parameters(), avg.module.parameters()):
-        p.copy_(q)
 
 
 def distill_loss(z: torch.Tensor, y: torch.Tensor, t: torch.Tensor, w: float) -> torch.Tensor:
@@ -156,7 +134,7 @@ def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = _T.epochs, qat
           progress: bool = _T.progress, init: tuple | None = None, runtime: Runtime | None = None,
           resume_state: dict | None = None, resume_file: str | None = None, config: dict | None = None,
           on_epoch: Callable | None = None, model: nn.Module | None = None,
-          distill: float = _T.distill, average: float = _T.average) -> tuple[QuantNet, nn.Module, dict]:
+          distill: float = _T.distill) -> tuple[QuantNet, nn.Module, dict]:
     """Train the float ANN and the quantized ANN; returns (qann, float_net, metrics), on the CPU.
 
     ``model``: a float model the user wrote (:mod:`fastsnn_lava.user_model`) whose spec is ``spec``;
@@ -167,8 +145,6 @@ def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = _T.epochs, qat
     ``resume_file``: where rank 0 writes the resume state after every epoch (with ``config``).
     ``on_epoch(phase, epoch)``: called on every rank after each completed epoch.
     ``distill``: weight of the float ANN's outputs in the QAT loss (knowledge distillation, :func:`distill_loss`).
-    ``average``: decay of the QAT's moving average of the QANN's parameters (0: off); the QANN returned is the
-    average, ``metrics["qann_test_accuracy_float_forward_unaveraged"]`` the last parameters' accuracy.
     """
     rt = runtime or Runtime(torch.device("cpu"))
     set_seed(seed)
@@ -189,11 +165,11 @@ def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = _T.epochs, qat
         return float_net(a.float() / ds.input_max)
 
     def saver(phase: str, model_states: Callable):
-        def after(epoch, opt, sched, gen, averaged):
+        def after(epoch, opt, sched, gen):
             if resume_file and rt.main:
                 fs, qs = model_states()
                 resume.save(resume_file, config or {}, phase, epoch, fs, qs, opt.state_dict(), sched.state_dict(),
-                            gen.get_state(), metrics, averaged)
+                            gen.get_state(), metrics)
             if on_epoch is not None:
                 on_epoch(phase, epoch)
         return after
@@ -229,13 +205,10 @@ def train(ds: Dataset, spec: list[dict], bits: int, epochs: int = _T.epochs, qat
                 set_user_clips(qann, user_clips)  # the clips α of the user's own activation quantizers
             metrics["qann_test_accuracy_after_calibration"] = accuracy(qann, xt.float(), yt)
             st = None
-        avg = fit(qann, lambda a: a.float(), x, y, qat_epochs, qat_lr, batch_size, f"QAT {bits}-bit", seed + 1, rt,
-                  progress, ds.augment, state=st, after_epoch=saver("qat", lambda: (float_net.state_dict(),
-                                                                                   qann.state_dict())),
-                  teacher=torch.no_grad()(float_forward), distill=distill, average=average)
-        if avg is not None:
-            metrics["qann_test_accuracy_float_forward_unaveraged"] = accuracy(qann, xt.float(), yt)
-            use_average(qann, avg)
+        fit(qann, lambda a: a.float(), x, y, qat_epochs, qat_lr, batch_size, f"QAT {bits}-bit", seed + 1, rt,
+             progress, ds.augment, state=st, after_epoch=saver("qat", lambda: (float_net.state_dict(),
+                                                                              qann.state_dict())),
+             teacher=torch.no_grad()(float_forward), distill=distill)
         metrics["qann_test_accuracy_float_forward"] = accuracy(qann, xt.float(), yt)
     metrics["float_test_accuracy"] = accuracy(float_forward, xt, yt)
     if rt.distributed:

@@ -7,15 +7,14 @@ the same recipe on Fashion-MNIST, ``<out>/fashion_<net>_<stage>.pt``, for the RE
    QANN at the last bit width and no QAT;
 2. one stage per bit width in ``--bits`` (e.g. ``3,2``): QAT started from the previous stage
    (``--init``: progressive precision), ``--qat-epochs`` epochs at ``--qat-lr`` (Adam, cosine), the
-   float ANN distilled into the QANN with weight ``--distill`` (``fastsnn-train --distill``), and with
-   ``--average D`` the saved QANN the moving average of its parameters (``fastsnn-train --average``); each
-   of the four takes one value or one per stage. A bit width may repeat (``3,2,2``: a second 2-bit
+   float ANN distilled into the QANN with weight ``--distill`` (``fastsnn-train --distill``); each of
+   the three takes one value or one per stage. A bit width may repeat (``3,2,2``: a second 2-bit
    stage continues the first, e.g. longer and distilled harder); the last stage of a bit width writes
    ``<prefix>_<net>_b<b>.pt``, an earlier one ``<prefix>_<net>_b<b>_stage<i>.pt`` (i counts from 1).
 
 A finished stage is skipped; an interrupted one continues from its ``.resume`` file, so the same
 command run again (in a later session) picks up where the last one stopped; a stage on disk trained with
-other settings than the command's (epochs, learning rate, distillation, averaging, bit width, the stage it started
+other settings than the command's (epochs, learning rate, distillation, bit width, the stage it started
 from, seed, batch size) is refused (exit 2) rather than taken for this one. ``--net resnet20`` is
 the CIFAR ResNet-20 of ``benchmarks/models/cifar_resnet.py`` (option-A shortcuts, raw-zero padding
 of the input, ImageNet normalisation in forward); ``--published FILE`` starts its float stage from a
@@ -48,9 +47,7 @@ PREFIX = {"cifar10": "cifar10", "fashion-mnist": "fashion"}  # dataset: its chec
 RESNET = "benchmarks/models/cifar_resnet.py:resnet"  # relative to the repository root (the script runs there)
 
 
-SETTINGS = ("dataset", "bits", "seed", "batch_size", "epochs", "qat_epochs", "lr", "qat_lr", "distill", "average",
-            "init")
-UNRECORDED = {"average": 0.0}  # what a checkpoint or resume file that does not record the key was trained with
+SETTINGS = ("dataset", "bits", "seed", "batch_size", "epochs", "qat_epochs", "lr", "qat_lr", "distill", "init")
 
 
 def check_settings(path: Path, recorded: dict, asked: dict) -> None:
@@ -65,8 +62,8 @@ def check_settings(path: Path, recorded: dict, asked: dict) -> None:
             continue  # not asked; or the float stage, whose bit width only sets its unused QANN
         if key == "init":
             have, want = name(recorded.get("init_from", recorded.get("init"))), name(asked[key])
-        elif key in recorded or key in UNRECORDED:  # older checkpoints lack some keys: not held against them
-            have, want = recorded.get(key, UNRECORDED.get(key)), asked[key]
+        elif key in recorded:  # older checkpoints lack some keys: not held against them
+            have, want = recorded[key], asked[key]
         else:
             continue
         if have != want:
@@ -121,8 +118,6 @@ def chain():
     ap.add_argument("--qat-epochs", default="3", help="QAT epochs, one number or one per bit width")
     ap.add_argument("--qat-lr", default="0.0005", help="QAT learning rate, one or one per bit width")
     ap.add_argument("--distill", default="0.5", help="distillation weight, one or one per bit width")
-    ap.add_argument("--average", default="0", help="QAT weight averaging decay (fastsnn-train --average), one or "
-                    "one per bit width (0: off)")
     ap.add_argument("--batch-size", type=int, default=128)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=2)
@@ -130,9 +125,8 @@ def chain():
     a = ap.parse_args()
     os.chdir(ROOT)
     bits = [int(b) for b in a.bits.split(",")]
-    qat, qat_lr, distill, average = (per_stage(value, kind, len(bits), flag) for value, kind, flag in (
-        (a.qat_epochs, int, "--qat-epochs"), (a.qat_lr, float, "--qat-lr"), (a.distill, float, "--distill"),
-        (a.average, float, "--average")))
+    qat, qat_lr, distill = (per_stage(value, kind, len(bits), flag) for value, kind, flag in (
+        (a.qat_epochs, int, "--qat-epochs"), (a.qat_lr, float, "--qat-lr"), (a.distill, float, "--distill")))
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if a.net == "resnet20":
@@ -150,7 +144,7 @@ def chain():
         last = b not in bits[i + 1:]  # the last stage of this bit width writes the table's file
         path = out / (f"{pre}_{a.net}_b{b}.pt" if last else f"{pre}_{a.net}_b{b}_stage{i + 1}.pt")
         meta = stage(path, Path(str(path) + ".resume"), bits=b, init=str(prev), qat_epochs=epochs, qat_lr=qat_lr[i],
-                     distill=distill[i], average=average[i], **common)
+                     distill=distill[i], **common)
         print(json.dumps({"stage": f"{b}-bit", "float": meta["float_test_accuracy"], "qann": meta["qann_test_accuracy"],
                           "seconds": meta["train_seconds"]}), flush=True)
         prev = path

@@ -168,14 +168,14 @@ def test_training_chain_stages_repeat_a_bit_width_with_their_own_settings(tmp_pa
     monkeypatch.setattr(script, "stage", stage)
     monkeypatch.chdir(tmp_path)  # main() moves to the repository root: restored afterwards
     argv = ["train_cifar10.py", "--net", "cnn5", "--bits", "3,2,2", "--qat-epochs", "3,10,30", "--qat-lr", "0.0005",
-            "--distill", "0.5,0.5,0.9", "--average", "0,0,0.999", "--out", str(tmp_path)]
+            "--distill", "0.5,0.5,0.9", "--out", str(tmp_path)]
     monkeypatch.setattr("sys.argv", argv)
     script.main()
     names = [name for name, _ in calls]
     assert names == ["cifar10_cnn5_float.pt", "cifar10_cnn5_b3.pt", "cifar10_cnn5_b2_stage2.pt", "cifar10_cnn5_b2.pt"]
     assert [Path(kw["init"]).name for _, kw in calls[1:]] == names[:-1]
-    assert [(kw["bits"], kw["qat_epochs"], kw["qat_lr"], kw["distill"], kw["average"]) for _, kw in calls[1:]] == [
-        (3, 3, 0.0005, 0.5, 0.0), (2, 10, 0.0005, 0.5, 0.0), (2, 30, 0.0005, 0.9, 0.999)]
+    assert [(kw["bits"], kw["qat_epochs"], kw["qat_lr"], kw["distill"]) for _, kw in calls[1:]] == [
+        (3, 3, 0.0005, 0.5), (2, 10, 0.0005, 0.5), (2, 30, 0.0005, 0.9)]
     for flag, value, word in (("--distill", "0.5,0.9", "2 values for 3 stages"), ("--qat-lr", "1e-3,x,1", "numbers")):
         monkeypatch.setattr("sys.argv", argv + [flag, value])
         with pytest.raises(SystemExit) as e:
@@ -202,12 +202,10 @@ def test_training_chain_refuses_a_finished_or_interrupted_stage_trained_with_oth
     monkeypatch.setattr(checkpoint, "load", lambda path: (None, None, dict(recorded)))
     out, res = tmp_path / "cifar10_cnn5_b2.pt", tmp_path / "cifar10_cnn5_b2.pt.resume"
     out.write_bytes(b"")
-    asked = dict(dataset="cifar10", bits=2, seed=0, batch_size=128, qat_epochs=30, distill=0.9, qat_lr=0.0005, average=0.0,
+    asked = dict(dataset="cifar10", bits=2, seed=0, batch_size=128, qat_epochs=30, distill=0.9, qat_lr=0.0005,
                  init=str(tmp_path / "cifar10_cnn5_b2_stage2.pt"), arch="cnn5", threads=2)
     assert script.stage(out, res, **asked)["qann_test_accuracy"] == 0.8  # same settings: skipped
-    # a checkpoint that does not record "average" was trained without it: asking for averaging is a mismatch
-    for key, value in (("qat_epochs", 20), ("distill", 0.5), ("average", 0.999),
-                       ("init", str(tmp_path / "cifar10_cnn5_b2_stage3.pt"))):
+    for key, value in (("qat_epochs", 20), ("distill", 0.5), ("init", str(tmp_path / "cifar10_cnn5_b2_stage3.pt"))):
         with pytest.raises(SystemExit) as e:
             script.stage(out, res, **{**asked, key: value})
         err = capsys.readouterr().err
