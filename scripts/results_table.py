@@ -152,7 +152,10 @@ def _training(src: Path) -> dict:
     chain, seconds, path = [], 0.0, src
     while path is not None and Path(path).exists() and len(chain) < 8:
         m = load(str(path))[2]
-        chain.append(f"{m['bits']}-bit" if m.get("init_from") else "float")
+        if m.get("init_from") or m.get("qat_epochs"):  # a QAT stage (a run from scratch: float, then QAT)
+            chain.append(f"{m['bits']}-bit")
+        if not m.get("init_from"):
+            chain.append("float")
         seconds += float(m.get("train_seconds", 0.0))
         path = m.get("init_from")
     return {"float": meta.get("float_test_accuracy"), "distill": meta.get("distill", 0.0),

@@ -38,3 +38,16 @@ def test_results_table_reuses_derived_files_only_from_the_checkpoint_as_it_is_no
     assert rt._ft_record(tuned, "layerwise", "digits", source=src, **settings) is None
     rt._calibrated({}, src, cal, 16)  # calibrated again, from the retrained model
     assert cal.stat().st_mtime_ns != made and rt.made_from(cal, src)
+
+
+def test_training_chain_names_every_precision_step(tmp_path, repository_file):
+    """A run from scratch trains the float ANN and then its QANN: both steps, not just "float"; a float-only
+    run is "float", and a stage started from another checkpoint adds its bit width to that one's chain."""
+    rt = repository_file("scripts/results_table.py")
+    scratch, float_only, staged = tmp_path / "a.pt", tmp_path / "f.pt", tmp_path / "b.pt"
+    for path, qat, init, bits in ((scratch, 1, None, 3), (float_only, 0, None, 2), (staged, 1, scratch, 2)):
+        train("digits", "cnn", bits, str(path), epochs=0, qat_epochs=qat, progress=False, threads=1,
+              train_samples=32, init=str(init) if init else None)
+    assert rt._training(scratch)["training"]["chain"] == "float → 3-bit"
+    assert rt._training(float_only)["training"]["chain"] == "float"
+    assert rt._training(staged)["training"]["chain"] == "float → 3-bit → 2-bit"
