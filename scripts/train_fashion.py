@@ -8,7 +8,7 @@ which ``scripts/results_table.py`` reads. Equivalent CLI::
     fastsnn-train --dataset fashion-mnist --arch cnn5 --bits 4 --epochs 6 --qat-epochs 4 --batch-size 128 -o b4.pt
     fastsnn-train --dataset fashion-mnist --arch cnn5 --bits 3 --init b4.pt --qat-epochs 4 --batch-size 128 -o b3.pt
 
-Usage: .venv/bin/python scripts/train_fashion.py [--epochs 6] [--qat-epochs 4] [--out build/models]
+Usage: .venv/bin/python scripts/train_fashion.py [--epochs 6] [--qat-epochs 4] [--threads 1] [--out build/models]
 """
 from __future__ import annotations
 
@@ -32,12 +32,14 @@ def main():
     ap.add_argument("--bits", default="4,3,2")
     ap.add_argument("--out", default="build/models")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None,
+                    help="CPU threads (default: torch's); a fixed N repeats a seeded run exactly on one machine")
     a = ap.parse_args()
     prev = None
     for bits in map(int, a.bits.split(",")):
         path = Path(a.out) / f"fashion_{a.arch}_b{bits}.pt"
         _, _, meta = train("fashion-mnist", a.arch, bits, str(path), a.epochs, a.qat_epochs, a.seed, a.batch_size,
-                           init=prev)
+                           init=prev, threads=a.threads)
         print(json.dumps({k: meta.get(k) for k in ("bits", "float_test_accuracy", "qann_test_accuracy",
                                                     "train_seconds", "init_from")}), flush=True)
         prev = str(path)
