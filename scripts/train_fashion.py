@@ -35,8 +35,29 @@ def main():
     ap.add_argument("--threads", type=int, default=None,
                     help="CPU threads (default: torch's); a fixed N repeats a seeded run exactly on one machine")
     a = ap.parse_args()
+    try:
+        widths = [int(b) for b in a.bits.split(",")]
+    except ValueError:
+        refuse(f"--bits takes comma-separated bit widths such as 4,3,2, got {a.bits!r}")
+    if a.threads is not None and a.threads < 1:
+        refuse(f"--threads must be at least 1, got {a.threads}")
+    from fastsnn_lava.errors import FastSNNError
+    try:
+        chain(a, widths)
+    except FastSNNError as e:  # an unknown --arch, missing data, …: one line, like a bad option
+        refuse(" ".join(str(e).split()))
+
+
+def refuse(message: str) -> None:
+    """A bad option or input: one line on stderr, exit 2."""
+    print(f"train_fashion.py: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+def chain(a, widths: list[int]) -> None:
+    """Train each bit width in turn, each from the one before (progressive precision)."""
     prev = None
-    for bits in map(int, a.bits.split(",")):
+    for bits in widths:
         path = Path(a.out) / f"fashion_{a.arch}_b{bits}.pt"
         _, _, meta = train("fashion-mnist", a.arch, bits, str(path), a.epochs, a.qat_epochs, a.seed, a.batch_size,
                            init=prev, threads=a.threads)
