@@ -39,12 +39,10 @@ def main():
         widths = [int(b) for b in a.bits.split(",")]
     except ValueError:
         refuse(f"--bits takes comma-separated bit widths such as 4,3,2, got {a.bits!r}")
-    if a.threads is not None and a.threads < 1:
-        refuse(f"--threads must be at least 1, got {a.threads}")
     from fastsnn_lava.errors import FastSNNError
     try:
         chain(a, widths)
-    except FastSNNError as e:  # an unknown --arch, missing data, …: one line, like a bad option
+    except FastSNNError as e:  # a bad --threads, an unknown --arch, missing data, …: one line, like a bad option
         refuse(" ".join(str(e).split()))
 
 
